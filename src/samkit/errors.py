@@ -1,0 +1,24 @@
+"""samkit's exceptions: every user-facing failure is one of these, with a message that says what
+was given and what was expected."""
+
+from __future__ import annotations
+
+
+class SamkitError(Exception):
+    """Base class of every error samkit raises on purpose."""
+
+
+class CheckpointError(SamkitError):
+    """A checkpoint file cannot be used: unreadable, not a checkpoint, wrong keys or shapes."""
+
+
+class DownloadError(SamkitError):
+    """Weights could not be fetched (offline, HTTP error, hash mismatch)."""
+
+
+class PromptError(SamkitError, ValueError):
+    """Prompts of a shape or type samkit does not accept."""
+
+
+class SourceError(SamkitError, ValueError):
+    """An image / video source that cannot be read."""

@@ -1,0 +1,201 @@
+"""Model variants: architecture configs, weight specs (url, sha256, size) and aliases.
+
+Everything a variant needs to be built or fetched lives here as frozen data; builders in
+:mod:`samkit.build` turn a :class:`SamConfig` into a network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Plain ViT image encoder (SAM ViT-B/L/H) with windowed and global attention."""
+
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    patch_size: int = 16
+    window_size: int = 14
+    mlp_ratio: float = 4.0
+    img_size: int = 1024
+    out_chans: int = 256
+    qkv_bias: bool = True
+    use_rel_pos: bool = True
+
+    @property
+    def kind(self) -> str:
+        return "vit"
+
+
+@dataclass(frozen=True)
+class TinyViTConfig:
+    """TinyViT image encoder (MobileSAM)."""
+
+    embed_dims: tuple[int, ...] = (64, 128, 160, 320)
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (2, 4, 5, 10)
+    window_sizes: tuple[int, ...] = (7, 7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    img_size: int = 1024
+    out_chans: int = 256
+
+    @property
+    def kind(self) -> str:
+        return "tiny_vit"
+
+
+EncoderConfig = ViTConfig | TinyViTConfig
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """Everything needed to build a SAM network: encoder config plus prompt encoder and decoder."""
+
+    encoder: EncoderConfig = field(default_factory=ViTConfig)
+    prompt_embed_dim: int = 256
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_num_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    num_multimask_outputs: int = 3
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    pixel_mean: tuple[float, float, float] = PIXEL_MEAN
+    pixel_std: tuple[float, float, float] = PIXEL_STD
+
+    @property
+    def image_size(self) -> int:
+        return self.encoder.img_size
+
+    @property
+    def image_embedding_size(self) -> int:
+        """Side of the square image embedding grid (64 for the official models)."""
+        if isinstance(self.encoder, ViTConfig):
+            return self.encoder.img_size // self.encoder.patch_size
+        return self.encoder.img_size // 16
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where the official checkpoint of a variant lives and how to verify it."""
+
+    filename: str
+    url: str
+    sha256: str
+    size: int | None = None  # bytes; None when only approximately known
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    aliases: tuple[str, ...]
+    config: SamConfig
+    weights: WeightSpec
+    description: str = ""
+
+
+VIT_B = ViTConfig(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11))
+VIT_L = ViTConfig(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23))
+VIT_H = ViTConfig(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31))
+TINY_VIT = TinyViTConfig()
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            name="sam_b",
+            aliases=("vit_b",),
+            config=SamConfig(encoder=VIT_B),
+            weights=WeightSpec(
+                filename="sam_vit_b_01ec64.pth",
+                url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+                sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+                size=375_042_383,
+            ),
+            description="SAM ViT-B (Meta)",
+        ),
+        Variant(
+            name="sam_l",
+            aliases=("vit_l",),
+            config=SamConfig(encoder=VIT_L),
+            weights=WeightSpec(
+                filename="sam_vit_l_0b3195.pth",
+                url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+                sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+                size=None,
+            ),
+            description="SAM ViT-L (Meta)",
+        ),
+        Variant(
+            name="sam_h",
+            aliases=("vit_h", "default"),
+            config=SamConfig(encoder=VIT_H),
+            weights=WeightSpec(
+                filename="sam_vit_h_4b8939.pth",
+                url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+                sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+                size=2_564_550_879,
+            ),
+            description="SAM ViT-H (Meta)",
+        ),
+        Variant(
+            name="mobile_sam",
+            aliases=("vit_t",),
+            config=SamConfig(encoder=TINY_VIT),
+            weights=WeightSpec(
+                filename="mobile_sam.pt",
+                url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+                sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+                size=40_728_226,
+            ),
+            description="MobileSAM (TinyViT encoder)",
+        ),
+    )
+}
+
+# Ultralytics redistributes the same state dicts under these file names.
+ULTRALYTICS_FILES: dict[str, str] = {
+    "sam_b.pt": "sam_b",
+    "sam_l.pt": "sam_l",
+    "sam_h.pt": "sam_h",
+    "mobile_sam.pt": "mobile_sam",
+}
+
+
+def _alias_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for v in VARIANTS.values():
+        table[v.name] = v.name
+        for alias in v.aliases:
+            table[alias] = v.name
+        table[v.weights.filename] = v.name
+    table.update(ULTRALYTICS_FILES)
+    return table
+
+
+ALIASES: dict[str, str] = _alias_table()
+
+
+def get_variant(name: str) -> Variant:
+    """Look a variant up by name, alias or official / Ultralytics file name."""
+    key = ALIASES.get(name) or ALIASES.get(name.lower())
+    if key is None:
+        known = ", ".join(sorted(ALIASES))
+        raise KeyError(f"unknown model {name!r}; known names: {known}")
+    return VARIANTS[key]
+
+
+def find_variant(config: SamConfig) -> Variant | None:
+    """The registered variant whose architecture equals ``config``, if any."""
+    for v in VARIANTS.values():
+        if v.config == config:
+            return v
+    return None
