@@ -1,0 +1,43 @@
+"""samkit: promptable image segmentation with the Segment Anything family.
+
+The public API is imported lazily so that ``import samkit`` stays cheap and works without
+torch installed (the ONNX Runtime backend needs only numpy, opencv and onnxruntime).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "SamConfig": "samkit.registry",
+    "ViTConfig": "samkit.registry",
+    "TinyViTConfig": "samkit.registry",
+    "VARIANTS": "samkit.registry",
+    "SamkitError": "samkit.errors",
+    "CheckpointError": "samkit.errors",
+    "DownloadError": "samkit.errors",
+    "PromptError": "samkit.errors",
+    "build_sam": "samkit.build",
+    "sam_model_registry": "samkit.build",
+    "Sam": "samkit.modeling.sam",
+    "SamPredictor": "samkit.predictor",
+    "model_summary": "samkit.summary",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'samkit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
