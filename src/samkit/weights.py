@@ -1,0 +1,514 @@
+"""Checkpoints: resolve a name or path, cache, download (progress, resume, hash), safe load, and
+recognise the architecture from the tensors.
+
+Cache location: ``$SAMKIT_HOME`` if set, else ``$XDG_CACHE_HOME/samkit``, else ``~/.cache/samkit``.
+Mirror: ``$SAMKIT_WEIGHTS_URL`` replaces the host of every official URL (``<base>/<file name>``).
+
+Concurrency: a download writes to ``<dest>.part`` while holding an exclusive ``fcntl`` lock on
+``<dest>.lock``; a second process waits for the lock, then finds the finished file and returns
+it. On platforms without ``fcntl`` (Windows) there is no lock, and two simultaneous downloads of
+the same file may interfere; the hash check still refuses a corrupted result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import http.client
+import os
+import re
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from samkit import __version__, registry
+from samkit.errors import CheckpointError, DownloadError
+from samkit.registry import SamConfig, TinyViTConfig, ViTConfig
+
+try:  # POSIX only; see the module docstring for what happens without it.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "cache_dir",
+    "download_file",
+    "infer_config",
+    "load_state_dict",
+    "resolve_checkpoint",
+    "sha256sum",
+]
+
+# Errors that mean "the network did not deliver": reported as offline / failed downloads.
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
+
+
+def cache_dir() -> Path:
+    """Directory where downloaded checkpoints live (not created here)."""
+    home = os.environ.get("SAMKIT_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "samkit"
+    return Path.home() / ".cache" / "samkit"
+
+
+def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks of ``chunk_size`` bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving names and paths
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_checkpoint(
+    model: str | os.PathLike[str], *, download: bool = True, progress: bool = True
+) -> Path:
+    """The local checkpoint file for ``model``, downloading it into :func:`cache_dir` if needed.
+
+    ``model`` is an existing file (used as is, no hash check), or a variant name, alias, official
+    file name or Ultralytics file name (``"sam_b"``, ``"vit_h"``, ``"sam_vit_b_01ec64.pth"``,
+    ``"sam_b.pt"``), which maps to ``cache_dir() / <official file name>``.
+
+    Raises:
+        CheckpointError: ``model`` is neither an existing file nor a known model name.
+        DownloadError: the file is not cached and could not be downloaded (or ``download`` is
+            False); the message says where to put the file by hand.
+    """
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise CheckpointError(f"checkpoint {str(model)!r} is a directory, not a file")
+    try:
+        variant = registry.get_variant(str(model))
+    except KeyError:
+        raise CheckpointError(_unknown_model_message(str(model))) from None
+
+    spec = variant.weights
+    dest = cache_dir() / spec.filename
+    if dest.is_file():
+        return dest
+    url = _weights_url(spec.filename, spec.url)
+    hint = f"put {spec.filename} at {dest} (or set SAMKIT_HOME)"
+    if not download:
+        raise DownloadError(
+            f"{variant.name} weights are not cached and downloading is disabled (offline mode); "
+            f"download {url} and {hint}"
+        )
+    try:
+        return download_file(url, dest, sha256=spec.sha256, size=spec.size, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}\nTo install the weights by hand, {hint}") from exc
+
+
+def _weights_url(filename: str, official_url: str) -> str:
+    base = os.environ.get("SAMKIT_WEIGHTS_URL")
+    return f"{base.rstrip('/')}/{filename}" if base else official_url
+
+
+def _unknown_model_message(name: str) -> str:
+    known = sorted(registry.ALIASES)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"checkpoint {name!r} does not exist and is not a known model name.{suggestion} "
+        f"Known names: {', '.join(known)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading
+# --------------------------------------------------------------------------------------------
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None,
+    size: int | None,
+    progress: bool = True,
+    chunk_size: int = 1 << 20,
+    timeout: float = 30,
+) -> Path:
+    """Download ``url`` to ``dest`` with resume, progress bar and verification.
+
+    Bytes go to ``<dest>.part``; an existing ``.part`` is resumed with an HTTP ``Range`` request.
+    After the transfer the size (if ``size`` is given) and SHA-256 (if ``sha256`` is given) are
+    checked; only then is the ``.part`` atomically renamed to ``dest``. A mismatch deletes the
+    ``.part``. An interrupted transfer keeps it, so the next call resumes.
+
+    Raises:
+        DownloadError: network failure, HTTP error, or size / hash mismatch.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+    with _file_lock(dest.with_suffix(dest.suffix + ".lock")):
+        if dest.is_file() and _problem(dest, sha256, size) is None:
+            return dest  # another process finished it while we waited for the lock
+        for _ in range(2):  # the second round restarts from zero after a useless .part
+            if _fetch(url, part, size, progress, chunk_size, timeout):
+                break
+            part.unlink(missing_ok=True)
+        problem = _problem(part, sha256, size)
+        if problem is not None:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"downloaded {dest.name} from {url} is corrupt: {problem}")
+        os.replace(part, dest)
+    return dest
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock on ``lock_path`` (no-op without ``fcntl``)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _problem(path: Path, sha256: str | None, size: int | None) -> str | None:
+    """Why ``path`` does not match the expected size / hash, or None when it does."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        return f"expected {size} bytes, got {actual_size} bytes"
+    if sha256 is not None:
+        actual = sha256sum(path)
+        if actual.lower() != sha256.lower():
+            return f"expected sha256 {sha256.lower()}, got sha256 {actual}"
+    return None
+
+
+def _fetch(
+    url: str, part: Path, size: int | None, progress: bool, chunk_size: int, timeout: float
+) -> bool:
+    """Bring ``part`` to the end of the remote file, resuming it if it exists.
+
+    Returns False when the existing ``.part`` cannot be resumed and must be restarted from zero
+    (server answered 416 with a ``.part`` that is not the complete file).
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    if size is not None and offset == size:
+        return True  # already complete; the caller verifies it
+    request = urllib.request.Request(url, headers={"User-Agent": f"samkit/{__version__}"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            # Range not satisfiable: the .part is the whole file already, or junk.
+            return size is None
+        raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    except _NETWORK_ERRORS as exc:
+        raise DownloadError(f"download of {url} failed (offline?): {_reason(exc)}") from exc
+
+    with response:
+        if offset and (response.status != 206 or _range_start(response) != offset):
+            offset = 0  # the server ignored the range: start again from the first byte
+        length = response.headers.get("Content-Length")
+        expected = offset + int(length) if length and length.isdigit() else size
+        with open(part, "ab" if offset else "wb") as out:
+            received = _stream(response, out, offset, expected, part.name, progress, chunk_size)
+    if expected is not None and received < expected:
+        raise DownloadError(
+            f"download of {url} was interrupted after {received} of {expected} bytes; "
+            f"run again to resume from {part}"
+        )
+    return True
+
+
+def _range_start(response: http.client.HTTPResponse) -> int | None:
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _stream(
+    response: http.client.HTTPResponse,
+    out: IO[bytes],
+    offset: int,
+    total: int | None,
+    desc: str,
+    progress: bool,
+    chunk_size: int,
+) -> int:
+    """Copy the body of ``response`` to ``out``; returns the file's size afterwards."""
+    from tqdm.auto import tqdm
+
+    received = offset
+    bar = tqdm(
+        total=total,
+        initial=offset,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        disable=None if progress else True,  # None: hide the bar when not on a terminal
+    )
+    with bar:
+        while True:
+            try:
+                chunk = response.read(chunk_size)
+            except _NETWORK_ERRORS as exc:
+                out.flush()
+                raise DownloadError(
+                    f"download of {response.geturl()} was interrupted after {received} bytes "
+                    f"({_reason(exc)}); run again to resume from {out.name}"
+                ) from exc
+            if not chunk:
+                return received
+            out.write(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason is not None else f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``, tensors mapped to the CPU).
+
+    A dict nested under ``"model"`` or ``"state_dict"`` is unwrapped and a ``"module."`` prefix
+    carried by every key (DataParallel) is stripped. Returns a ``dict[str, torch.Tensor]``.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it; never falls back to unsafe
+            unpickling.
+    """
+    import pickle
+
+    import torch
+
+    file = Path(path)
+    if not file.exists():
+        raise CheckpointError(f"checkpoint {file} does not exist")
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file} is not a file")
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {file} is empty (0 bytes; an interrupted download?)")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"checkpoint {file} contains arbitrary Python objects; samkit loads weights only "
+                "(re-save it with torch.save(model.state_dict(), path))"
+            ) from exc
+        raise CheckpointError(
+            f"checkpoint {file} is not a readable PyTorch checkpoint (truncated or corrupt?)"
+        ) from exc
+    except Exception as exc:  # zipfile, EOF, OSError, RuntimeError... all mean unreadable
+        raise CheckpointError(
+            f"checkpoint {file} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return _as_state_dict(obj, file)
+
+
+def _as_state_dict(obj: object, file: Path) -> dict[str, Any]:
+    import torch
+
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"checkpoint {file} is not a state dict: it holds a {type(obj).__name__}, "
+            "expected a dict of tensors"
+        )
+    if not obj:
+        raise CheckpointError(f"checkpoint {file} is not a state dict: it is an empty dict")
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint {file} is not a state dict: entry {key!r} is a "
+                f"{type(value).__name__}, expected a tensor"
+            )
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# Recognising the architecture
+# --------------------------------------------------------------------------------------------
+
+_ENC = "image_encoder."
+
+
+def infer_config(state_dict: Mapping[str, Any]) -> SamConfig:
+    """The :class:`SamConfig` whose network has exactly these tensors (names and shapes).
+
+    Works for Meta's ViT encoders and MobileSAM's TinyViT, official or custom sizes, from the
+    tensors alone. ``decoder_num_heads`` cannot be read from tensors (the heads split one
+    projection) and is set to 8, the value of every published SAM decoder; the image size of a
+    TinyViT encoder is likewise not stored and is taken as 1024; pixel mean / std come from the
+    ``pixel_mean`` / ``pixel_std`` tensors if present, else the SAM defaults.
+
+    Raises:
+        CheckpointError: the tensors are not those of a SAM network.
+    """
+    sd = state_dict
+    try:
+        if f"{_ENC}patch_embed.proj.weight" in sd and f"{_ENC}blocks.0.norm1.weight" in sd:
+            encoder: ViTConfig | TinyViTConfig = _infer_vit(sd)
+        elif f"{_ENC}layers.0.blocks.0.conv1.c.weight" in sd:
+            encoder = _infer_tiny_vit(sd)
+        else:
+            sample = ", ".join(list(sd)[:5]) or "none"
+            raise CheckpointError(
+                f"not a SAM checkpoint: no image_encoder.* tensors found (found keys like {sample})"
+            )
+        pe, md = "prompt_encoder.", "mask_decoder."
+        return SamConfig(
+            encoder=encoder,
+            prompt_embed_dim=_shape(sd, f"{pe}no_mask_embed.weight")[1],
+            mask_in_chans=_shape(sd, f"{pe}mask_downscaling.3.weight")[0],
+            decoder_depth=_count(sd, f"{md}transformer.layers."),
+            decoder_num_heads=8,
+            decoder_mlp_dim=_shape(sd, f"{md}transformer.layers.0.mlp.lin1.weight")[0],
+            num_multimask_outputs=_shape(sd, f"{md}mask_tokens.weight")[0] - 1,
+            iou_head_depth=_count(sd, f"{md}iou_prediction_head.layers.", suffix="weight"),
+            iou_head_hidden_dim=_shape(sd, f"{md}iou_prediction_head.layers.0.weight")[0],
+            pixel_mean=_rgb(sd, "pixel_mean", registry.PIXEL_MEAN),
+            pixel_std=_rgb(sd, "pixel_std", registry.PIXEL_STD),
+        )
+    except (AttributeError, IndexError, ValueError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"not a SAM checkpoint: unexpected tensor shapes ({exc})") from exc
+
+
+def _shape(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise CheckpointError(f"not a SAM checkpoint: tensor {key!r} is missing")
+    return tuple(int(s) for s in sd[key].shape)
+
+
+def _rgb(
+    sd: Mapping[str, Any], key: str, default: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """Per-channel statistics stored as a (3, 1, 1) buffer, or ``default`` when absent."""
+    if key not in sd:
+        return default
+    r, g, b = (float(x) for x in sd[key].flatten())
+    return (r, g, b)
+
+
+def _count(sd: Mapping[str, Any], prefix: str, suffix: str = "") -> int:
+    """Number of distinct ``<prefix><i>.`` indexes (optionally only keys ``<prefix><i>.<suffix>``)."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\." + re.escape(suffix))
+    indexes = {int(m.group(1)) for k in sd if (m := pattern.match(k))}
+    if not indexes:
+        raise CheckpointError(f"not a SAM checkpoint: no tensors named {prefix}<i>.*")
+    if indexes != set(range(len(indexes))):
+        raise CheckpointError(f"not a SAM checkpoint: {prefix}<i> indexes are not 0..n-1")
+    return len(indexes)
+
+
+def _infer_vit(sd: Mapping[str, Any]) -> ViTConfig:
+    embed_dim, _, patch, _ = _shape(sd, f"{_ENC}patch_embed.proj.weight")
+    _, grid, _, _ = _shape(sd, f"{_ENC}pos_embed")
+    depth = _count(sd, f"{_ENC}blocks.")
+    if f"{_ENC}blocks.0.attn.rel_pos_h" not in sd:
+        raise CheckpointError(
+            "unsupported ViT checkpoint: without relative position tensors (attn.rel_pos_h) "
+            "the number of heads and the attention windows cannot be recognised"
+        )
+    head_dim = _shape(sd, f"{_ENC}blocks.0.attn.rel_pos_h")[1]
+    global_blocks, windows = [], set()
+    for i in range(depth):
+        length = _shape(sd, f"{_ENC}blocks.{i}.attn.rel_pos_h")[0]
+        if length == 2 * grid - 1:
+            global_blocks.append(i)
+        else:
+            windows.add((length + 1) // 2)
+    if len(windows) > 1:
+        raise CheckpointError(f"unsupported ViT checkpoint: several window sizes {sorted(windows)}")
+    return ViTConfig(
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=embed_dim // head_dim,
+        global_attn_indexes=tuple(global_blocks),
+        patch_size=patch,
+        window_size=windows.pop() if windows else ViTConfig.window_size,
+        mlp_ratio=_shape(sd, f"{_ENC}blocks.0.mlp.lin1.weight")[0] / embed_dim,
+        img_size=grid * patch,
+        out_chans=_shape(sd, f"{_ENC}neck.0.weight")[0],
+        qkv_bias=f"{_ENC}blocks.0.attn.qkv.bias" in sd,
+        use_rel_pos=True,
+    )
+
+
+def _infer_tiny_vit(sd: Mapping[str, Any]) -> TinyViTConfig:
+    hidden, first_dim = _shape(sd, f"{_ENC}layers.0.blocks.0.conv1.c.weight")[:2]
+    embed_dims, depths, heads, windows = [first_dim], [], [], []
+    for k in range(_count(sd, f"{_ENC}layers.")):
+        block = f"{_ENC}layers.{k}.blocks.0."
+        depths.append(_count(sd, f"{_ENC}layers.{k}.blocks."))
+        if k == 0:
+            continue
+        embed_dims.append(_shape(sd, f"{block}attn.qkv.weight")[1])
+        n_heads, n_offsets = _shape(sd, f"{block}attn.attention_biases")
+        window = round(n_offsets**0.5)
+        if window * window != n_offsets:
+            raise CheckpointError(
+                f"not a TinyViT checkpoint: {block}attn.attention_biases has {n_offsets} "
+                "offsets, not a square number"
+            )
+        heads.append(n_heads)
+        windows.append(window)
+    if len(embed_dims) < 2:
+        raise CheckpointError("unsupported TinyViT checkpoint: no attention stages")
+    attn = f"{_ENC}layers.1.blocks.0."
+    return TinyViTConfig(
+        embed_dims=tuple(embed_dims),
+        depths=tuple(depths),
+        # Stage 0 is convolutional; its head count and window are not stored. TinyViT's
+        # constructors give it the values of stage 1 (MobileSAM: 2 heads / window 7 are unused).
+        num_heads=(_stage0_heads(first_dim, embed_dims[1], heads[0]), *heads),
+        window_sizes=(windows[0], *windows),
+        mlp_ratio=_shape(sd, f"{attn}mlp.fc1.weight")[0] / embed_dims[1],
+        mbconv_expand_ratio=hidden / first_dim,
+        local_conv_size=_shape(sd, f"{attn}local_conv.c.weight")[-1],
+        out_chans=_shape(sd, f"{_ENC}neck.0.weight")[0],
+    )
+
+
+def _stage0_heads(dim0: int, dim1: int, heads1: int) -> int:
+    """Heads of the convolutional stage 0 (unused; by convention the same head width as stage 1)."""
+    head_dim = dim1 // heads1
+    return max(1, dim0 // head_dim)
