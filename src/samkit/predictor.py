@@ -1,0 +1,240 @@
+"""The engine: encode an image once, answer many prompts from the cached embedding.
+
+``SamPredictor`` is a drop-in for Meta's: ``set_image`` / ``predict`` take NumPy in the
+original image frame, ``predict_torch`` takes batched tensors already in the input frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from samkit import transforms
+from samkit.errors import PromptError, SamkitError
+from samkit.modeling import Sam
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """Everything decoding needs about one encoded image; cache it to skip the encoder.
+
+    features: (1, 256, 64, 64) image embedding. original_size / input_size: (H, W) of the
+    user's image and of the resized image inside the padded model input.
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Validate an (H, W, 3) uint8 image; grayscale (H, W) is expanded to 3 channels."""
+    if not isinstance(image, np.ndarray):
+        raise SamkitError(f"{name} must be a numpy array of shape (H, W, 3), got {type(image).__name__}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SamkitError(f"{name} must have shape (H, W, 3) (or (H, W) grayscale), got {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise SamkitError(f"{name} is empty: shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise SamkitError(f"{name} must be uint8 with values in [0, 255], got dtype {image.dtype}")
+    return image
+
+
+class SamPredictor:
+    """Encode-once / prompt-many engine over a :class:`~samkit.modeling.Sam`."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self.image_size = sam_model.image_size
+        self._state: ImageState | None = None
+
+    # ----------------------------------------------------------------- image
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._state is not None
+
+    @property
+    def features(self) -> torch.Tensor:
+        return self._require_state().features
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        return self._require_state().original_size
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._require_state().input_size
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self._state = None
+
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(H, W, 3) uint8 RGB -> normalised padded (1, 3, S, S) tensor and the input size."""
+        resized = transforms.resize_image(image, self.image_size)
+        cfg = self.model
+        mean = tuple(cfg.pixel_mean.flatten().tolist())
+        std = tuple(cfg.pixel_std.flatten().tolist())
+        x = transforms.normalize_pad(resized, self.image_size, mean, std)  # type: ignore[arg-type]
+        return torch.from_numpy(x).to(self.device), (resized.shape[0], resized.shape[1])
+
+    @torch.inference_mode()
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an (H, W, 3) uint8 image in ``image_format`` ("RGB" or "BGR")."""
+        if image_format not in ("RGB", "BGR"):
+            raise SamkitError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        image = check_image(image)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        x, input_size = self.preprocess(image)
+        features = self.model.image_encoder(x)
+        self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size)
+
+    @torch.inference_mode()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        """Meta-compatible: ``transformed_image`` (1, 3, h, w) uint8-valued RGB already resized
+        so its longest side is the model's input size."""
+        if transformed_image.ndim != 4 or transformed_image.shape[1] != 3:
+            raise SamkitError(f"transformed_image must be (1, 3, h, w), got {tuple(transformed_image.shape)}")
+        h, w = transformed_image.shape[-2:]
+        if max(h, w) != self.image_size:
+            raise SamkitError(f"transformed_image's long side must be {self.image_size}, got {(h, w)}")
+        x = (transformed_image.float().to(self.device) - self.model.pixel_mean) / self.model.pixel_std
+        x = torch.nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
+        features = self.model.image_encoder(x)
+        orig = (int(original_image_size[0]), int(original_image_size[1]))
+        self._state = ImageState(features, orig, (int(h), int(w)))
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image embedding, (1, 256, 64, 64)."""
+        return self._require_state().features
+
+    def get_image_state(self) -> ImageState:
+        """The current image's embedding and sizes, e.g. to cache on a server."""
+        return self._require_state()
+
+    def set_image_state(self, state: ImageState) -> None:
+        """Restore an image previously returned by :meth:`get_image_state` (no encoder pass)."""
+        grid = self.model.prompt_encoder.image_embedding_size
+        expected = (1, self.model.prompt_encoder.embed_dim, *grid)
+        if tuple(state.features.shape) != expected:
+            raise SamkitError(f"state.features must have shape {expected}, got {tuple(state.features.shape)}")
+        self._state = ImageState(state.features.to(self.device), state.original_size, state.input_size)
+
+    def _require_state(self) -> ImageState:
+        if self._state is None:
+            raise SamkitError("no image is set: call set_image(...) before predicting")
+        return self._state
+
+    # --------------------------------------------------------------- prompts
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prompts for one object in original-image pixels.
+
+        point_coords (K, 2) XY with point_labels (K,) (1 foreground, 0 background); box (4,)
+        XYXY; mask_input (1, 256, 256) low-res logits from a previous call.
+        Returns masks (C, H, W) bool (float logits with ``return_logits``), scores (C,) and
+        low-res logits (C, 256, 256); C = 3 with ``multimask_output`` else 1.
+        """
+        state = self._require_state()
+        coords_t = labels_t = box_t = mask_t = None
+        if point_coords is not None or point_labels is not None:
+            coords, labels = check_points(point_coords, point_labels)
+            coords = transforms.apply_coords(coords, state.original_size, self.image_size)
+            coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
+            labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
+        if box is not None:
+            box_arr = np.asarray(box, dtype=np.float64)
+            if box_arr.size != 4:
+                raise PromptError(f"box must be 4 numbers XYXY (shape (4,)), got shape {box_arr.shape}")
+            box_arr = transforms.apply_boxes(box_arr.reshape(4), state.original_size, self.image_size)
+            box_t = torch.as_tensor(box_arr, dtype=torch.float, device=self.device)[None]
+        if mask_input is not None:
+            mask_t = torch.as_tensor(check_mask_input(mask_input, 3), dtype=torch.float, device=self.device)[None]
+        masks, scores, low_res = self.predict_torch(
+            coords_t, labels_t, box_t, mask_t, multimask_output, return_logits=return_logits
+        )
+        return masks[0].cpu().numpy(), scores[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batched prompts for B objects, already in the input frame.
+
+        point_coords (B, K, 2), point_labels (B, K), boxes (B, 4), mask_input (B, 1, 256, 256).
+        Returns masks (B, C, H, W), scores (B, C), low-res logits (B, C, 256, 256).
+        """
+        state = self._require_state()
+        low_res, scores = self.decode_low_res(point_coords, point_labels, boxes, mask_input, multimask_output)
+        masks = transforms.postprocess_masks(low_res, state.input_size, state.original_size, self.image_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, scores, low_res
+
+    @torch.inference_mode()
+    def decode_low_res(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder only: low-res logits (B, C, 256, 256) and scores (B, C), no upsampling."""
+        state = self._require_state()
+        points = None
+        if point_coords is not None:
+            if point_labels is None:
+                raise PromptError("point_labels must be given with point_coords")
+            points = (point_coords, point_labels)
+        return self.model.decode(state.features, points, boxes, mask_input, multimask_output)
+
+
+def check_points(
+    point_coords: np.ndarray | None, point_labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one object's points: coords (K, 2) and labels (K,)."""
+    if point_coords is None or point_labels is None:
+        raise PromptError("point_coords and point_labels must be given together")
+    coords = np.asarray(point_coords, dtype=np.float64)
+    labels = np.asarray(point_labels)
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise PromptError(f"point_coords must have shape (K, 2) as (x, y), got {coords.shape}")
+    if labels.shape != (coords.shape[0],):
+        raise PromptError(f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}")
+    if not np.isfinite(coords).all():
+        raise PromptError("point_coords contains NaN or infinite values")
+    if not np.isin(labels, (-1, 0, 1, 2, 3)).all():
+        raise PromptError(f"point_labels must be 1 (foreground), 0 (background), 2/3 (box corners) or -1, got {np.unique(labels).tolist()}")
+    return coords, labels.astype(np.int64)
+
+
+def check_mask_input(mask_input: np.ndarray, ndim: int) -> np.ndarray:
+    """Validate low-res logits: (1, 256, 256) for ndim 3, (B, 1, 256, 256) for ndim 4."""
+    arr = np.asarray(mask_input, dtype=np.float32)
+    if arr.ndim != ndim or arr.shape[-3:] != (1, 256, 256):
+        want = "(1, 256, 256)" if ndim == 3 else "(B, 1, 256, 256)"
+        raise PromptError(f"mask_input must be low-res logits of shape {want}, got {arr.shape}")
+    return arr
