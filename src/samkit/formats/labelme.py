@@ -1,0 +1,111 @@
+"""LabelMe JSON: one file per image, one polygon shape per object part.
+
+LabelMe polygons carry no holes; an object split into several parts becomes several polygon
+shapes sharing one ``group_id`` (single-part objects get ``group_id: null``). Points are
+``[x, y]`` pixel coordinates in :mod:`samkit.polygons`' convention.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samkit.io_utils import atomic_write_text
+
+__all__ = ["LABELME_VERSION", "labelme_record", "read_labelme", "write_labelme"]
+
+LABELME_VERSION = "5.4.1"
+_REQUIRED = ("version", "shapes", "imagePath", "imageHeight", "imageWidth")
+
+
+def labelme_record(
+    image_path: str | os.PathLike[str],
+    img_h: int,
+    img_w: int,
+    shapes: Sequence[tuple[str, Sequence[np.ndarray]]],
+    *,
+    json_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Build a LabelMe record.
+
+    Args:
+        image_path: the image file. ``imagePath`` is written relative to ``json_dir`` (the folder
+            the JSON will live in) when given, else as the bare file name (JSON next to image).
+        img_h, img_w: image size in pixels.
+        shapes: one ``(label, polygons)`` per object; ``polygons`` is a list of ``(K, 2)``
+            pixel ``(x, y)`` arrays. Polygons with fewer than 3 points are skipped; parts of one
+            object share a ``group_id`` (numbered from 1 over the multi-part objects).
+
+    Returns:
+        The JSON-ready dict (``imageData`` is None: LabelMe reads the image from ``imagePath``).
+    """
+    if int(img_h) <= 0 or int(img_w) <= 0:
+        raise ValueError(f"img_h and img_w must be positive, got {img_h}x{img_w}")
+    if json_dir is None:
+        rel = Path(image_path).name
+    else:
+        rel = Path(os.path.relpath(image_path, json_dir)).as_posix()
+    out_shapes: list[dict[str, Any]] = []
+    next_group = 1
+    for index, item in enumerate(shapes):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError(f"shapes[{index}] must be a (label, polygons) tuple, got {item!r}")
+        label, polys = item
+        pts_list = []
+        for poly in polys:
+            pts = np.asarray(poly, dtype=np.float64)
+            if pts.ndim != 2 or pts.shape[1] != 2:
+                raise ValueError(f"shapes[{index}] polygons must be (K, 2) arrays, got {pts.shape}")
+            if len(pts) >= 3:
+                pts_list.append(pts)
+        group: int | None = None
+        if len(pts_list) > 1:
+            group, next_group = next_group, next_group + 1
+        out_shapes.extend(
+            {
+                "label": label,
+                "points": pts.tolist(),
+                "group_id": group,
+                "description": "",
+                "shape_type": "polygon",
+                "flags": {},
+            }
+            for pts in pts_list
+        )
+    return {
+        "version": LABELME_VERSION,
+        "flags": {},
+        "shapes": out_shapes,
+        "imagePath": rel,
+        "imageData": None,
+        "imageHeight": int(img_h),
+        "imageWidth": int(img_w),
+    }
+
+
+def write_labelme(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write a LabelMe record (see :func:`labelme_record`) as indented JSON, atomically."""
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"record is missing LabelMe keys {missing}")
+    return atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_labelme(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a LabelMe JSON file, checking the keys samkit relies on."""
+    p = Path(path)
+    try:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{p}: a LabelMe file holds a JSON object")
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"{p}: missing LabelMe keys {missing}")
+    return record

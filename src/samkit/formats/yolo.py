@@ -1,0 +1,197 @@
+"""YOLO label files: segmentation lines, detection boxes and ``data.yaml``.
+
+A segmentation line is ``class x1 y1 ... xn yn`` with coordinates divided by the image width /
+height (polygon vertices in :mod:`samkit.polygons`' pixel-index convention, as Ultralytics uses),
+clipped to [0, 1] and rounded (never truncated) to 6 decimals. One file per image; an image
+without objects gets an empty file so that trainers count it as background.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from samkit.io_utils import atomic_write_text
+
+__all__ = ["format_yolo_lines", "read_yolo_boxes", "read_yolo_seg", "write_data_yaml", "write_yolo"]
+
+DECIMALS = 6
+
+
+def _fmt(values: np.ndarray) -> list[str]:
+    # "%.6f" rounds to nearest; + 0.0 turns a clipped -0.0 into 0.0.
+    return [f"{v:.{DECIMALS}f}" for v in (values + 0.0).tolist()]
+
+
+def _check_class_id(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def format_yolo_lines(
+    polygons_per_object: Sequence[Sequence[np.ndarray]],
+    class_ids: Sequence[int] | np.ndarray,
+    img_w: int,
+    img_h: int,
+) -> list[str]:
+    """YOLO-seg lines for a set of objects, one line per polygon.
+
+    Args:
+        polygons_per_object: for each object, its polygons ``(K, 2)`` in pixel ``(x, y)``; an
+            object with several parts gives several lines with the same class. Polygons with
+            fewer than 3 points are skipped.
+        class_ids: one class index per object (same length as ``polygons_per_object``).
+        img_w, img_h: image size in pixels, used for normalisation.
+
+    Returns:
+        Lines without trailing newline, ``"class x1 y1 ... xn yn"``.
+    """
+    if int(img_w) <= 0 or int(img_h) <= 0:
+        raise ValueError(f"img_w and img_h must be positive, got {img_w}x{img_h}")
+    ids = list(np.asarray(class_ids).reshape(-1).tolist()) if len(class_ids) else []
+    if len(ids) != len(polygons_per_object):
+        raise ValueError(
+            f"class_ids has {len(ids)} entries but polygons_per_object has "
+            f"{len(polygons_per_object)} objects"
+        )
+    scale = np.array([float(img_w), float(img_h)])
+    lines: list[str] = []
+    for obj_index, (cls, polys) in enumerate(zip(ids, polygons_per_object, strict=True)):
+        cls_id = _check_class_id(cls, f"class_ids[{obj_index}]")
+        for poly in polys:
+            pts = np.asarray(poly, dtype=np.float64)
+            if pts.ndim != 2 or pts.shape[1] != 2:
+                raise ValueError(
+                    f"polygons_per_object[{obj_index}] must hold (K, 2) arrays, got {pts.shape}"
+                )
+            if len(pts) < 3:
+                continue
+            xy = np.clip(pts / scale, 0.0, 1.0).reshape(-1)
+            lines.append(" ".join([str(cls_id), *_fmt(xy)]))
+    return lines
+
+
+def write_yolo(path: str | os.PathLike[str], lines: Sequence[str]) -> Path:
+    """Write YOLO label lines atomically; an empty file when ``lines`` is empty."""
+    text = "".join(f"{line}\n" for line in lines)
+    return atomic_write_text(path, text)
+
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-/]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML scalar for ``value``: plain when unambiguous, else JSON-style double quotes (every
+    JSON string is a valid YAML double-quoted scalar)."""
+    if _PLAIN.match(value) and value.lower() not in _YAML_WORDS and value == value.strip():
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_data_yaml(
+    path: str | os.PathLike[str],
+    names: Mapping[int, str] | Sequence[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    train: str = "images/train",
+    val: str = "images/val",
+    test: str | None = None,
+) -> Path:
+    """Write an Ultralytics ``data.yaml`` atomically (hand-written YAML; no pyyaml needed).
+
+    Args:
+        names: class names as a list, or a dict whose keys are exactly ``0 .. n-1``.
+        root: dataset root written as ``path:`` (omitted when None: paths relative to the yaml).
+        train, val, test: image folders or list files relative to ``root``.
+    """
+    if isinstance(names, Mapping):
+        table = dict(names)
+    elif isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise ValueError(f"names must be a list of str or a dict int -> str, got {names!r}")
+    else:
+        table = dict(enumerate(names))
+    if sorted(table) != list(range(len(table))) or not all(isinstance(k, int) for k in table):
+        raise ValueError(f"names keys must be the class ids 0..n-1, got {sorted(table)!r}")
+    if not all(isinstance(v, str) and v for v in table.values()):
+        raise ValueError("names must map every class id to a non-empty str")
+    out = []
+    if root is not None:
+        out.append(f"path: {_yaml_str(os.fspath(root))}")
+    out.append(f"train: {_yaml_str(train)}")
+    out.append(f"val: {_yaml_str(val)}")
+    if test is not None:
+        out.append(f"test: {_yaml_str(test)}")
+    out.append(f"nc: {len(table)}")
+    out.append("names:")
+    out.extend(f"  {k}: {_yaml_str(table[k])}" for k in sorted(table))
+    return atomic_write_text(path, "\n".join(out) + "\n")
+
+
+def _class_token(token: str, where: str) -> int:
+    try:
+        value = float(token)
+    except ValueError:
+        raise ValueError(f"{where}: class id {token!r} is not a number") from None
+    if value < 0 or value != int(value):
+        raise ValueError(f"{where}: class id {token!r} is not a non-negative integer")
+    return int(value)
+
+
+def _read_rows(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
+    rows = []
+    text = Path(path).read_text(encoding="utf-8")
+    for n, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if tokens:
+            rows.append((f"{os.fspath(path)}:{n}", tokens))
+    return rows
+
+
+def _floats(tokens: list[str], where: str) -> np.ndarray:
+    try:
+        return np.array([float(t) for t in tokens], dtype=np.float64)
+    except ValueError:
+        raise ValueError(
+            f"{where}: coordinates must be numbers, got {' '.join(tokens)!r}"
+        ) from None
+
+
+def read_yolo_seg(path: str | os.PathLike[str]) -> list[tuple[int, np.ndarray]]:
+    """Read a YOLO-seg label file into ``[(class_id, points (K, 2) float64 normalised xy)]``.
+
+    Blank lines are skipped; any other malformed line raises ValueError naming file and line.
+    """
+    out = []
+    for where, tokens in _read_rows(path):
+        cls = _class_token(tokens[0], where)
+        coords = tokens[1:]
+        if len(coords) == 4:
+            raise ValueError(f"{where}: a box line (class cx cy w h); use read_yolo_boxes")
+        if len(coords) % 2 or len(coords) < 6:
+            raise ValueError(
+                f"{where}: expected 'class x1 y1 ... xn yn' with n >= 3, got {len(coords)} values"
+            )
+        out.append((cls, _floats(coords, where).reshape(-1, 2)))
+    return out
+
+
+def read_yolo_boxes(path: str | os.PathLike[str]) -> list[tuple[int, float, float, float, float]]:
+    """Read a YOLO detection label file into ``[(class_id, cx, cy, w, h)]`` (normalised).
+
+    A sixth column (confidence, as written by ``save_conf``) is accepted and ignored.
+    """
+    out = []
+    for where, tokens in _read_rows(path):
+        if len(tokens) not in (5, 6):
+            raise ValueError(f"{where}: expected 'class cx cy w h', got {len(tokens)} values")
+        cls = _class_token(tokens[0], where)
+        cx, cy, w, h = _floats(tokens[1:5], where).tolist()
+        out.append((cls, cx, cy, w, h))
+    return out

@@ -1,0 +1,63 @@
+"""Atomic file writes shared by every samkit writer.
+
+A reader (or a crashed run) never sees a half-written label file: data goes to a temporary file
+in the destination's directory, is flushed and fsynced, then moved over the destination with
+``os.replace`` (atomic on POSIX and Windows within one file system). If anything fails the
+temporary file is removed and the destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_write_text"]
+
+
+@functools.cache
+def _default_file_mode() -> int:
+    # The umask can only be read by setting it; done once, on first use, not at import.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating parent directories; returns the path.
+
+    The new file gets the mode of the file it replaces, or the usual ``0o666 & ~umask``.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"path must be a file path, got the directory {str(target)!r}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = _default_file_mode()
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`); ``\\n`` line ends
+    are written as is on every platform."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    return atomic_write_bytes(path, text.encode(encoding))
