@@ -83,7 +83,16 @@ def randomize(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
             state[key] = 0.5 + torch.rand(value.shape, generator=gen)
         elif key.endswith("running_mean"):
             state[key] = 0.1 * noise
-        elif value.ndim <= 1 and ("norm" in key or ".bn." in key or key.endswith(".1.weight") or key.endswith(".4.weight")) and key.endswith("weight"):
+        elif (
+            value.ndim <= 1
+            and (
+                "norm" in key
+                or ".bn." in key
+                or key.endswith(".1.weight")
+                or key.endswith(".4.weight")
+            )
+            and key.endswith("weight")
+        ):
             state[key] = 1.0 + 0.1 * noise
         elif value.ndim <= 1:
             state[key] = 0.02 * noise

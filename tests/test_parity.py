@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
+import samkit
+import samkit.transforms
 from reference import (
     SMALL_VIT,
     make_image,
@@ -24,9 +27,6 @@ from reference import (
     reference_vit,
     save_checkpoint,
 )
-
-import samkit
-import samkit.transforms
 from samkit.registry import VIT_B
 
 pytestmark = pytest.mark.parity
@@ -72,7 +72,9 @@ def _compare_masks(ours: np.ndarray, ref: np.ndarray) -> None:
     assert frac <= 1e-4
 
 
-def _pairs(ref_model: torch.nn.Module, ckpt: Path, ref_predictor_cls: type, tag: str) -> Iterator[Pair]:
+def _pairs(
+    ref_model: torch.nn.Module, ckpt: Path, ref_predictor_cls: type, tag: str
+) -> Iterator[Pair]:
     ours = samkit.SamPredictor(samkit.build_sam(ckpt))
     ref = ref_predictor_cls(ref_model)
     for name, (h, w) in IMAGES.items():
@@ -102,7 +104,9 @@ def _run_cases(pair: Pair) -> None:
     kwargs = _scale(POINT, h, w)
     _, s_ref, l_ref = pair.ref.predict(**kwargs)
     best = int(np.argmax(s_ref))
-    m_ref, s2_ref, l2_ref = pair.ref.predict(**kwargs, mask_input=l_ref[best][None], multimask_output=False)
+    m_ref, s2_ref, l2_ref = pair.ref.predict(
+        **kwargs, mask_input=l_ref[best][None], multimask_output=False
+    )
     _, s_ours, l_ours = pair.ours.predict(**kwargs)
     m_ours, s2_ours, l2_ours = pair.ours.predict(
         **kwargs, mask_input=l_ours[best][None], multimask_output=False
@@ -113,11 +117,15 @@ def _run_cases(pair: Pair) -> None:
     _compare_masks(m_ours, m_ref)
 
     print(" case batch of boxes")
-    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.3, 0.2, 0.9, 0.7], [0.0, 0.5, 0.4, 1.0]]) * np.array([w, h, w, h])
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.3, 0.2, 0.9, 0.7], [0.0, 0.5, 0.4, 1.0]]) * np.array(
+        [w, h, w, h]
+    )
     ref_t = pair.ref.transform.apply_boxes_torch(torch.as_tensor(boxes, dtype=torch.float), (h, w))
     m_ref, s_ref, l_ref = pair.ref.predict_torch(None, None, boxes=ref_t, multimask_output=False)
     ours_t = torch.as_tensor(samkit.transforms.apply_boxes(boxes, (h, w), 1024), dtype=torch.float)
-    m_ours, s_ours, l_ours = pair.ours.predict_torch(None, None, boxes=ours_t, multimask_output=False)
+    m_ours, s_ours, l_ours = pair.ours.predict_torch(
+        None, None, boxes=ours_t, multimask_output=False
+    )
     assert m_ours.shape == (3, 1, h, w)
     _report("batch logits", l_ours.numpy(), l_ref.numpy(), 1e-3)
     _report("batch iou", s_ours.numpy(), s_ref.numpy(), 1e-3)

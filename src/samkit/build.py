@@ -9,7 +9,14 @@ from collections.abc import Callable
 import torch
 
 from samkit.errors import CheckpointError
-from samkit.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+from samkit.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TinyViT,
+    TwoWayTransformer,
+)
 from samkit.registry import VARIANTS, SamConfig, TinyViTConfig, ViTConfig, find_variant, get_variant
 
 # TinyViT's ImageNet classifier ships in MobileSAM checkpoints but is never used by SAM.
@@ -55,7 +62,9 @@ def build_from_config(config: SamConfig) -> Sam:
     return model.eval()
 
 
-def load_weights(model: Sam, state_dict: dict[str, torch.Tensor], source: str = "state dict") -> None:
+def load_weights(
+    model: Sam, state_dict: dict[str, torch.Tensor], source: str = "state dict"
+) -> None:
     """Load ``state_dict`` into ``model`` under strict key and shape checking.
 
     Only TinyViT's unused classifier (``image_encoder.norm_head.*``, ``image_encoder.head.*``)
@@ -82,7 +91,9 @@ def load_weights(model: Sam, state_dict: dict[str, torch.Tensor], source: str = 
     model.load_state_dict(state, strict=True)
 
 
-def build_sam(checkpoint: str | os.PathLike[str] | None = None, *, config: SamConfig | None = None) -> Sam:
+def build_sam(
+    checkpoint: str | os.PathLike[str] | None = None, *, config: SamConfig | None = None
+) -> Sam:
     """Build SAM from a checkpoint path or a model name, recognising the architecture by content.
 
     ``checkpoint`` may be a file (Meta's ``.pth``, MobileSAM's ``mobile_sam.pt``, Ultralytics'
@@ -100,7 +111,9 @@ def build_sam(checkpoint: str | os.PathLike[str] | None = None, *, config: SamCo
     state = weights.load_state_dict(path)
     inferred = weights.infer_config(state)
     if config is not None and config != inferred:
-        raise CheckpointError(f"{path} holds a {describe(inferred)} model, not the requested {describe(config)}")
+        raise CheckpointError(
+            f"{path} holds a {describe(inferred)} model, not the requested {describe(config)}"
+        )
     model = build_from_config(config or inferred)
     load_weights(model, state, source=str(path))
     return model
@@ -140,4 +153,3 @@ sam_model_registry: dict[str, Callable[..., Sam]] = _make_registry()
 """Meta-style registry: ``sam_model_registry["vit_b"](checkpoint=path)``."""
 
 __all__ = ["build_from_config", "build_sam", "get_variant", "load_weights", "sam_model_registry"]
-

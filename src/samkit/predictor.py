@@ -32,11 +32,15 @@ class ImageState:
 def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Validate an (H, W, 3) uint8 image; grayscale (H, W) is expanded to 3 channels."""
     if not isinstance(image, np.ndarray):
-        raise SamkitError(f"{name} must be a numpy array of shape (H, W, 3), got {type(image).__name__}")
+        raise SamkitError(
+            f"{name} must be a numpy array of shape (H, W, 3), got {type(image).__name__}"
+        )
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise SamkitError(f"{name} must have shape (H, W, 3) (or (H, W) grayscale), got {image.shape}")
+        raise SamkitError(
+            f"{name} must have shape (H, W, 3) (or (H, W) grayscale), got {image.shape}"
+        )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise SamkitError(f"{name} is empty: shape {image.shape}")
     if image.dtype != np.uint8:
@@ -80,10 +84,11 @@ class SamPredictor:
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """(H, W, 3) uint8 RGB -> normalised padded (1, 3, S, S) tensor and the input size."""
         resized = transforms.resize_image(image, self.image_size)
-        cfg = self.model
-        mean = tuple(cfg.pixel_mean.flatten().tolist())
-        std = tuple(cfg.pixel_std.flatten().tolist())
-        x = transforms.normalize_pad(resized, self.image_size, mean, std)  # type: ignore[arg-type]
+        mean = self.model.pixel_mean.flatten().tolist()
+        std = self.model.pixel_std.flatten().tolist()
+        x = transforms.normalize_pad(
+            resized, self.image_size, (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
+        )
         return torch.from_numpy(x).to(self.device), (resized.shape[0], resized.shape[1])
 
     @torch.inference_mode()
@@ -99,15 +104,23 @@ class SamPredictor:
         self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size)
 
     @torch.inference_mode()
-    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+    def set_torch_image(
+        self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
+    ) -> None:
         """Meta-compatible: ``transformed_image`` (1, 3, h, w) uint8-valued RGB already resized
         so its longest side is the model's input size."""
         if transformed_image.ndim != 4 or transformed_image.shape[1] != 3:
-            raise SamkitError(f"transformed_image must be (1, 3, h, w), got {tuple(transformed_image.shape)}")
+            raise SamkitError(
+                f"transformed_image must be (1, 3, h, w), got {tuple(transformed_image.shape)}"
+            )
         h, w = transformed_image.shape[-2:]
         if max(h, w) != self.image_size:
-            raise SamkitError(f"transformed_image's long side must be {self.image_size}, got {(h, w)}")
-        x = (transformed_image.float().to(self.device) - self.model.pixel_mean) / self.model.pixel_std
+            raise SamkitError(
+                f"transformed_image's long side must be {self.image_size}, got {(h, w)}"
+            )
+        x = (
+            transformed_image.float().to(self.device) - self.model.pixel_mean
+        ) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
         features = self.model.image_encoder(x)
         orig = (int(original_image_size[0]), int(original_image_size[1]))
@@ -126,8 +139,12 @@ class SamPredictor:
         grid = self.model.prompt_encoder.image_embedding_size
         expected = (1, self.model.prompt_encoder.embed_dim, *grid)
         if tuple(state.features.shape) != expected:
-            raise SamkitError(f"state.features must have shape {expected}, got {tuple(state.features.shape)}")
-        self._state = ImageState(state.features.to(self.device), state.original_size, state.input_size)
+            raise SamkitError(
+                f"state.features must have shape {expected}, got {tuple(state.features.shape)}"
+            )
+        self._state = ImageState(
+            state.features.to(self.device), state.original_size, state.input_size
+        )
 
     def _require_state(self) -> ImageState:
         if self._state is None:
@@ -161,15 +178,25 @@ class SamPredictor:
         if box is not None:
             box_arr = np.asarray(box, dtype=np.float64)
             if box_arr.size != 4:
-                raise PromptError(f"box must be 4 numbers XYXY (shape (4,)), got shape {box_arr.shape}")
-            box_arr = transforms.apply_boxes(box_arr.reshape(4), state.original_size, self.image_size)
+                raise PromptError(
+                    f"box must be 4 numbers XYXY (shape (4,)), got shape {box_arr.shape}"
+                )
+            box_arr = transforms.apply_boxes(
+                box_arr.reshape(4), state.original_size, self.image_size
+            )
             box_t = torch.as_tensor(box_arr, dtype=torch.float, device=self.device)[None]
         if mask_input is not None:
-            mask_t = torch.as_tensor(check_mask_input(mask_input, 3), dtype=torch.float, device=self.device)[None]
+            mask_t = torch.as_tensor(
+                check_mask_input(mask_input, 3), dtype=torch.float, device=self.device
+            )[None]
         masks, scores, low_res = self.predict_torch(
             coords_t, labels_t, box_t, mask_t, multimask_output, return_logits=return_logits
         )
-        return masks[0].cpu().numpy(), scores[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+        return (
+            masks[0].cpu().numpy(),
+            scores[0].float().cpu().numpy(),
+            low_res[0].float().cpu().numpy(),
+        )
 
     @torch.inference_mode()
     def predict_torch(
@@ -187,8 +214,12 @@ class SamPredictor:
         Returns masks (B, C, H, W), scores (B, C), low-res logits (B, C, 256, 256).
         """
         state = self._require_state()
-        low_res, scores = self.decode_low_res(point_coords, point_labels, boxes, mask_input, multimask_output)
-        masks = transforms.postprocess_masks(low_res, state.input_size, state.original_size, self.image_size)
+        low_res, scores = self.decode_low_res(
+            point_coords, point_labels, boxes, mask_input, multimask_output
+        )
+        masks = transforms.postprocess_masks(
+            low_res, state.input_size, state.original_size, self.image_size
+        )
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, scores, low_res
@@ -223,11 +254,15 @@ def check_points(
     if coords.ndim != 2 or coords.shape[1] != 2:
         raise PromptError(f"point_coords must have shape (K, 2) as (x, y), got {coords.shape}")
     if labels.shape != (coords.shape[0],):
-        raise PromptError(f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}")
+        raise PromptError(
+            f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
+        )
     if not np.isfinite(coords).all():
         raise PromptError("point_coords contains NaN or infinite values")
     if not np.isin(labels, (-1, 0, 1, 2, 3)).all():
-        raise PromptError(f"point_labels must be 1 (foreground), 0 (background), 2/3 (box corners) or -1, got {np.unique(labels).tolist()}")
+        raise PromptError(
+            f"point_labels must be 1 (foreground), 0 (background), 2/3 (box corners) or -1, got {np.unique(labels).tolist()}"
+        )
     return coords, labels.astype(np.int64)
 
 

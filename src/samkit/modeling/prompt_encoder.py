@@ -13,6 +13,8 @@ from samkit.modeling.common import LayerNorm2d
 class PositionEmbeddingRandom(nn.Module):
     """Random Fourier features of normalised (x, y) coordinates."""
 
+    positional_encoding_gaussian_matrix: torch.Tensor
+
     def __init__(self, num_pos_feats: int = 64) -> None:
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))
@@ -32,7 +34,9 @@ class PositionEmbeddingRandom(nn.Module):
         x = (grid.cumsum(dim=1) - 0.5) / w
         return self._encode(torch.stack([x, y], dim=-1)).permute(2, 0, 1)
 
-    def forward_with_coords(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    def forward_with_coords(
+        self, coords: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
         """coords (B, N, 2) as (x, y) in input-frame pixels; image_size (h, w) -> (B, N, C)."""
         coords = coords.clone()
         coords[..., 0] = coords[..., 0] / image_size[1]
@@ -74,6 +78,13 @@ class PromptEncoder(nn.Module):
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
+    @staticmethod
+    def _weight(embedding: nn.Module) -> torch.Tensor:
+        weight = embedding.weight
+        if not isinstance(weight, torch.Tensor):  # pragma: no cover - nn.Embedding always has one
+            raise TypeError("expected an embedding with a weight tensor")
+        return weight
+
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image embedding grid, (1, C, h, w)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
@@ -88,15 +99,15 @@ class PromptEncoder(nn.Module):
         labels = labels[..., None]
         emb = torch.where(labels == -1, self.not_a_point_embed.weight, emb)
         for i, table in enumerate(self.point_embeddings):
-            emb = emb + (labels == i) * table.weight
+            emb = emb + (labels == i) * self._weight(table)
         return emb
 
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """boxes (B, 4) XYXY input-frame pixels -> (B, 2, C)."""
         corners = (boxes + 0.5).reshape(-1, 2, 2)
         emb = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        emb[:, 0, :] += self.point_embeddings[2].weight[0]
-        emb[:, 1, :] += self.point_embeddings[3].weight[0]
+        emb[:, 0, :] += self._weight(self.point_embeddings[2])[0]
+        emb[:, 1, :] += self._weight(self.point_embeddings[3])[0]
         return emb
 
     def embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
@@ -122,7 +133,9 @@ class PromptEncoder(nn.Module):
         sparse = weight.new_empty((bs, 0, self.embed_dim))
         if points is not None:
             coords, labels = points
-            sparse = torch.cat([sparse, self.embed_points(coords, labels, pad=boxes is None)], dim=1)
+            sparse = torch.cat(
+                [sparse, self.embed_points(coords, labels, pad=boxes is None)], dim=1
+            )
         if boxes is not None:
             sparse = torch.cat([sparse, self.embed_boxes(boxes)], dim=1)
         if masks is not None:

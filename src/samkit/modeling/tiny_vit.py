@@ -17,7 +17,7 @@ from samkit.modeling.common import LayerNorm2d
 from samkit.registry import TinyViTConfig
 
 
-class Conv2d_BN(nn.Sequential):  # noqa: N801 (name matches checkpoint structure)
+class Conv2d_BN(nn.Sequential):
     """Convolution without bias followed by batch norm (keys ``c.*`` and ``bn.*``)."""
 
     def __init__(
@@ -31,7 +31,8 @@ class Conv2d_BN(nn.Sequential):  # noqa: N801 (name matches checkpoint structure
     ) -> None:
         super().__init__()
         self.add_module(
-            "c", nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False)
+            "c",
+            nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False),
         )
         self.add_module("bn", nn.BatchNorm2d(out_chans))
 
@@ -114,10 +115,9 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(self.norm(x))))
 
 
-def attention_bias_index(window: int) -> torch.Tensor:
-    """(w*w, w*w) index of the learned bias for each pair of positions in a window.
-
-    Offsets are (|dy|, |dx|) numbered in order of first appearance.
+def attention_bias_index(window: int) -> tuple[torch.Tensor, int]:
+    """(w*w, w*w) index of the learned bias for each pair of positions in a window, and the
+    number of distinct offsets. Offsets are (|dy|, |dx|) numbered in order of first appearance.
     """
     points = list(itertools.product(range(window), range(window)))
     offsets: dict[tuple[int, int], int] = {}
@@ -127,7 +127,7 @@ def attention_bias_index(window: int) -> torch.Tensor:
             off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
             idxs.append(offsets.setdefault(off, len(offsets)))
     n = len(points)
-    return torch.tensor(idxs, dtype=torch.long).view(n, n)
+    return torch.tensor(idxs, dtype=torch.long).view(n, n), len(offsets)
 
 
 class Attention(nn.Module):
@@ -137,6 +137,7 @@ class Attention(nn.Module):
     """
 
     fused: bool = True
+    attention_bias_idxs: torch.Tensor
 
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
         super().__init__()
@@ -146,8 +147,8 @@ class Attention(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        index = attention_bias_index(window)
-        self.attention_biases = nn.Parameter(torch.zeros(num_heads, int(index.max()) + 1))
+        index, n_offsets = attention_bias_index(window)
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, n_offsets))
         self.register_buffer("attention_bias_idxs", index, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,9 +179,7 @@ class TinyViTBlock(nn.Module):
         self.window = window
         self.attn = Attention(dim, num_heads, window)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.local_conv = Conv2d_BN(
-            dim, dim, local_conv_size, 1, local_conv_size // 2, groups=dim
-        )
+        self.local_conv = Conv2d_BN(dim, dim, local_conv_size, 1, local_conv_size // 2, groups=dim)
 
     def _windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.resolution
