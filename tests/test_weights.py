@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from samkit import registry, weights
+from samkit import architecture, registry, weights
 from samkit.errors import CheckpointError, DownloadError
 from samkit.registry import SamConfig, TinyViTConfig, ViTConfig
 
@@ -453,7 +453,7 @@ def mobile_sam() -> object:
 def test_infer_sam_b(meta_sam: object) -> None:
     sd = meta_sam.sam_model_registry["vit_b"]().state_dict()  # type: ignore[attr-defined]
     assert len(sd) == 314
-    config = weights.infer_config(sd)
+    config = architecture.infer_config(sd)
     assert config == registry.VARIANTS["sam_b"].config
     assert registry.find_variant(config) is registry.VARIANTS["sam_b"]
 
@@ -462,7 +462,7 @@ def test_infer_sam_b(meta_sam: object) -> None:
 def test_infer_sam_l_h_on_meta_device(meta_sam: object, ref: str, name: str) -> None:
     with torch.device("meta"):
         sd = meta_sam.sam_model_registry[ref]().state_dict()  # type: ignore[attr-defined]
-    assert weights.infer_config(sd) == registry.VARIANTS[name].config
+    assert architecture.infer_config(sd) == registry.VARIANTS[name].config
 
 
 def test_infer_mobile_sam_with_classifier_head(mobile_sam: object) -> None:
@@ -470,7 +470,7 @@ def test_infer_mobile_sam_with_classifier_head(mobile_sam: object) -> None:
     assert len(sd) == 439
     assert "image_encoder.norm_head.weight" in sd
     assert "image_encoder.head.weight" in sd
-    config = weights.infer_config(sd)
+    config = architecture.infer_config(sd)
     assert config == registry.VARIANTS["mobile_sam"].config
     assert registry.find_variant(config) is registry.VARIANTS["mobile_sam"]
 
@@ -525,7 +525,7 @@ def test_infer_reduced_vit_round_trips(meta_sam: object, tmp_path: Path) -> None
     )
     sam = modeling.Sam(image_encoder=encoder, **_decoder_parts(modeling, 128, 32, 512))
     torch.save(sam.state_dict(), tmp_path / "tiny.pth")
-    config = weights.infer_config(weights.load_state_dict(tmp_path / "tiny.pth"))
+    config = architecture.infer_config(weights.load_state_dict(tmp_path / "tiny.pth"))
     expected = SamConfig(
         encoder=ViTConfig(
             embed_dim=64,
@@ -558,7 +558,7 @@ def test_infer_reduced_tiny_vit(mobile_sam: object) -> None:
         local_conv_size=5,
     )
     sam = modeling.Sam(image_encoder=encoder, **_decoder_parts(modeling, 256, 64, 1024))
-    config = weights.infer_config(sam.state_dict())
+    config = architecture.infer_config(sam.state_dict())
     expected = SamConfig(
         encoder=TinyViTConfig(
             embed_dims=(32, 64, 96, 128),
@@ -576,7 +576,7 @@ def test_infer_reduced_tiny_vit(mobile_sam: object) -> None:
 
 def test_infer_rejects_non_sam_tensors() -> None:
     with pytest.raises(CheckpointError, match=r"no image_encoder\.\* tensors found.*fc\.weight"):
-        weights.infer_config({"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)})
+        architecture.infer_config({"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)})
 
 
 def test_infer_names_a_missing_tensor(meta_sam: object) -> None:
@@ -584,4 +584,4 @@ def test_infer_names_a_missing_tensor(meta_sam: object) -> None:
         sd = meta_sam.sam_model_registry["vit_b"]().state_dict()  # type: ignore[attr-defined]
     del sd["mask_decoder.mask_tokens.weight"]
     with pytest.raises(CheckpointError, match=r"mask_decoder\.mask_tokens\.weight.*missing"):
-        weights.infer_config(sd)
+        architecture.infer_config(sd)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from samkit.architecture import infer_config
 from samkit.errors import CheckpointError
 from samkit.modeling import (
     ImageEncoderViT,
@@ -109,7 +110,7 @@ def build_sam(
         return build_from_config(config)
     path = weights.resolve_checkpoint(checkpoint)
     state = weights.load_state_dict(path)
-    inferred = weights.infer_config(state)
+    inferred = infer_config(state)
     if config is not None and config != inferred:
         raise CheckpointError(
             f"{path} holds a {describe(inferred)} model, not the requested {describe(config)}"
