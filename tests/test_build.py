@@ -152,3 +152,33 @@ def test_reduced_tinyvit_builds_and_runs() -> None:
     with torch.inference_mode():
         out = model.image_encoder(torch.zeros(1, 3, 256, 256))
     assert out.shape == (1, 256, 16, 16)
+
+
+def _retag_as_cuda(src: Path, dst: Path) -> None:
+    """Rewrite a CPU checkpoint so its storages say 'cuda:0', as in the official mobile_sam.pt."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                old, new = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"
+                assert old in data, "unexpected pickle layout"
+                data = data.replace(old, new)
+            zout.writestr(item, data)
+
+
+def test_checkpoint_with_cuda_tensors_loads_on_cpu(
+    tmp_path: Path, mobile_state: dict[str, torch.Tensor]
+) -> None:
+    cpu_file = tmp_path / "cpu.pt"
+    torch.save(mobile_state, cpu_file)
+    cuda_file = tmp_path / "mobile_sam.pt"
+    _retag_as_cuda(cpu_file, cuda_file)
+    if not torch.cuda.is_available():  # the file really asks for CUDA storages
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(cuda_file, weights_only=True)
+    model = samkit.build_sam(cuda_file)
+    assert model.device.type == "cpu"
+    key = "mask_decoder.mask_tokens.weight"
+    assert torch.equal(model.state_dict()[key], mobile_state[key])
