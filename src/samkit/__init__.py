@@ -24,6 +24,9 @@ _EXPORTS: dict[str, str] = {
     "sam_model_registry": "samkit.build",
     "Sam": "samkit.modeling.sam",
     "SamPredictor": "samkit.predictor",
+    "SAM": "samkit.model",
+    "Predictor": "samkit.interactive",
+    "Results": "samkit.results",
     "model_summary": "samkit.summary",
 }
 

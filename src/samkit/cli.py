@@ -1,0 +1,294 @@
+"""``samkit MODE key=value ...``: parse, call the public API, return an exit code.
+
+Both grammars map to the same keys: ``key=value``, ``--key value``, ``--key=value`` and a bare
+``--flag`` for booleans (``-`` in a key is read as ``_``). Values are parsed by the key's type
+(JSON / Python literals for lists and numbers, never ``eval``).
+
+Adding a mode is one entry in :data:`MODES`: a handler (a callable, or ``"module:function"``
+imported only when the mode runs) taking the parsed ``dict`` of keys and returning an exit code,
+plus its key table. Exit codes: 0 success, 1 a failure while running, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+from samkit.errors import SamkitError
+
+__all__ = ["MODES", "Key", "Mode", "UsageError", "main", "parse_args"]
+
+
+class UsageError(SamkitError):
+    """The command line itself is wrong (unknown mode or key, bad value)."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One ``key=value`` setting: ``type`` is bool, int, float, str, or "literal" (a JSON /
+    Python literal such as ``[[900,370]]``); ``default`` None means optional and unset."""
+
+    type: Any
+    default: Any = None
+    help: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A CLI mode: ``handler(args) -> exit code``; ``positional`` keys take bare words."""
+
+    handler: str | Callable[[dict[str, Any]], int]
+    help: str
+    keys: dict[str, Key] = field(default_factory=dict)
+    positional: tuple[str, ...] = ()
+
+    def run(self, args: dict[str, Any]) -> int:
+        handler = self.handler
+        if isinstance(handler, str):
+            module, _, name = handler.partition(":")
+            handler = getattr(import_module(module), name)
+        return int(handler(args) or 0)
+
+
+# ------------------------------------------------------------------------------------ values
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parse_value(name: str, key: Key, text: str) -> Any:
+    """Convert the command-line text of ``name`` to its type; UsageError when it does not fit."""
+    if key.default is None and not key.required and text.lower() in ("none", "null"):
+        return None
+    want = key.type
+    try:
+        if want is bool:
+            low = text.lower()
+            if low in _TRUE | _FALSE:
+                return low in _TRUE
+            raise ValueError
+        if want is int:
+            return int(text)
+        if want is float:
+            value = float(text)
+            if value != value:  # NaN
+                raise ValueError
+            return value
+        if want == "literal":
+            return _literal(text)
+        return text
+    except (ValueError, SyntaxError):
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
+            want, "a list or number like [[900,370]]"
+        )
+        raise UsageError(f"bad value for {name}: {text!r} (expected {kind})") from None
+
+
+def _literal(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        value = ast.literal_eval(text)  # literals only: no names, calls or attributes
+        if not isinstance(value, (list, tuple, int, float, bool)):
+            raise ValueError from None
+        return value
+
+
+# ------------------------------------------------------------------------------------ parsing
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any]:
+    """Tokens after the mode -> ``{key: value}`` with defaults filled in."""
+    keys = mode.keys
+    given: dict[str, str] = {}
+    positional: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if tok.startswith("--") or ("=" in tok and not tok.startswith("-")):
+            name, eq, value = tok.lstrip("-").partition("=")
+            name = name.replace("-", "_")
+            if name not in keys:
+                raise UsageError(
+                    f"unknown key {name!r} for '{mode_name}'.{_suggest(name, list(keys))} "
+                    f"See: samkit {mode_name} --help"
+                )
+            if not eq:
+                nxt = tokens[i] if i < len(tokens) else None
+                if keys[name].type is bool and (nxt is None or nxt.lower() not in _TRUE | _FALSE):
+                    value = "true"
+                elif nxt is None:
+                    raise UsageError(f"--{name} needs a value")
+                else:
+                    value, i = nxt, i + 1
+            given[name] = value
+        else:
+            positional.append(tok)
+    if len(positional) > len(mode.positional):
+        extra = positional[len(mode.positional)]
+        raise UsageError(
+            f"unexpected argument {extra!r} for '{mode_name}' (use key=value, e.g. source={extra})"
+        )
+    for name, text in zip(mode.positional, positional, strict=False):
+        given.setdefault(name, text)
+    out = {name: parse_value(name, keys[name], text) for name, text in given.items()}
+    for name, key in keys.items():
+        if name not in out:
+            if key.required:
+                raise UsageError(f"'{mode_name}' needs {name}=... (see samkit {mode_name} --help)")
+            out[name] = key.default
+    return out
+
+
+# ------------------------------------------------------------------------------------ help
+def _main_help() -> str:
+    width = max(len(m) for m in MODES)
+    lines = [
+        "usage: samkit MODE [key=value | --key value ...]",
+        "",
+        "Promptable image segmentation with the Segment Anything family.",
+        "",
+        "modes:",
+        *(f"  {name.ljust(width)}  {mode.help}" for name, mode in MODES.items()),
+        "",
+        "samkit MODE --help lists the keys of a mode.",
+        "example: samkit predict model=mobile_sam.pt source=image.jpg points=[[900,370]] labels=[1]",
+    ]
+    return "\n".join(lines)
+
+
+def _mode_help(name: str, mode: Mode) -> str:
+    pos = " ".join(p.upper() for p in mode.positional)
+    lines = [f"usage: samkit {name} {pos + ' ' if pos else ''}[key=value ...]", "", mode.help]
+    if mode.keys:
+        lines += ["", "keys:"]
+        width = max(len(k) for k in mode.keys)
+        for key_name, key in mode.keys.items():
+            tname = key.type if isinstance(key.type, str) else key.type.__name__
+            default = "required" if key.required else f"default {key.default!r}"
+            lines.append(f"  {key_name.ljust(width)}  {key.help} ({tname}, {default})")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``samkit`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _setup_logging()
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_main_help())
+        return 0 if args else 2
+    if args[0] in ("-V", "--version", "version"):
+        from samkit import __version__
+
+        print(f"samkit {__version__}")
+        return 0
+    name = args[0]
+    mode = MODES.get(name)
+    try:
+        if mode is None:
+            raise UsageError(
+                f"unknown mode {name!r}.{_suggest(name, list(MODES))} Modes: {', '.join(MODES)}"
+            )
+        if any(a in ("-h", "--help") for a in args[1:]):
+            print(_mode_help(name, mode))
+            return 0
+        parsed = parse_args(name, mode, args[1:])
+        return mode.run(parsed)
+    except UsageError as exc:
+        _error(exc)
+        return 2
+    except (SamkitError, OSError, ValueError) as exc:
+        _error(exc)
+        return 1
+    except KeyboardInterrupt:
+        print("samkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error(exc: BaseException) -> None:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"samkit: error: {message}", file=sys.stderr)
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("samkit")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("samkit: %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+# ------------------------------------------------------------------------------------ modes
+_MODEL = Key(str, "sam_b.pt", "checkpoint file or model name (sam_b, mobile_sam, ...)")
+_DEVICE = Key(str, None, "torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
+
+PREDICT_KEYS: dict[str, Key] = {
+    "model": _MODEL,
+    "source": Key(str, None, "image, folder, glob, URL or video", required=True),
+    "points": Key(
+        "literal", None, "points XY: [x,y], [[x,y],...] (1 object), [[[x,y],...],...] (N objects)"
+    ),
+    "labels": Key("literal", None, "point labels, 1 foreground / 0 background, shaped like points"),
+    "bboxes": Key("literal", None, "boxes XYXY: [x1,y1,x2,y2] or [[...],...]"),
+    "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
+    "multimask": Key(bool, False, "3 candidates per object, keep the best"),
+    "keep_all": Key(bool, False, "with multimask, keep all 3 candidates"),
+    "conf": Key(float, None, "drop masks scoring below this (default: keep all)"),
+    "device": _DEVICE,
+    "recursive": Key(bool, False, "descend into subfolders of a folder source"),
+    "batch_size": Key(int, 64, "objects per decoder call"),
+    "save": Key(bool, True, "write overlay images"),
+    "save_txt": Key(bool, True, "write YOLO-seg label files"),
+    "save_json": Key(bool, True, "write predictions.json"),
+    "project": Key(str, "runs", "parent folder of run folders"),
+    "name": Key(str, "predict", "run folder name (numbered: predict, predict2, ...)"),
+    "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+    "progress": Key(bool, None, "progress bar (default: for multi-image sources)"),
+}
+
+# Segment-everything settings accepted by predict when no prompt is given (filled from
+# samkit.automatic's parameters).
+EVERYTHING_KEYS: dict[str, Key] = {}
+
+MODES: dict[str, Mode] = {
+    "predict": Mode(
+        "samkit.cli_modes:predict",
+        "segment a source with prompts (points/labels/bboxes/masks), or everything without",
+        {**PREDICT_KEYS, **EVERYTHING_KEYS},
+    ),
+    "info": Mode(
+        "samkit.cli_modes:info",
+        "print a model's summary",
+        {
+            "model": _MODEL,
+            "device": _DEVICE,
+            "json": Key(bool, False, "print JSON instead of a table"),
+        },
+    ),
+    "models": Mode("samkit.cli_modes:models", "list model variants, their files and cache state"),
+    "download": Mode(
+        "samkit.cli_modes:download",
+        "download a model's weights into the cache (samkit download sam_b)",
+        {"name": Key(str, None, "model name, e.g. sam_b, mobile_sam", required=True)},
+        positional=("name",),
+    ),
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

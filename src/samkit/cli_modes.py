@@ -1,0 +1,175 @@
+"""Handlers of the built-in CLI modes (see :mod:`samkit.cli`): each takes the parsed keys and
+returns an exit code; all work goes through the public API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samkit.errors import SamkitError, SourceError
+
+__all__ = ["download", "increment_path", "info", "models", "predict"]
+
+logger = logging.getLogger("samkit")
+
+
+def increment_path(project: str | os.PathLike[str], name: str, exist_ok: bool = False) -> Path:
+    """Create and return a new run folder ``project/name``, ``project/name2``, ... (never an
+    existing one unless ``exist_ok``)."""
+    base = Path(project) / name
+    if exist_ok:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        candidate = base if n == 1 else base.with_name(f"{name}{n}")
+        try:
+            candidate.mkdir()  # atomic: two runs never get the same folder
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def _load_mask_prompt(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise SourceError(f"masks file {path!r} does not exist")
+    if p.suffix.lower() == ".npy":
+        return np.load(p, allow_pickle=False)
+    from samkit.sources import read_image
+
+    return read_image(p).max(axis=2) > 0
+
+
+def _stem(result: Any, used: set[str]) -> str:
+    stem = Path(result.path).stem if result.path else "image"
+    if result.frame is not None:
+        stem = f"{stem}_{result.frame:06d}"
+    candidate, k = stem, 2
+    while candidate in used:
+        candidate, k = f"{stem}_{k}", k + 1
+    used.add(candidate)
+    return candidate
+
+
+def predict(args: dict[str, Any]) -> int:
+    """``samkit predict``: segment, then write overlays, labels and predictions.json into a
+    new run folder."""
+    from samkit.cli import EVERYTHING_KEYS, PREDICT_KEYS
+    from samkit.model import SAM
+
+    prompts = {k: args[k] for k in ("points", "labels", "bboxes")}
+    if args["masks"] is not None:
+        prompts["masks"] = _load_mask_prompt(args["masks"])
+    prompted = any(v is not None for v in prompts.values())
+    everything = {k: args[k] for k in EVERYTHING_KEYS if args.get(k) is not None}
+    source = args["source"]
+    if (
+        not any(c in source for c in "*?[")
+        and not source.lower().startswith(("http://", "https://"))
+        and not Path(source).exists()
+    ):
+        raise SourceError(f"source {source!r} does not exist")
+    model = SAM(args["model"], device=args["device"])
+    options: dict[str, Any] = {}
+    if prompted:
+        options = {
+            "multimask_output": args["multimask"],
+            "keep_all": args["keep_all"],
+            "conf": args["conf"],
+            "batch_size": args["batch_size"],
+        }
+    stream = model.predict(
+        source,
+        stream=True,
+        recursive=args["recursive"],
+        progress=args["progress"],
+        **prompts,
+        **options,
+        **everything,
+    )
+    run_dir: Path | None = None
+    images: list[dict[str, Any]] = []
+    used: set[str] = set()
+    n_masks = 0
+    for result in stream:
+        if run_dir is None:
+            run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
+        stem = _stem(result, used)
+        if args["save"]:
+            result.save(run_dir / f"{stem}.jpg")
+        if args["save_txt"]:
+            result.save_txt(run_dir / "labels" / f"{stem}.txt")
+        if args["save_json"]:
+            images.append({"file": stem, **result.summary()})
+        n_masks += len(result)
+    skipped = model.last_run.skipped
+    if run_dir is None:
+        raise SourceError(f"no readable image in {source!r} ({len(skipped)} skipped)")
+    if args["save_json"]:
+        from samkit.io_utils import atomic_write_text
+
+        keys = {k: v for k, v in args.items() if k in PREDICT_KEYS or k in everything}
+        summary = {
+            "args": keys,
+            "images": images,
+            "skipped": skipped,
+            "counts": {"images": len(used), "masks": n_masks, "skipped": len(skipped)},
+        }
+        atomic_write_text(run_dir / "predictions.json", json.dumps(summary))
+    extra = f", {len(skipped)} skipped" if skipped else ""
+    print(f"{len(used)} image(s), {n_masks} mask(s){extra} -> {run_dir}")
+    return 0
+
+
+def info(args: dict[str, Any]) -> int:
+    """``samkit info``: the model summary as a table (or JSON)."""
+    from samkit.model import SAM
+
+    model = SAM(args["model"], device=args["device"])
+    summary = model.info(verbose=not args["json"])
+    if args["json"]:
+        print(json.dumps(summary.as_dict(), indent=2))
+    return 0
+
+
+def models(args: dict[str, Any]) -> int:
+    """``samkit models``: variants, aliases, files, sizes and whether they are cached."""
+    from samkit.registry import VARIANTS
+    from samkit.weights import cache_dir
+
+    root = cache_dir()
+    rows = [("name", "aliases", "file", "size", "cached", "description")]
+    for v in VARIANTS.values():
+        size = f"{v.weights.size / 2**20:.0f} MiB" if v.weights.size else "?"
+        cached = "yes" if (root / v.weights.filename).is_file() else "no"
+        rows.append((v.name, ",".join(v.aliases), v.weights.filename, size, cached, v.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"cache: {root}")
+    return 0
+
+
+def download(args: dict[str, Any]) -> int:
+    """``samkit download NAME``: fetch a variant's weights into the cache (verified)."""
+    from samkit.registry import get_variant
+    from samkit.weights import resolve_checkpoint
+
+    try:
+        get_variant(args["name"])
+    except KeyError:
+        from samkit.registry import VARIANTS
+
+        raise SamkitError(
+            f"unknown model {args['name']!r}; known: {', '.join(VARIANTS)} (see samkit models)"
+        ) from None
+    path = resolve_checkpoint(args["name"], download=True, progress=True)
+    print(path)
+    return 0

@@ -1,0 +1,348 @@
+"""SAM: the high-level front. Sources in, :class:`~samkit.results.Results` out.
+
+``SAM("mobile_sam.pt").predict(source, points=..., labels=..., bboxes=..., masks=...)`` encodes
+each image once and decodes every prompted object from that one embedding, in batches. With no
+prompt it segments everything. Prompt shapes are those of :mod:`samkit.prompts`.
+
+The network work goes through one engine object, made in :meth:`SAM._make_engine` (today
+:class:`~samkit.engine.TorchEngine`); any object with the methods of
+:class:`~samkit.engine.Engine` can be swapped in there. Nothing in this module imports torch at
+import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from samkit.engine import Engine, TorchEngine
+from samkit.errors import SamkitError
+from samkit.prompts import ObjectPrompt, group_objects, normalize_prompts
+from samkit.results import Results
+from samkit.sources import count_items, iter_source
+
+if TYPE_CHECKING:
+    from samkit.modeling import Sam
+    from samkit.summary import ModelSummary
+
+__all__ = ["SAM", "RunLog"]
+
+logger = logging.getLogger("samkit")
+
+
+@dataclass
+class RunLog:
+    """What happened in the last :meth:`SAM.predict` run: images done and items skipped
+    (``{"path": ..., "error": ...}``)."""
+
+    images: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+class SAM:
+    """Segment Anything, high level.
+
+    Args:
+        model: a checkpoint file or model name (``"sam_b.pt"``, ``"mobile_sam.pt"``,
+            ``"vit_h"`` ...; the architecture is recognised from the tensors), or a built
+            :class:`~samkit.modeling.Sam`.
+        device: torch device; default CUDA when available, else CPU.
+    """
+
+    def __init__(
+        self, model: str | os.PathLike[str] | Sam = "sam_b.pt", device: str | None = None
+    ) -> None:
+        from samkit.build import build_sam
+
+        if isinstance(model, (str, os.PathLike)):
+            from samkit.weights import resolve_checkpoint
+
+            self.checkpoint: str | None = str(resolve_checkpoint(model))
+            net = build_sam(self.checkpoint)
+        else:
+            self.checkpoint = None
+            net = model
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model: Sam = net.to(device).eval()
+        self.engine: Engine = self._make_engine()
+        self.last_run = RunLog()
+        self._generators: dict[tuple[tuple[str, Any], ...], Any] = {}
+
+    def _make_engine(self) -> Engine:
+        """The one place where the backend is chosen."""
+        return TorchEngine(self.model)
+
+    # ------------------------------------------------------------------ info / export
+    def info(self, verbose: bool = True) -> ModelSummary:
+        """Print (with ``verbose``) and return the model summary."""
+        from samkit.summary import model_summary
+
+        summary = model_summary(self.model, self.checkpoint)
+        if verbose:
+            print(summary.table())
+        return summary
+
+    def export(self, format: str = "onnx", **kwargs: Any) -> Any:
+        """Export the model; a thin call into ``samkit.export.export``."""
+        try:
+            from samkit.export import export
+        except ImportError as exc:
+            raise SamkitError(f"export is not available in this installation ({exc})") from None
+        return export(self.model, format=format, **kwargs)
+
+    # ------------------------------------------------------------------ predict
+    def __call__(self, source: Any = None, **kwargs: Any) -> list[Results] | Iterator[Results]:
+        """Same as :meth:`predict`."""
+        return self.predict(source, **kwargs)
+
+    def predict(
+        self,
+        source: Any = None,
+        *,
+        points: Any = None,
+        labels: Any = None,
+        bboxes: Any = None,
+        masks: Any = None,
+        multimask_output: bool = False,
+        keep_all: bool = False,
+        conf: float | None = None,
+        stream: bool = False,
+        recursive: bool = False,
+        progress: bool | None = None,
+        batch_size: int = 64,
+        **everything: Any,
+    ) -> list[Results] | Iterator[Results]:
+        """Segment ``source`` with the given prompts, or everything when none is given.
+
+        Args:
+            source: image path, folder, glob, URL, video, NumPy array (BGR), PIL image (RGB),
+                or a list of these (see :mod:`samkit.sources`). The same prompts apply to every
+                image / frame.
+            points, labels, bboxes, masks: prompts in original-image pixels, shapes as in
+                :mod:`samkit.prompts` (points (K, 2) = one object with K points; (N, K, 2) or a
+                ragged list = N objects; bboxes (N, 4) XYXY; binary masks (N, H, W) or low-res
+                logits (N, 1, 256, 256) e.g. ``results.low_res_logits``).
+            multimask_output: decode 3 candidate masks per object and keep the best-scoring
+                one (default False: the single-mask output, one mask per object).
+            keep_all: with ``multimask_output``, keep all 3 candidates (3N masks;
+                ``Results.object_ids`` says which object each belongs to).
+            conf: drop masks whose score is below ``conf``; no filter unless given.
+            stream: return a generator yielding one Results at a time (bounded memory).
+            recursive: descend into subfolders of a folder source.
+            progress: show a progress bar; default: for sources of more than one image.
+            batch_size: objects decoded per decoder call.
+            everything: segment-everything settings (Meta's or Ultralytics' names, e.g.
+                ``points_per_side=16``, ``points_stride=64``, ``crop_n_layers=1``); only
+                when no prompt is given.
+
+        Returns:
+            A list of Results (one per image / frame), or a generator with ``stream``.
+        """
+        if source is None:
+            raise SamkitError("predict needs a source (an image path, folder, URL, array ...)")
+        prompted = any(v is not None for v in (points, labels, bboxes, masks))
+        if prompted and everything:
+            raise SamkitError(
+                f"unknown argument(s) {', '.join(sorted(everything))} for prompted prediction"
+            )
+        if keep_all and not multimask_output:
+            raise SamkitError("keep_all=True needs multimask_output=True")
+        if conf is not None and not 0.0 <= float(conf) <= 1.0:
+            raise SamkitError(f"conf must be in [0, 1] or None, got {conf!r}")
+        prompts = {"points": points, "labels": labels, "bboxes": bboxes, "masks": masks}
+        options = {
+            "multimask_output": multimask_output,
+            "keep_all": keep_all,
+            "conf": conf,
+            "batch_size": batch_size,
+        }
+        if not prompted:
+            self._automatic(everything)  # validate settings before the first image
+        runner = self._run(source, prompted, prompts, options, everything, recursive, progress)
+        return runner if stream else list(runner)
+
+    def _run(
+        self,
+        source: Any,
+        prompted: bool,
+        prompts: dict[str, Any],
+        options: dict[str, Any],
+        everything: dict[str, Any],
+        recursive: bool,
+        progress: bool | None,
+    ) -> Iterator[Results]:
+        from tqdm.auto import tqdm
+
+        log = self.last_run = RunLog()
+        total = count_items(source, recursive)
+        show = (total or 0) > 1 if progress is None else progress
+        bar = tqdm(total=total, disable=not show, unit="img", desc="samkit")
+        try:
+            for item in iter_source(source, recursive):
+                bar.update(1)
+                if item.image is None:
+                    logger.warning("skipped %s: %s", item.path, item.error)
+                    log.skipped.append({"path": item.path, "error": str(item.error)})
+                    continue
+                if prompted:
+                    result = self.segment_prompts(
+                        item.image, path=item.path, frame=item.frame, **prompts, **options
+                    )
+                else:
+                    result = self.segment_everything(
+                        item.image, path=item.path, frame=item.frame, **everything
+                    )
+                log.images += 1
+                yield result
+        finally:
+            bar.close()
+
+    # ------------------------------------------------------------------ one image
+    def segment_prompts(
+        self,
+        image_rgb: np.ndarray | None,
+        *,
+        points: Any = None,
+        labels: Any = None,
+        bboxes: Any = None,
+        masks: Any = None,
+        multimask_output: bool = False,
+        keep_all: bool = False,
+        conf: float | None = None,
+        batch_size: int = 64,
+        path: str = "",
+        frame: int | None = None,
+        image_bgr: np.ndarray | None = None,
+    ) -> Results:
+        """Prompted masks of one (H, W, 3) uint8 RGB image; ``image_rgb=None`` reuses the
+        engine's current embedding (then ``image_bgr`` must be the image it was made from)."""
+        t0 = time.perf_counter()
+        if image_rgb is not None:
+            self.engine.set_image(image_rgb)
+            image_bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
+        elif image_bgr is None or not self.engine.is_image_set:
+            raise SamkitError("no image is set: call set_image(...) or pass a source")
+        t1 = time.perf_counter()
+        h, w = image_bgr.shape[:2]
+        objects = normalize_prompts((h, w), points, labels, bboxes, masks, self.engine.low_res)
+        low, scores, object_ids = self._decode(objects, multimask_output, keep_all, batch_size)
+        if conf is not None:
+            keep = scores >= conf
+            low, scores, object_ids = low[keep], scores[keep], object_ids[keep]
+        masks_out = self._upscale(low, (h, w), batch_size)
+        t2 = time.perf_counter()
+        return Results(
+            orig_img=image_bgr,
+            masks=masks_out,
+            scores=scores,
+            path=path,
+            object_ids=object_ids,
+            low_res_logits=low,
+            frame=frame,
+            speed={
+                "encode": (t1 - t0) * 1e3 if image_rgb is not None else 0.0,
+                "decode": (t2 - t1) * 1e3,
+            },
+        )
+
+    def _decode(
+        self, objects: list[ObjectPrompt], multimask: bool, keep_all: bool, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> low-res logits (M, 1, s, s), scores (M,), object ids (M,) in object order."""
+        s = self.engine.low_res
+        per_obj = 3 if keep_all else 1
+        n = len(objects)
+        low = np.zeros((n, per_obj, s, s), dtype=np.float32)
+        scores = np.zeros((n, per_obj), dtype=np.float32)
+        for idx in group_objects(objects, batch_size):
+            lr, sc = self.engine.decode([objects[i] for i in idx], multimask)
+            if multimask and not keep_all:
+                best = np.argmax(sc, axis=1)
+                rows = np.arange(len(idx))
+                lr, sc = lr[rows, best][:, None], sc[rows, best][:, None]
+            low[idx], scores[idx] = lr, sc
+        ids = np.repeat(np.arange(n, dtype=np.int64), per_obj)
+        return low.reshape(n * per_obj, 1, s, s), scores.reshape(-1), ids
+
+    def _upscale(self, low: np.ndarray, hw: tuple[int, int], batch_size: int) -> np.ndarray:
+        out = np.zeros((len(low), *hw), dtype=bool)
+        for start in range(0, len(low), batch_size):
+            out[start : start + batch_size] = self.engine.upscale(low[start : start + batch_size])
+        return out
+
+    # ------------------------------------------------------------------ everything
+    def _automatic(self, settings: dict[str, Any]) -> Any:
+        """A cached mask generator for these segment-everything settings."""
+        try:
+            from samkit import automatic
+        except ImportError:
+            raise SamkitError(
+                "segment everything is not available yet in this installation: give prompts "
+                "(points=, bboxes=, masks=)"
+            ) from None
+        params = _meta_params(settings, getattr(automatic, "ULTRALYTICS_ARGS", {}))
+        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+        if key not in self._generators:
+            try:
+                self._generators[key] = automatic.SamAutomaticMaskGenerator(self.model, **params)
+            except TypeError as exc:
+                raise SamkitError(f"bad segment-everything setting: {exc}") from None
+        return self._generators[key]
+
+    def segment_everything(
+        self, image_rgb: np.ndarray, *, path: str = "", frame: int | None = None, **settings: Any
+    ) -> Results:
+        """Every object of one (H, W, 3) uint8 RGB image, as found by the automatic mask
+        generator (masks sorted by area, largest first, as the generator returns them)."""
+        generator = self._automatic(settings)
+        t0 = time.perf_counter()
+        records = generator.generate(image_rgb)
+        t1 = time.perf_counter()
+        h, w = image_rgb.shape[:2]
+        masks = np.zeros((len(records), h, w), dtype=bool)
+        for i, rec in enumerate(records):
+            masks[i] = _record_mask(rec["segmentation"])
+        return Results(
+            orig_img=np.ascontiguousarray(image_rgb[:, :, ::-1]),
+            masks=masks,
+            scores=np.array([r["predicted_iou"] for r in records], dtype=np.float32).reshape(-1),
+            stability_scores=np.array(
+                [r["stability_score"] for r in records], dtype=np.float32
+            ).reshape(-1),
+            path=path,
+            frame=frame,
+            speed={"everything": (t1 - t0) * 1e3},
+        )
+
+
+def _record_mask(segmentation: Any) -> np.ndarray:
+    """A generator record's segmentation (binary mask or RLE) -> (H, W) bool."""
+    if isinstance(segmentation, dict):
+        from samkit.masks import rle_to_mask
+
+        if isinstance(segmentation.get("counts"), (str, bytes)):
+            from samkit.masks import coco_string_to_counts
+
+            segmentation = {**segmentation, "counts": coco_string_to_counts(segmentation["counts"])}
+        return rle_to_mask(segmentation)
+    return np.asarray(segmentation, dtype=bool)
+
+
+def _meta_params(settings: dict[str, Any], ultralytics_args: dict[str, str]) -> dict[str, Any]:
+    """Segment-everything settings with Ultralytics names translated to Meta's."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = ultralytics_args.get(key, key)
+        if name in out:
+            raise SamkitError(f"segment-everything setting {name!r} given twice (as {key!r})")
+        out[name] = value
+    return out
