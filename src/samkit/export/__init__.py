@@ -1,0 +1,74 @@
+"""Export a SAM network to deployment formats.
+
+A format is one module in this package that provides
+``export(model: Sam, output: Path, *, name: str, **options) -> list[Path]``; :data:`FORMATS`
+maps the format name to that module, so TorchScript, CoreML, TFLite or TensorRT each arrive
+as one new module plus one line here. :func:`export` is the single entry point used by
+``SAM.export`` and ``samkit export``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from samkit.errors import SamkitError
+
+if TYPE_CHECKING:
+    from samkit.modeling import Sam
+
+__all__ = ["FORMATS", "export", "resolve_model"]
+
+FORMATS: dict[str, str] = {
+    "onnx": "samkit.export.onnx",
+}
+"""Format name -> module implementing it."""
+
+
+def resolve_model(model: Any) -> tuple[Sam, str]:
+    """A network and a file-name stem from ``model``.
+
+    ``model`` may be a :class:`~samkit.modeling.Sam`, an object holding one in ``.model``
+    (``SAM``, ``SamPredictor``) or a checkpoint path / model name for :func:`samkit.build_sam`.
+    """
+    from samkit.modeling import Sam
+
+    if isinstance(model, (str, os.PathLike)):
+        from samkit.build import build_sam
+
+        return build_sam(model), Path(os.fspath(model)).stem
+    net = model if isinstance(model, Sam) else getattr(model, "model", None)
+    if not isinstance(net, Sam):
+        raise SamkitError(
+            "model must be a checkpoint path, a model name, a samkit Sam network or an object "
+            f"holding one in .model (SAM, SamPredictor); got {type(model).__name__}"
+        )
+    return net, net.variant or f"sam_{net.config.encoder.kind if net.config else 'custom'}"
+
+
+def export(
+    model: Any,
+    format: str = "onnx",
+    output: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> list[Path]:
+    """Export ``model`` to ``format`` and return the files written.
+
+    ``output`` is the folder to write into (default ``<stem>_<format>/`` in the current
+    directory, the stem being the checkpoint's file name or the variant's name). ``options``
+    go to the format's exporter, e.g. for ONNX ``bake_preprocess``, ``return_single_mask``,
+    ``return_low_res``, ``opset``, ``check``, ``int8`` (see :func:`samkit.export.onnx.export`).
+    """
+    key = str(format).lower()
+    if key not in FORMATS:
+        raise SamkitError(
+            f"unknown export format {format!r}; available: {', '.join(sorted(FORMATS))}"
+        )
+    net, stem = resolve_model(model)
+    name = str(options.pop("name", stem))
+    folder = Path(output) if output is not None else Path(f"{stem}_{key}")
+    module = import_module(FORMATS[key])
+    files: list[Path] = module.export(net, folder, name=name, **options)
+    return files
