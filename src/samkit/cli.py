@@ -261,15 +261,49 @@ PREDICT_KEYS: dict[str, Key] = {
     "progress": Key(bool, None, "progress bar (default: for multi-image sources)"),
 }
 
-# Segment-everything settings accepted by predict when no prompt is given (filled from
-# samkit.automatic's parameters).
-EVERYTHING_KEYS: dict[str, Key] = {}
+# Segment-everything settings accepted by predict when no prompt is given: Meta's names and
+# Ultralytics' spellings (samkit.amg.params maps them). Unset keys keep the generator's defaults.
+EVERYTHING_KEYS: dict[str, Key] = {
+    "points_per_side": Key(int, None, "everything: grid points per side (32)"),
+    "points_per_batch": Key(int, None, "everything: prompts per decoder call (64)"),
+    "pred_iou_thresh": Key(float, None, "everything: predicted-IoU filter (0.88)"),
+    "stability_score_thresh": Key(float, None, "everything: stability filter (0.95)"),
+    "stability_score_offset": Key(float, None, "everything: stability offset (1.0)"),
+    "box_nms_thresh": Key(float, None, "everything: NMS IoU within a crop (0.7)"),
+    "crop_n_layers": Key(int, None, "everything: crop layers (0)"),
+    "crop_nms_thresh": Key(float, None, "everything: NMS IoU across crops (0.7)"),
+    "crop_overlap_ratio": Key(float, None, "everything: crop overlap (512/1500)"),
+    "crop_n_points_downscale_factor": Key(int, None, "everything: grid downscale per layer (1)"),
+    "min_mask_region_area": Key(int, None, "everything: remove holes/islands below (0)"),
+    "points_stride": Key(int, None, "everything: Ultralytics name of points_per_side"),
+    "points_batch_size": Key(int, None, "everything: Ultralytics name of points_per_batch"),
+    "conf_thres": Key(float, None, "everything: Ultralytics name of pred_iou_thresh"),
+    "crop_downscale_factor": Key(int, None, "everything: Ultralytics name of the downscale"),
+    "low_res_filter": Key(bool, None, "everything: filter on low-res logits (faster, opt-in)"),
+    "bf16": Key(bool, None, "everything: bfloat16 decoder (faster, opt-in)"),
+}
 
 MODES: dict[str, Mode] = {
     "predict": Mode(
         "samkit.cli_modes:predict",
         "segment a source with prompts (points/labels/bboxes/masks), or everything without",
         {**PREDICT_KEYS, **EVERYTHING_KEYS},
+    ),
+    "export": Mode(
+        "samkit.export:cli_export",
+        "write deployment files: format=onnx gives encoder.onnx + decoder.onnx (checked vs torch)",
+        {
+            "model": _MODEL,
+            "format": Key(str, "onnx", "export format: onnx"),
+            "output": Key(str, None, "output folder (default: <model stem>_onnx)"),
+            "bake_preprocess": Key(bool, False, "encoder takes the resized uint8 image (h, w, 3)"),
+            "return_single_mask": Key(bool, False, "decoder returns only the best mask"),
+            "return_low_res": Key(bool, False, "decoder 'masks' output is the 256x256 logits"),
+            "opset": Key(int, 17, "ONNX opset (>= 17)"),
+            "check": Key(bool, True, "compare ONNX Runtime with torch, fail beyond rtol"),
+            "rtol": Key(float, 1e-3, "check tolerance, relative to max|torch|"),
+            "int8": Key(bool, False, "also write int8 (dynamically quantised) copies"),
+        },
     ),
     "info": Mode(
         "samkit.cli_modes:info",

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,17 +54,34 @@ class SAM:
             ``"vit_h"`` ...; the architecture is recognised from the tensors), or a built
             :class:`~samkit.modeling.Sam`.
         device: torch device; default CUDA when available, else CPU.
+        backend: ``"torch"`` or ``"onnxruntime"``; default ONNX Runtime for an export folder
+            (``SAM("mobile_sam_onnx/")``, written by ``export(format="onnx")``; runs without
+            torch) and torch otherwise. ``backend="onnxruntime"`` with a checkpoint exports it
+            once into the cache.
     """
 
     def __init__(
-        self, model: str | os.PathLike[str] | Sam = "sam_b.pt", device: str | None = None
+        self,
+        model: str | os.PathLike[str] | Sam = "sam_b.pt",
+        device: str | None = None,
+        backend: str | None = None,
     ) -> None:
+        from samkit.backends import onnx_source
+
+        self.onnx_folder = onnx_source(model, backend)
+        self.last_run = RunLog()
+        self._generator: tuple[str, Any] | None = None
+        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
+            self.checkpoint: str | None = str(self.onnx_folder)
+            self.model: Sam = None  # type: ignore[assignment]
+            self.engine: Engine = self._make_engine()
+            return
         from samkit.build import build_sam
 
         if isinstance(model, (str, os.PathLike)):
             from samkit.weights import resolve_checkpoint
 
-            self.checkpoint: str | None = str(resolve_checkpoint(model))
+            self.checkpoint = str(resolve_checkpoint(model))
             net = build_sam(self.checkpoint)
         else:
             self.checkpoint = None
@@ -72,13 +90,15 @@ class SAM:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model: Sam = net.to(device).eval()
-        self.engine: Engine = self._make_engine()
-        self.last_run = RunLog()
-        self._generators: dict[tuple[tuple[str, Any], ...], Any] = {}
+        self.model = net.to(device).eval()
+        self.engine = self._make_engine()
 
     def _make_engine(self) -> Engine:
         """The one place where the backend is chosen."""
+        if self.onnx_folder is not None:
+            from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
+
+            return OnnxEngine(OnnxPredictor(self.onnx_folder))
         return TorchEngine(self.model)
 
     # ------------------------------------------------------------------ info / export
@@ -86,6 +106,7 @@ class SAM:
         """Print (with ``verbose``) and return the model summary."""
         from samkit.summary import model_summary
 
+        self._require_torch("info()")
         summary = model_summary(self.model, self.checkpoint)
         if verbose:
             print(summary.table())
@@ -97,7 +118,17 @@ class SAM:
             from samkit.export import export
         except ImportError as exc:
             raise SamkitError(f"export is not available in this installation ({exc})") from None
+        self._require_torch("export()")
+        if self.checkpoint is not None:
+            kwargs.setdefault("name", Path(self.checkpoint).stem)
         return export(self.model, format=format, **kwargs)
+
+    def _require_torch(self, what: str) -> None:
+        if self.model is None:
+            raise SamkitError(
+                f"{what} needs the torch network; this SAM runs the ONNX export "
+                f"{self.onnx_folder} (load the checkpoint instead)"
+            )
 
     # ------------------------------------------------------------------ predict
     def __call__(self, source: Any = None, **kwargs: Any) -> list[Results] | Iterator[Results]:
@@ -281,22 +312,27 @@ class SAM:
 
     # ------------------------------------------------------------------ everything
     def _automatic(self, settings: dict[str, Any]) -> Any:
-        """A cached mask generator for these segment-everything settings."""
+        """The mask generator for these segment-everything settings (the last one is cached).
+
+        Settings take Meta's names or Ultralytics' (``points_stride``, ``conf_thres``, ...).
+        """
         try:
-            from samkit import automatic
+            from samkit.automatic import SamAutomaticMaskGenerator, everything_params
         except ImportError:
             raise SamkitError(
                 "segment everything is not available yet in this installation: give prompts "
                 "(points=, bboxes=, masks=)"
             ) from None
-        params = _meta_params(settings, getattr(automatic, "ULTRALYTICS_ARGS", {}))
-        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
-        if key not in self._generators:
+        self._require_torch("segment everything")
+        params = everything_params(**settings)
+        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
+        if self._generator is None or self._generator[0] != key:
             try:
-                self._generators[key] = automatic.SamAutomaticMaskGenerator(self.model, **params)
+                generator = SamAutomaticMaskGenerator(self.model, **params)
             except TypeError as exc:
                 raise SamkitError(f"bad segment-everything setting: {exc}") from None
-        return self._generators[key]
+            self._generator = (key, generator)
+        return self._generator[1]
 
     def segment_everything(
         self, image_rgb: np.ndarray, *, path: str = "", frame: int | None = None, **settings: Any
@@ -335,14 +371,3 @@ def _record_mask(segmentation: Any) -> np.ndarray:
             segmentation = {**segmentation, "counts": coco_string_to_counts(segmentation["counts"])}
         return rle_to_mask(segmentation)
     return np.asarray(segmentation, dtype=bool)
-
-
-def _meta_params(settings: dict[str, Any], ultralytics_args: dict[str, str]) -> dict[str, Any]:
-    """Segment-everything settings with Ultralytics names translated to Meta's."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        name = ultralytics_args.get(key, key)
-        if name in out:
-            raise SamkitError(f"segment-everything setting {name!r} given twice (as {key!r})")
-        out[name] = value
-    return out
