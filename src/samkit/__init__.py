@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "Predictor": "samkit.interactive",
     "Results": "samkit.results",
     "model_summary": "samkit.summary",
+    "auto_annotate": "samkit.annotate",
 }
 
 __all__ = ["__version__", *_EXPORTS]

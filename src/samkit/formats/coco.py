@@ -22,7 +22,7 @@ import numpy as np
 
 from samkit.io_utils import atomic_write_text
 from samkit.masks import coco_rle, mask_to_box
-from samkit.polygons import mask_to_polygons
+from samkit.polygons import PolygonMode, mask_to_polygons
 
 __all__ = ["CocoWriter", "read_coco_boxes"]
 
@@ -37,6 +37,9 @@ class CocoWriter:
             numbers categories from 1).
         segmentation: ``"rle"`` (default, lossless) or ``"polygon"``.
         tolerance: Douglas-Peucker tolerance in pixels for polygons (0 = every contour vertex).
+        polygon_mode: how a multi-part mask becomes polygons (see
+            :func:`samkit.polygons.mask_to_polygons`): ``"all"`` (default, one polygon per part
+            in the annotation's list), ``"largest"`` or ``"merge"``.
 
     ``bbox`` is COCO XYWH in pixels with exclusive extent (a single pixel at ``(x, y)`` is
     ``[x, y, 1, 1]``, as ``pycocotools.mask.toBbox``); ``area`` is the mask's pixel count.
@@ -48,9 +51,15 @@ class CocoWriter:
         *,
         segmentation: SegmentationKind = "rle",
         tolerance: float = 0.0,
+        polygon_mode: PolygonMode = "all",
     ) -> None:
         if segmentation not in ("rle", "polygon"):
             raise ValueError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
+        if polygon_mode not in ("all", "largest", "merge"):
+            raise ValueError(
+                f"polygon_mode must be 'all', 'largest' or 'merge', got {polygon_mode!r}"
+            )
+        self.polygon_mode: PolygonMode = polygon_mode
         if isinstance(categories, Mapping):
             table = dict(categories)
         elif isinstance(categories, (str, bytes)) or not isinstance(categories, Sequence):
@@ -112,7 +121,7 @@ class CocoWriter:
         if self.segmentation == "rle":
             segmentation = coco_rle(arr)
         else:
-            polys = mask_to_polygons(arr, mode="all", tolerance=self.tolerance)
+            polys = mask_to_polygons(arr, mode=self.polygon_mode, tolerance=self.tolerance)
             segmentation = [(p + 0.5).reshape(-1).tolist() for p in polys if len(p) >= 3]
             if not segmentation:
                 return None

@@ -1,0 +1,322 @@
+"""``auto_annotate``: detector boxes -> SAM masks -> YOLO-seg / COCO / LabelMe datasets.
+
+Per image: read it (EXIF applied, RGB), ask the box source for boxes, filter them (classes,
+conf, max_det, boxes outside the image), encode the image once and decode all its boxes
+through the engine, drop empty / too small masks, write every format. Boxes, classes, scores
+and masks are one :class:`~samkit.annotate.detectors.Detections` record from start to end,
+so dropping an object can never shift another object's class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from samkit.annotate.detectors import Detections, make_box_source
+from samkit.annotate.images import default_output_dir, label_collisions, list_images
+from samkit.annotate.writers import SUMMARY_FILE, DatasetWriter, parse_formats
+from samkit.errors import SourceError
+from samkit.polygons import PolygonMode
+
+if TYPE_CHECKING:
+    import torch
+
+    from samkit.predictor import SamPredictor
+
+__all__ = ["AnnotateSummary", "auto_annotate", "filter_boxes", "segment_boxes"]
+
+logger = logging.getLogger("samkit")
+
+
+@dataclass
+class AnnotateSummary:
+    """What a run did. ``images``: images found; ``annotated``: labelled in this run;
+    ``objects``: objects written; ``empty``: annotated images without objects; ``skipped``:
+    images already labelled (resume); ``errors``: images that failed (``failures`` says
+    why); ``dropped``: detections removed (outside the image, empty or < min_area mask)."""
+
+    images: int = 0
+    annotated: int = 0
+    objects: int = 0
+    empty: int = 0
+    skipped: int = 0
+    errors: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    output_dir: str = ""
+    formats: list[str] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["images_per_s"] = round(self.annotated / self.seconds, 3) if self.seconds else 0.0
+        out["names"] = {str(k): v for k, v in sorted(self.names.items())}
+        return out
+
+    def __str__(self) -> str:
+        return (
+            f"{self.images} images: {self.annotated} annotated ({self.objects} objects, "
+            f"{self.empty} empty), {self.skipped} skipped, {self.errors} errors, "
+            f"{self.dropped} detections dropped in {self.seconds:.1f}s -> {self.output_dir}"
+        )
+
+
+def _resolve_device(device: str | None) -> torch.device:
+    import torch
+
+    if device in (None, ""):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    text = str(device)
+    if text.isdigit():  # Ultralytics style "0"
+        text = f"cuda:{text}"
+    return torch.device(text)
+
+
+def _make_predictor(sam_model: Any, device: str) -> SamPredictor:
+    """A :class:`SamPredictor` from a checkpoint path / name, a ``Sam`` or a predictor."""
+    from samkit.build import build_sam
+    from samkit.modeling import Sam
+    from samkit.predictor import SamPredictor
+
+    if isinstance(sam_model, SamPredictor):
+        predictor = sam_model
+    elif isinstance(sam_model, Sam):
+        predictor = SamPredictor(sam_model)
+    elif isinstance(sam_model, (str, os.PathLike)):
+        predictor = SamPredictor(build_sam(sam_model))
+    else:
+        raise ValueError(
+            f"sam_model must be a checkpoint path, a model name, a Sam or a SamPredictor, "
+            f"got {type(sam_model).__name__}"
+        )
+    if device or not isinstance(sam_model, (Sam, SamPredictor)):
+        predictor.model.to(_resolve_device(device))
+    predictor.model.eval()
+    return predictor
+
+
+def filter_boxes(
+    dets: Detections,
+    height: int,
+    width: int,
+    *,
+    conf: float = 0.0,
+    classes: Sequence[int] | None = None,
+    max_det: int | None = None,
+) -> Detections:
+    """Keep boxes with ``score >= conf`` of the wanted ``classes``, the ``max_det`` best
+    (original order kept), clipped to the image; boxes left with no area are dropped."""
+    keep = dets.scores >= conf
+    if classes is not None:
+        keep &= np.isin(dets.class_ids, np.asarray(list(classes), dtype=np.int64))
+    dets = dets.select(keep)
+    if max_det is not None and len(dets) > max_det:
+        best = np.sort(np.argsort(-dets.scores, kind="stable")[:max_det])
+        dets = dets.select(best)
+    boxes = dets.boxes.copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+    dets = Detections(boxes, dets.class_ids, dets.scores, dets.masks)
+    return dets.select((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+
+
+def segment_boxes(
+    predictor: SamPredictor, image: np.ndarray, boxes: np.ndarray, batch: int = 64
+) -> np.ndarray:
+    """Masks (N, H, W) bool for boxes (N, 4) XYXY in ``image`` pixels: one encoder pass, the
+    boxes decoded ``batch`` at a time (single-mask output, as Ultralytics' auto-annotation),
+    upsampled to full resolution in chunks of bounded memory."""
+    import torch
+
+    from samkit import transforms
+
+    predictor.set_image(image)
+    state = predictor.get_image_state()
+    h, w = state.original_size
+    out = np.zeros((len(boxes), h, w), dtype=bool)
+    input_boxes = transforms.apply_boxes(boxes, state.original_size, predictor.image_size)
+    per_chunk = max(1, int(256e6 // (4 * h * w)))  # float32 logits at full size, ~256 MB
+    threshold = predictor.model.mask_threshold
+    for start in range(0, len(boxes), batch):
+        bt = torch.as_tensor(
+            input_boxes[start : start + batch], dtype=torch.float, device=predictor.device
+        )
+        low_res, _ = predictor.decode_low_res(None, None, bt, None, multimask_output=False)
+        for i in range(0, len(bt), per_chunk):
+            with torch.inference_mode():
+                logits = transforms.postprocess_masks(
+                    low_res[i : i + per_chunk], state.input_size, state.original_size,
+                    predictor.image_size,
+                )  # fmt: skip
+            k = start + i
+            out[k : k + len(logits)] = (logits[:, 0] > threshold).cpu().numpy()
+    return out
+
+
+def _previous_names(output_dir: Path) -> dict[int, str]:
+    try:
+        data = json.loads((output_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        return {int(k): str(v) for k, v in data.get("names", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def auto_annotate(
+    data: Any,
+    det_model: Any = None,
+    sam_model: Any = "sam_b.pt",
+    device: str = "",
+    output_dir: str | os.PathLike[str] | None = None,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    imgsz: int = 640,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    format: str | Sequence[str] = "yolo",
+    *,
+    names: Any = None,
+    segmentation: Literal["rle", "polygon"] = "rle",
+    polygon_mode: PolygonMode | None = None,
+    tolerance: float = 0.0,
+    min_area: int = 0,
+    overwrite: bool = False,
+    recursive: bool = False,
+    batch: int = 64,
+    progress: bool = True,
+    verbose: bool = True,
+) -> AnnotateSummary:
+    """Turn a folder of images into a segmentation dataset: boxes from ``det_model`` prompt SAM.
+
+    Args:
+        data: a folder of images (``recursive`` for subfolders), an image file, a glob or a
+            list of files. Label files mirror paths relative to the folder.
+        det_model: the box source: an Ultralytics YOLO checkpoint / name / model (needs
+            ``pip install 'samkit[detect]'``); a folder of YOLO detection txt files; a COCO
+            JSON with boxes; a callable ``f(image_rgb) -> (boxes_xyxy (N, 4), class_ids (N,),
+            scores (N,))`` in original-image pixels; or a ``BoxSource``.
+        sam_model: SAM checkpoint path or name, a ``Sam`` model or a ``SamPredictor``.
+        device: ``""`` = CUDA when available else CPU; ``"cpu"``, ``"cuda:0"``, ``"0"``...
+        output_dir: default ``<parent of data>/<data name>_auto_annotate_labels``, as in
+            Ultralytics (``path/to/images`` -> ``path/to/images_auto_annotate_labels``).
+        conf: minimum detection score (every source; label files score 1.0).
+        iou, imgsz: Ultralytics detectors only (NMS IoU, inference size).
+        max_det: most boxes per image (highest scores kept).
+        classes: keep only these class indices.
+        format: ``"yolo"`` (txt + data.yaml), ``"coco"``, ``"labelme"``, or several
+            (``"yolo,coco"`` or a list): one encoder pass serves them all.
+        names: class names (list, dict or data.yaml path); default: the detector's, the box
+            labels' data.yaml, the COCO categories, else the class index as text.
+        segmentation: COCO masks as ``"rle"`` (lossless, holes kept) or ``"polygon"``.
+        polygon_mode: ``"largest"``, ``"all"`` or ``"merge"``; None = YOLO ``merge`` (one
+            line per object), COCO / LabelMe ``all`` (every part kept with its object).
+        tolerance: polygon simplification in pixels (0 keeps every contour vertex).
+        min_area: drop masks with fewer pixels (empty masks are always dropped).
+        overwrite: relabel images whose labels exist (default: skip them, i.e. resume).
+        batch: boxes per decoder call.
+        progress, verbose: progress bar (images/s, ETA); per-image errors and the summary.
+
+    Returns:
+        The run's :class:`AnnotateSummary`, also written to ``output_dir/summary.json``.
+        An unreadable image or label file is reported, counted and skipped; any other
+        exception stops the run, and calling again resumes where it stopped.
+    """
+    from tqdm.auto import tqdm
+
+    formats = parse_formats(format)
+    if int(batch) < 1:
+        raise ValueError(f"batch must be >= 1, got {batch!r}")
+    if int(max_det) < 1:
+        raise ValueError(f"max_det must be >= 1, got {max_det!r}")
+    root, images = list_images(data, recursive)
+    out_dir = Path(output_dir) if output_dir else default_output_dir(data, root)
+    writer = DatasetWriter(
+        out_dir, formats, segmentation=segmentation, polygon_mode=polygon_mode, tolerance=tolerance
+    )
+    source = make_box_source(
+        det_model, names=names, conf=conf, iou=iou, imgsz=imgsz, max_det=max_det,
+        classes=classes, device=device,
+    )  # fmt: skip
+    all_names = {**_previous_names(out_dir), **source.names}
+    coco_ids = {c: source.coco_id(c) for c in all_names}
+    clashes = label_collisions([rel for _, rel in images])
+    reserved = writer.reserved()
+    summary = AnnotateSummary(images=len(images), output_dir=str(out_dir), formats=list(formats))
+    predictor: SamPredictor | None = None
+    start = time.perf_counter()
+
+    def fail(rel: str, message: str) -> None:
+        summary.errors += 1
+        summary.failures.append({"image": rel, "error": message})
+        if verbose:
+            tqdm.write(f"samkit: skipped {rel}: {message}")
+        logger.debug("auto_annotate: %s: %s", rel, message)
+
+    bar = tqdm(total=len(images), unit="img", disable=not progress, desc="annotate")
+    try:
+        for path, rel in images:
+            bar.update(1)
+            if rel in clashes:
+                fail(rel, f"its label file would overwrite the one of {clashes[rel]}")
+                continue
+            if any(p in reserved for p in writer.paths(rel).values()):
+                fail(rel, "its label file name is reserved for the run's own files")
+                continue
+            if not overwrite and writer.is_done(rel):
+                summary.skipped += 1
+                continue
+            try:
+                image = _read_image(path)
+                found = source(image, rel)
+            except SourceError as exc:
+                fail(rel, str(exc))
+                continue
+            h, w = image.shape[:2]
+            dets = filter_boxes(found, h, w, conf=conf, classes=classes, max_det=max_det)
+            summary.dropped += len(found) - len(dets)
+            if len(dets):
+                if predictor is None:
+                    predictor = _make_predictor(sam_model, device)
+                masks = segment_boxes(predictor, image, dets.boxes, batch)
+                dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
+                keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
+                summary.dropped += int((~keep).sum())
+                dets = dets.select(keep)
+            masks = dets.masks if dets.masks is not None else np.zeros((0, h, w), dtype=bool)
+            for c in dets.class_ids.tolist():
+                all_names.setdefault(int(c), str(c))
+                coco_ids.setdefault(int(c), source.coco_id(int(c)))
+            writer.write(rel, path, h, w, dets.class_ids, dets.scores, masks, all_names, coco_ids)
+            summary.annotated += 1
+            summary.objects += len(dets)
+            summary.empty += len(dets) == 0
+            bar.set_postfix(objects=summary.objects, errors=summary.errors, refresh=False)
+    except BaseException:
+        bar.close()
+        if verbose:
+            logger.warning(
+                "auto_annotate stopped after %d images; run it again to resume", summary.annotated
+            )
+        raise
+    bar.close()
+    writer.finalize([rel for _, rel in images], all_names, coco_ids, root)
+    summary.names = dict(all_names)
+    summary.seconds = time.perf_counter() - start
+    writer.write_summary(summary.to_dict())
+    if verbose:
+        print(f"samkit annotate: {summary}")
+    return summary
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from samkit.sources import read_image
+
+    return read_image(path)
