@@ -650,3 +650,28 @@ def test_ultralytics_detector_wiring(
     coco = json.loads((tmp_path / "out" / "instances.json").read_text())
     assert len(coco["annotations"]) == summary.objects
     assert "nc: 80" in (tmp_path / "out" / "data.yaml").read_text()  # the model's names
+
+
+def test_cli_annotate_from_box_labels(
+    dataset: dict[str, Any], sam_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samkit.annotate.cli import parse_names
+    from samkit.cli import main
+
+    boxes_dir = tmp_path / "boxes"
+    boxes_dir.mkdir()
+    (boxes_dir / "shapes.txt").write_text("1 0.7 0.5 0.3 0.4\n")
+    out = tmp_path / "out"
+    code = main([
+        "annotate", str(dataset["root"]), f"det_model={boxes_dir}", f"sam_model={sam_ckpt}",
+        f"output_dir={out}", "format=yolo,labelme", "names=box,disc", "progress=false",
+        "device=cpu",
+    ])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.glob("*.txt")) == ["blank.txt", "ring_pair.txt", "shapes.txt"]
+    assert all(c == 1 for c, _ in read_yolo_seg(out / "shapes.txt"))
+    assert "names:\n  0: box\n  1: disc" in (out / "data.yaml").read_text()
+    assert "3 images" in capsys.readouterr().out
+    assert main(["annotate", str(dataset["root"]), "det_modle=x"]) == 2  # a usage error
+    assert "det_model" in capsys.readouterr().err
+    assert parse_names('["a", "b"]') == ["a", "b"] and parse_names("a, b") == ["a", "b"]

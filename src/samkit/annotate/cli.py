@@ -1,0 +1,62 @@
+"""``samkit annotate``: the command-line face of :func:`samkit.annotate.auto_annotate`."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cli_annotate", "parse_names"]
+
+
+def parse_names(text: str | None) -> Any:
+    """``names=`` on the command line: a JSON / Python list or dict, a data.yaml path, or
+    comma-separated names (``person,car``)."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            value = ast.literal_eval(stripped)  # literals only
+            if not isinstance(value, (list, tuple, dict)):
+                raise ValueError(f"names must be a list or a dict, got {text!r}") from None
+            return value
+    if Path(stripped).is_file():
+        return stripped
+    return [n.strip() for n in stripped.split(",") if n.strip()]
+
+
+def cli_annotate(args: dict[str, Any]) -> int:
+    """Run auto-annotation with the parsed keys; exit code 0 when every image was labelled
+    (or skipped as done), 1 when some images failed (the run still completes)."""
+    from samkit.annotate.run import auto_annotate
+
+    classes = args["classes"]
+    if isinstance(classes, (int, float)):
+        classes = [int(classes)]
+    summary = auto_annotate(
+        args["data"],
+        det_model=args["det_model"],
+        sam_model=args["sam_model"],
+        device=args["device"] or "",
+        output_dir=args["output_dir"],
+        conf=args["conf"],
+        iou=args["iou"],
+        imgsz=args["imgsz"],
+        max_det=args["max_det"],
+        classes=classes,
+        format=args["format"],
+        names=parse_names(args["names"]),
+        segmentation=args["segmentation"],
+        polygon_mode=args["polygon_mode"],
+        tolerance=args["tolerance"],
+        min_area=args["min_area"],
+        overwrite=args["overwrite"],
+        recursive=args["recursive"],
+        batch=args["batch"],
+        progress=args["progress"],
+    )
+    return 1 if summary.errors else 0
