@@ -6,11 +6,13 @@ original image frame, ``predict_torch`` takes batched tensors already in the inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
@@ -27,6 +29,9 @@ class ImageState:
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    # Derived, recomputable per-image work (the decoder's prompt-independent part), keyed by
+    # compute dtype; filled lazily by the predictor.
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -49,12 +54,58 @@ def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 class SamPredictor:
-    """Encode-once / prompt-many engine over a :class:`~samkit.modeling.Sam`."""
+    """Encode-once / prompt-many engine over a :class:`~samkit.modeling.Sam`.
 
-    def __init__(self, sam_model: Sam) -> None:
+    device: None keeps the model where it is; ``""`` picks CUDA > MPS > CPU; else "cpu",
+    "cuda:0", "mps" (the model is moved). dtype: "fp32" (default), "bf16", "fp16", or
+    ``half=True`` for fp16 on GPUs / bf16 on CPUs (see :mod:`samkit.device`).
+    compile: wrap the encoder and the decoder in ``torch.compile``.
+    decoder_batch: prompts per decoder pass (bounds memory; each prompt needs ~40 MB of fp32
+    activations); default 64 on CPU, 512 on GPUs.
+
+    The model is put in eval mode and its inference-only folds (TinyViT's batch norms) are
+    applied; they are dropped again by ``model.train()``.
+    """
+
+    def __init__(
+        self,
+        sam_model: Sam,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        half: bool = False,
+        compile: bool = False,
+        decoder_batch: int | None = None,
+    ) -> None:
+        if device is not None:
+            sam_model = sam_model.to(devices.select_device(device))
         self.model = sam_model
         self.image_size = sam_model.image_size
+        self.dtype = devices.select_dtype(dtype, half, sam_model.device)
+        if decoder_batch is not None and decoder_batch < 1:
+            raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
+        self.decoder_batch = decoder_batch or (64 if sam_model.device.type == "cpu" else 512)
         self._state: ImageState | None = None
+        self.optimize()
+        self._encoder: Any = sam_model.image_encoder
+        self._decode: Any = sam_model.decode
+        if compile:
+            self._encoder = torch.compile(sam_model.image_encoder)
+            self._decode = torch.compile(sam_model.decode, dynamic=True)
+
+    def optimize(self) -> None:
+        """Eval mode plus inference-only folds (cheap and idempotent; re-run after training)."""
+        self.model.eval()
+        fuse = getattr(self.model.image_encoder, "fuse", None)
+        if callable(fuse):
+            fuse()
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised input -> float32 embeddings (B, 256, S/16, S/16)."""
+        if self.model.training:
+            self.optimize()
+        with devices.autocast(self.device, self.dtype):
+            features = self._encoder(x)
+        return features.float()
 
     # ----------------------------------------------------------------- image
     @property
@@ -100,8 +151,43 @@ class SamPredictor:
         if image_format != self.model.image_format:
             image = image[..., ::-1]
         x, input_size = self.preprocess(image)
-        features = self.model.image_encoder(x)
+        features = self._encode(x)
         self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size)
+
+    @torch.inference_mode()
+    def encode_batch(
+        self, images: list[np.ndarray], image_format: str = "RGB", batch_size: int = 8
+    ) -> list[ImageState]:
+        """Encode several (H, W, 3) uint8 images, ``batch_size`` per encoder pass.
+
+        Returns one :class:`ImageState` per image (use :meth:`set_image_state` to decode
+        against one); the predictor's current image is left unchanged.
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise SamkitError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if batch_size < 1:
+            raise SamkitError(f"batch_size must be >= 1, got {batch_size}")
+        states: list[ImageState] = []
+        for start in range(0, len(images), batch_size):
+            chunk = []
+            inputs = []
+            for i, image in enumerate(images[start : start + batch_size]):
+                image = check_image(image, f"images[{start + i}]")
+                if image_format != self.model.image_format:
+                    image = image[..., ::-1]
+                x, input_size = self.preprocess(image)
+                inputs.append(x)
+                chunk.append(((image.shape[0], image.shape[1]), input_size))
+            features = self._encode(torch.cat(inputs))
+            for j, (orig, inp) in enumerate(chunk):
+                states.append(ImageState(features[j : j + 1], orig, inp))
+        return states
+
+    def set_images(
+        self, images: list[np.ndarray], image_format: str = "RGB", batch_size: int = 8
+    ) -> list[ImageState]:
+        """Alias of :meth:`encode_batch`."""
+        return self.encode_batch(images, image_format, batch_size)
 
     @torch.inference_mode()
     def set_torch_image(
@@ -122,7 +208,7 @@ class SamPredictor:
             transformed_image.float().to(self.device) - self.model.pixel_mean
         ) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
-        features = self.model.image_encoder(x)
+        features = self._encode(x)
         orig = (int(original_image_size[0]), int(original_image_size[1]))
         self._state = ImageState(features, orig, (int(h), int(w)))
 
@@ -233,14 +319,62 @@ class SamPredictor:
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder only: low-res logits (B, C, 256, 256) and scores (B, C), no upsampling."""
+        """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling.
+
+        Prompts are decoded ``decoder_batch`` at a time; without ``mask_input`` the decoder's
+        prompt-independent work is computed once per image and kept with the image state.
+        """
         state = self._require_state()
-        points = None
-        if point_coords is not None:
-            if point_labels is None:
-                raise PromptError("point_labels must be given with point_coords")
-            points = (point_coords, point_labels)
-        return self.model.decode(state.features, points, boxes, mask_input, multimask_output)
+        if point_coords is not None and point_labels is None:
+            raise PromptError("point_labels must be given with point_coords")
+        sizes = [t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None]
+        total = sizes[0] if sizes else 1
+        if any(n != total for n in sizes):
+            raise PromptError(
+                f"point_coords, boxes and mask_input must share the batch size, got {sizes}"
+            )
+        if total <= self.decoder_batch:
+            return self._decode_chunk(
+                state, point_coords, point_labels, boxes, mask_input, multimask_output
+            )
+        lows, scores = [], []
+        for i in range(0, total, self.decoder_batch):
+            sel = slice(i, i + self.decoder_batch)
+            low, score = self._decode_chunk(
+                state,
+                None if point_coords is None else point_coords[sel],
+                None if point_labels is None else point_labels[sel],
+                None if boxes is None else boxes[sel],
+                None if mask_input is None else mask_input[sel],
+                multimask_output,
+            )
+            lows.append(low)
+            scores.append(score)
+        return torch.cat(lows), torch.cat(scores)
+
+    def _decode_chunk(
+        self,
+        state: ImageState,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        points = (
+            None if point_coords is None or point_labels is None else (point_coords, point_labels)
+        )
+        with devices.autocast(self.device, self.dtype):
+            cache = None
+            if mask_input is None and self.model.mask_decoder.fast:
+                key = ("decoder", self.dtype)
+                cache = state.cache.get(key)
+                if cache is None:
+                    cache = state.cache[key] = self.model.prepare_decoder(state.features)
+            low, scores = self._decode(
+                state.features, points, boxes, mask_input, multimask_output, cache
+            )
+        return low.float(), scores.float()
 
 
 def check_points(

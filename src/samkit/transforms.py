@@ -76,11 +76,24 @@ def postprocess_masks(
     """Low-res logits (B, C, h', w') -> logits (B, C, H, W) in the original frame.
 
     Bilinear to the padded model input, crop the padding, bilinear to the original size.
+    Only the part of the first upsampling that survives the crop is computed: with an integer
+    factor f, upsampling the leading ``ceil(h / f) + 1`` low-res rows (columns) uses the same
+    source coordinates and weights as the full upsampling for every kept row, so the result
+    is bit-identical.
     """
     import torch.nn.functional as F
 
-    masks = F.interpolate(masks, (image_size, image_size), mode="bilinear", align_corners=False)
-    masks = masks[..., : input_size[0], : input_size[1]]
+    low_h, low_w = masks.shape[-2:]
+    h, w = input_size
+    if image_size % low_h == 0 and image_size % low_w == 0:
+        fh, fw = image_size // low_h, image_size // low_w
+        rows, cols = min(low_h, -(-h // fh) + 1), min(low_w, -(-w // fw) + 1)
+        masks = F.interpolate(
+            masks[..., :rows, :cols], (rows * fh, cols * fw), mode="bilinear", align_corners=False
+        )
+    else:
+        masks = F.interpolate(masks, (image_size, image_size), mode="bilinear", align_corners=False)
+    masks = masks[..., :h, :w]
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samkit.modeling import decoder_fast
 from samkit.modeling.common import MLP, LayerNorm2d
+from samkit.modeling.decoder_fast import DecoderCache
 from samkit.modeling.transformer import TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
     """Predicts ``num_multimask_outputs + 1`` masks per prompt: token 0 is the single-mask
-    output, tokens 1.. the multimask outputs."""
+    output, tokens 1.. the multimask outputs.
+
+    ``fast`` selects :mod:`samkit.modeling.decoder_fast` (same function, fewer operations);
+    the plain path is the reference computation, always used when tracing or exporting.
+    """
+
+    fast: bool = True
 
     def __init__(
         self,
@@ -50,14 +58,18 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        cache: DecoderCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """image_embeddings (1 or B, C, h, w); sparse (B, N, C); dense (B, C, h, w).
 
+        ``cache``: the first block's image-side work for this (batch-1) image, valid only when
+        there is no mask prompt (``dense`` is the no-mask embedding); it replaces
+        ``image_embeddings`` and ``dense_prompt_embeddings``.
         Returns low-res mask logits (B, M, 4h, 4w) and IoU predictions (B, M), with M = 3
         for multimask output and 1 otherwise.
         """
         masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, cache
         )
         sel = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sel], iou_pred[:, sel]
@@ -68,12 +80,17 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        cache: DecoderCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All mask tokens: logits (B, num_mask_tokens, 4h, 4w), IoU (B, num_mask_tokens)."""
         bs = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(bs, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+        if self.fast and decoder_fast.fast_path_allowed(tokens):
+            return self._predict_masks_fast(
+                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache
+            )
 
         if image_embeddings.shape[0] != bs:
             image_embeddings = image_embeddings.expand(bs, -1, -1, -1)
@@ -93,3 +110,27 @@ class MaskDecoder(nn.Module):
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
+
+    def _predict_masks_fast(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        tokens: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        cache: DecoderCache | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        bs = tokens.shape[0]
+        h, w = image_pe.shape[-2:]
+        src = image_embeddings
+        if cache is None:
+            if src.shape[0] != bs:
+                src = src.expand(bs, -1, -1, -1)
+            src = src + dense_prompt_embeddings
+        hs, keys = decoder_fast.transformer_forward(self.transformer, src, image_pe, tokens, cache)
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )
+        masks = decoder_fast.upscale_masks(self.output_upscaling, keys, hyper_in, (int(h), int(w)))
+        return masks, self.iou_prediction_head(hs[:, 0, :])

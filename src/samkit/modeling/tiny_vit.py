@@ -8,6 +8,7 @@ on the 64x64 grid SAM's decoder expects. A neck maps to 256 channels as in SAM.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,15 @@ from samkit.registry import TinyViTConfig
 
 
 class Conv2d_BN(nn.Sequential):
-    """Convolution without bias followed by batch norm (keys ``c.*`` and ``bn.*``)."""
+    """Convolution without bias followed by batch norm (keys ``c.*`` and ``bn.*``).
+
+    :meth:`fuse` folds the batch norm into one convolution for inference; the folded weights
+    are non-persistent buffers (the state dict keeps the official keys) and are dropped by
+    ``train()`` and by loading a state dict, so training still sees the two layers.
+    """
+
+    fused_weight: torch.Tensor | None
+    fused_bias: torch.Tensor | None
 
     def __init__(
         self,
@@ -35,6 +44,52 @@ class Conv2d_BN(nn.Sequential):
             nn.Conv2d(in_chans, out_chans, kernel_size, stride, padding, groups=groups, bias=False),
         )
         self.add_module("bn", nn.BatchNorm2d(out_chans))
+        self.register_buffer("fused_weight", None, persistent=False)
+        self.register_buffer("fused_bias", None, persistent=False)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the batch norm's running statistics into the convolution (eval mode only)."""
+        if self.training:
+            raise RuntimeError(
+                "fuse() needs eval mode (batch norm uses batch statistics in training)"
+            )
+        conv, bn = self.c, self.bn
+        if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError("unexpected Conv2d_BN layout")
+        if bn.running_var is None or bn.running_mean is None:
+            raise RuntimeError("batch norm without running statistics cannot be folded")
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        self.fused_weight = (conv.weight * scale[:, None, None, None]).detach().clone()
+        self.fused_bias = (bn.bias - bn.running_mean * scale).detach().clone()
+
+    def unfuse(self) -> None:
+        """Drop the folded weights (after editing the layers' parameters in place)."""
+        self.fused_weight = None
+        self.fused_bias = None
+
+    def train(self, mode: bool = True) -> Conv2d_BN:
+        if mode:
+            self.unfuse()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self.unfuse()
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.c
+        if self.fused_weight is not None and not self.training and isinstance(conv, nn.Conv2d):
+            return F.conv2d(
+                x,
+                self.fused_weight,
+                self.fused_bias,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.groups,
+            )
+        return super().forward(x)
 
 
 class PatchEmbed(nn.Module):
@@ -234,7 +289,9 @@ class BasicLayer(nn.Module):
 
 
 class TinyViT(nn.Module):
-    """(B, 3, S, S) normalised, padded image -> (B, out_chans, S/16, S/16) embedding."""
+    """(B, 3, S, S) normalised, padded image -> (B, out_chans, S/16, S/16) embedding.
+
+    :meth:`fuse` folds every batch norm for inference (see :class:`Conv2d_BN`)."""
 
     def __init__(self, config: TinyViTConfig) -> None:
         super().__init__()
@@ -282,3 +339,9 @@ class TinyViT(nn.Module):
         b, _, c = x.shape
         side = self.final_side
         return self.neck(x.view(b, side, side, c).permute(0, 3, 1, 2))
+
+    def fuse(self) -> None:
+        """Fold all batch norms into their convolutions (eval mode); idempotent and cheap."""
+        for module in self.modules():
+            if isinstance(module, Conv2d_BN):
+                module.fuse()
