@@ -19,7 +19,7 @@ from samkit.errors import SamkitError
 if TYPE_CHECKING:
     from samkit.modeling import Sam
 
-__all__ = ["FORMATS", "export", "resolve_model"]
+__all__ = ["FORMATS", "cli_export", "export", "resolve_model"]
 
 FORMATS: dict[str, str] = {
     "onnx": "samkit.export.onnx",
@@ -56,8 +56,8 @@ def export(
 ) -> list[Path]:
     """Export ``model`` to ``format`` and return the files written.
 
-    ``output`` is the folder to write into (default ``<stem>_<format>/`` in the current
-    directory, the stem being the checkpoint's file name or the variant's name). ``options``
+    ``output`` is the folder to write into (default ``<name>_<format>/`` in the current
+    directory; ``name`` defaults to the checkpoint's file stem or the variant's name). ``options``
     go to the format's exporter, e.g. for ONNX ``bake_preprocess``, ``return_single_mask``,
     ``return_low_res``, ``opset``, ``check``, ``int8`` (see :func:`samkit.export.onnx.export`).
     """
@@ -68,7 +68,18 @@ def export(
         )
     net, stem = resolve_model(model)
     name = str(options.pop("name", stem))
-    folder = Path(output) if output is not None else Path(f"{stem}_{key}")
+    folder = Path(output) if output is not None else Path(f"{name}_{key}")
     module = import_module(FORMATS[key])
     files: list[Path] = module.export(net, folder, name=name, **options)
     return files
+
+
+def cli_export(args: dict[str, Any]) -> int:
+    """``samkit export model=... format=onnx [output=...] [key=value ...]``."""
+    options = {
+        k: v for k, v in args.items() if k not in ("model", "format", "output") and v is not None
+    }
+    files = export(args["model"], format=args["format"], output=args["output"], **options)
+    for path in files:
+        print(path)
+    return 0
