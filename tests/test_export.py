@@ -533,3 +533,33 @@ def test_ort_backend_without_torch(exports: Callable[[str], Exported], tmp_path:
 
     front = SAM(exp.model, device="cpu").predict(image, bboxes=[40, 60, 330, 260])[0]
     _mask_check("front box mask", got["front_masks"], np.asarray(front.masks), require_mixed=False)
+
+
+def test_int8_quantisation(tiny_small: Exported, tmp_path: Path) -> None:
+    """int8 copies are smaller, load through precision=, and agree with fp32 masks."""
+    import shutil
+
+    from reference import make_image
+    from samkit.backends.onnxruntime import OnnxPredictor
+    from samkit.export.quantize import quantize_folder
+
+    folder = tmp_path / "q"
+    shutil.copytree(tiny_small.folder, folder)
+    with pytest.raises(SamkitError, match="no int8 decoder"):
+        OnnxPredictor(folder, precision="int8_decoder")
+    files = quantize_folder(folder, log=print)
+    assert files["decoder"].stat().st_size < 0.5 * (folder / "decoder.onnx").stat().st_size
+    image = make_image(400, 300, seed=8)
+    kwargs = {"box": np.array([30, 40, 250, 330]), "multimask_output": True}
+    fp32 = OnnxPredictor(folder)
+    fp32.set_image(image)
+    ref = fp32.predict(**kwargs)[0]
+    for precision in ("int8_decoder", "int8"):
+        p = OnnxPredictor(folder, precision=precision)
+        p.set_image(image)
+        masks = p.predict(**kwargs)[0]
+        inter = (masks & ref).sum(axis=(1, 2))
+        union = np.maximum((masks | ref).sum(axis=(1, 2)), 1)
+        miou = float((inter / union).mean())
+        print(f"  {precision}: mean IoU vs fp32 {miou:.4f}")
+        assert miou > 0.8
