@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "sam_model_registry": "samkit.build",
     "Sam": "samkit.modeling.sam",
     "SamPredictor": "samkit.predictor",
+    "SamAutomaticMaskGenerator": "samkit.automatic",
     "SAM": "samkit.model",
     "Predictor": "samkit.interactive",
     "Results": "samkit.results",

@@ -1,0 +1,210 @@
+"""Deterministic SAM weights under which "segment everything" draws real, varied masks.
+
+Random weights make the generator degenerate (every mask fails the filters). These weights are
+built by hand so that a point prompt at ``p`` yields, for each multimask token i, the mask
+``alpha_i * (K(p, x) - t_i) > 0`` with ``K(p, x) = sum_k cos(theta_k(p) - theta_k(x))`` a bump
+centred on the prompt (12 low lattice frequencies, period 1.25 image widths, so one bump per
+image): three nested discs of different sizes and steepness around every grid point. How the
+network is made to compute that:
+
+- encoder: the patch embedding, every block's attention output and MLP output are zero, so the
+  tokens are the absolute position embedding, which holds ``[sin theta(x), cos theta(x), -sin,
+  -cos]`` per 16x16 patch; the neck maps these into the embedding (zero mean and constant norm
+  per pixel, so its LayerNorms only rescale). For a MobileSAM (TinyViT has no absolute position
+  embedding) :class:`LocationEncoder` wraps the real encoder and returns the same features, so
+  the encoder still costs what it costs.
+- prompt encoder: the random-Fourier matrix holds the same 12 frequencies (the rest zero), so a
+  point's embedding carries ``sin/cos theta(p)``; every learned embedding is zero.
+- decoder: layer 0's self-attention has zero query/key projections (uniform attention), so every
+  token becomes the point's ``[sin, cos, -sin, -cos]``; every other attention output and MLP
+  output is zero, so tokens and image features pass through (LayerNorms only rescale). The
+  upscaling path keeps the image features linear (shifted by +10 so the GELUs act as identity)
+  and adds a constant channel; each hypernetwork MLP splits features into ReLU-safe +/- halves and
+  outputs ``alpha_i [sin, cos](p)`` plus the constant-channel weight that turns the dot product
+  into ``alpha_i * (K - t_i)``. The IoU head outputs ``base_i + 0.04 sin theta_1(p) + 0.03 cos
+  theta_6(p)``, so predicted IoU varies smoothly over the image and some masks fall below 0.88.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FREQS = (
+    torch.tensor(
+        [
+            (1, 0),
+            (0, 1),
+            (1, 1),
+            (1, -1),
+            (2, 0),
+            (0, 2),
+            (2, 1),
+            (1, 2),
+            (2, -1),
+            (1, -2),
+            (2, 2),
+            (2, -2),
+        ],
+        dtype=torch.float32,
+    )
+    * 0.4
+)  # (12, 2) cycles per unit of the PE's [-1, 1] coordinate
+N_FREQ = FREQS.shape[0]
+F = 2 * N_FREQ  # [sin, cos] features
+ALPHA = (20.0, 40.0, 30.0, 15.0)  # token 0 (single mask), then the three multimask tokens
+THRESH = (6.0, 9.0, 6.0, 3.0)  # bump level each token's mask cuts at (peak is 12)
+IOU_BASE = (0.9, 0.93, 0.91, 0.89)
+
+
+def location_features(h: int = 64, w: int = 64) -> torch.Tensor:
+    """(h, w, 2F) features ``[sin, cos, -sin, -cos]`` of the grid cell centres, in the prompt
+    encoder's frame (cell centre / size, mapped to [-1, 1])."""
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2) as (x, y)
+    theta = 2 * math.pi * ((2 * grid - 1) @ FREQS.T)  # (h, w, N_FREQ)
+    sc = torch.cat([theta.sin(), theta.cos()], dim=-1)
+    return torch.cat([sc, -sc], dim=-1)
+
+
+class LocationEncoder(torch.nn.Module):
+    """Runs the wrapped encoder (for its cost) and returns :func:`location_features` laid into
+    256 channels, shape (B, 256, 64, 64)."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = encoder
+        self.img_size = encoder.img_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        feats = torch.zeros_like(out)
+        loc = location_features(out.shape[-2], out.shape[-1]).permute(2, 0, 1)
+        feats[:, : loc.shape[0]] = loc.to(out)
+        return feats
+
+
+def _zero(state: dict[str, torch.Tensor], key: str) -> None:
+    state[key] = torch.zeros_like(state[key])
+
+
+def _eye(rows: int, cols: int, n: int, scale: float = 1.0) -> torch.Tensor:
+    m = torch.zeros(rows, cols)
+    m[range(n), range(n)] = scale
+    return m
+
+
+def blob_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rewrite a SAM state dict (official key names, any encoder) into the blob model described
+    in the module docstring. The encoder part is rewritten only for a ViT encoder."""
+    state = {k: v.clone() for k, v in state.items()}
+    # ---------------------------------------------------------------- encoder (ViT only)
+    if "image_encoder.pos_embed" in state:
+        for key in list(state):
+            if key.startswith("image_encoder.patch_embed.proj.") or any(
+                s in key for s in (".attn.proj.", ".mlp.lin2.")
+            ):
+                _zero(state, key)
+        pos = state["image_encoder.pos_embed"]
+        pos.zero_()
+        pos[0, :, :, : 2 * F] = location_features(pos.shape[1], pos.shape[2])
+        c = pos.shape[-1]
+        state["image_encoder.neck.0.weight"] = _eye(256, c, 2 * F)[:, :, None, None]
+        conv = torch.zeros(256, 256, 3, 3)
+        conv[range(256), range(256), 1, 1] = 1.0
+        state["image_encoder.neck.2.weight"] = conv
+        for n in ("1", "3"):
+            state[f"image_encoder.neck.{n}.weight"] = torch.ones(256)
+            state[f"image_encoder.neck.{n}.bias"] = torch.zeros(256)
+    # ----------------------------------------------------------------- prompt encoder
+    gauss = torch.zeros(2, 128)
+    gauss[:, :N_FREQ] = FREQS.T
+    state["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"] = gauss
+    for key in list(state):
+        if key.startswith(
+            (
+                "prompt_encoder.point_embeddings",
+                "prompt_encoder.not_a_point",
+                "prompt_encoder.no_mask",
+            )
+        ):
+            _zero(state, key)
+    # ----------------------------------------------------------------- decoder
+    d = "mask_decoder."
+    _zero(state, d + "iou_token.weight")
+    _zero(state, d + "mask_tokens.weight")
+    for key in list(state):
+        if not key.startswith(d + "transformer."):
+            continue
+        if "norm" in key:
+            state[key] = (
+                torch.ones_like(state[key])
+                if key.endswith("weight")
+                else torch.zeros_like(state[key])
+            )
+        elif ".out_proj." in key or ".mlp.lin2." in key:
+            _zero(state, key)
+    sa = d + "transformer.layers.0.self_attn."
+    for key in (
+        "q_proj.weight",
+        "q_proj.bias",
+        "k_proj.weight",
+        "k_proj.bias",
+        "v_proj.bias",
+        "out_proj.bias",
+    ):
+        _zero(state, sa + key)
+    v = torch.zeros(256, 256)
+    for k in range(N_FREQ):  # PE channels: sin k at k, cos k at 128 + k
+        for sign, offset in ((1.0, 0), (-1.0, F)):
+            v[offset + k, k] = 10.0 * sign
+            v[offset + N_FREQ + k, 128 + k] = 10.0 * sign
+    state[sa + "v_proj.weight"] = v
+    state[sa + "out_proj.weight"] = torch.eye(256)
+    # upscaling: image features [f, -f] -> LayerNorm (+10) -> GELU -> [f + 10, 10, ...] -> GELU
+    up0 = torch.zeros(256, 64, 2, 2)
+    up0[range(2 * F), range(2 * F)] = 1.0
+    state[d + "output_upscaling.0.weight"] = up0
+    _zero(state, d + "output_upscaling.0.bias")
+    state[d + "output_upscaling.1.weight"] = torch.ones(64)
+    state[d + "output_upscaling.1.bias"] = torch.full((64,), 10.0)
+    ln_gain = math.sqrt(64 / F)  # LayerNorm of [f, -f, 0...] over 64 channels scales by this
+    up3 = torch.zeros(64, 32, 2, 2)
+    for k in range(F):
+        up3[k, k] = 0.5 / ln_gain
+        up3[F + k, k] = -0.5 / ln_gain
+    state[d + "output_upscaling.3.weight"] = up3
+    state[d + "output_upscaling.3.bias"] = torch.full((32,), 10.0)
+    # token MLPs: LayerNorm'd token [f, -f] (scaled by tok_gain) -> ReLU halves -> linear head
+    tok_gain = math.sqrt(256 / F)
+
+    def first_layers(prefix: str) -> None:
+        state[prefix + "layers.0.weight"] = _eye(256, 256, 2 * F, 1.0 / tok_gain)
+        state[prefix + "layers.1.weight"] = _eye(256, 256, 2 * F)
+        _zero(state, prefix + "layers.0.bias")
+        _zero(state, prefix + "layers.1.bias")
+
+    for i in range(4):
+        p = f"{d}output_hypernetworks_mlps.{i}."
+        first_layers(p)
+        w = torch.zeros(32, 256)
+        w[range(F), range(F)] = ALPHA[i]
+        w[range(F), range(F, 2 * F)] = -ALPHA[i]
+        w[F, :F] = -ALPHA[i]
+        w[F, F : 2 * F] = ALPHA[i]
+        b = torch.zeros(32)
+        b[F] = -ALPHA[i] * THRESH[i] / 10.0
+        state[p + "layers.2.weight"] = w
+        state[p + "layers.2.bias"] = b
+    p = d + "iou_prediction_head."
+    first_layers(p)
+    w = torch.zeros(4, 256)
+    w[:, 1] = 0.04  # + 0.04 sin theta_1(p)
+    w[:, F + 1] = -0.04
+    w[:, N_FREQ + 6] = 0.03  # + 0.03 cos theta_6(p)
+    w[:, F + N_FREQ + 6] = -0.03
+    state[p + "layers.2.weight"] = w
+    state[p + "layers.2.bias"] = torch.tensor(IOU_BASE)
+    return state
