@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,12 @@ def load_export(source: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
-def _session(path: Path, providers: Sequence[str] | None, threads: int | None) -> Any:
+def _session(
+    path: Path,
+    providers: Sequence[str] | None,
+    threads: int | None,
+    config: Mapping[str, str] | None = None,
+) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as err:
@@ -74,6 +79,8 @@ def _session(path: Path, providers: Sequence[str] | None, threads: int | None) -
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     available = ort.get_available_providers()
     chosen = (
         list(providers)
@@ -92,6 +99,9 @@ class OnnxPredictor:
             exist when the export was made with ``int8=True``.
         providers: ONNX Runtime execution providers (default CUDA when available, then CPU).
         threads: intra-op threads (default: ONNX Runtime's choice).
+        session_config: ONNX Runtime session config entries, e.g.
+            ``{"session.intra_op.allow_spinning": "0"}`` to stop idle threads from spinning
+            when torch shares the CPU.
     """
 
     def __init__(
@@ -101,6 +111,7 @@ class OnnxPredictor:
         precision: str = "fp32",
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        session_config: Mapping[str, str] | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise SamkitError(
@@ -118,8 +129,8 @@ class OnnxPredictor:
                         "(or run samkit.export.quantize.quantize_folder)"
                     )
                 files[role] = info["int8"][role]
-        self.encoder = _session(folder / files["encoder"], providers, threads)
-        self.decoder = _session(folder / files["decoder"], providers, threads)
+        self.encoder = _session(folder / files["encoder"], providers, threads, session_config)
+        self.decoder = _session(folder / files["decoder"], providers, threads, session_config)
         self.image_size = int(info["image_size"])
         self.low_res = int(info["low_res_size"][0])
         self.mean = tuple(float(v) for v in info["pixel_mean"])
