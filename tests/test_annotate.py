@@ -263,16 +263,15 @@ def test_yolo_box_labels_to_coco_polygons(
         for ann, mask in zip(anns, engine, strict=True):
             assert isinstance(ann["segmentation"], list)
             assert all(len(p) >= 6 for p in ann["segmentation"])
-            # The file's polygons in samkit's convention (vertices on boundary pixel centres,
-            # written +0.5): faithful to the engine's mask (holes aside).
-            polys = [np.reshape(p, (-1, 2)) - 0.5 for p in ann["segmentation"]]
-            iou = _iou(polygons_to_mask(polys, H, W), mask)
-            # pycocotools rasterises a polygon through pixel centres about half a pixel smaller
-            # on every side (see samkit.formats.coco), which costs small, thin masks most: printed,
-            # not asserted (use the default RLE where exactness matters).
-            iou_coco = _iou(coco.annToMask(ann).astype(bool), mask)
+            # The file's polygons follow the pixel edges (vertices on pixel corners): samkit's
+            # edge rasteriser and pycocotools both give back the engine's mask, holes aside.
+            polys = [np.reshape(p, (-1, 2)) for p in ann["segmentation"]]
+            own = polygons_to_mask(polys, H, W, frame="edges")
+            back = coco.annToMask(ann).astype(bool)
+            iou, iou_coco = _iou(own, mask), _iou(back, mask)
             print(f"{kind}: COCO polygons vs engine IoU {iou:.4f}; via pycocotools {iou_coco:.4f}")
-            assert iou >= 0.95
+            np.testing.assert_array_equal(back, own)
+            assert iou_coco >= 0.95
     assert summary.empty == 1 and summary.errors == 0
 
 
@@ -518,7 +517,8 @@ def test_multi_part_object_under_each_polygon_mode(tmp_path: Path, mode: str) ->
     assert all(c == 1 for c, _ in lines) and all(s["label"] == "pair" for s in shapes)
     yolo_union = np.any([r for _, r in lines], axis=0)
     labelme_union = polygons_to_mask([np.array(s["points"]) for s in shapes], H, W)
-    coco_union = polygons_to_mask([np.reshape(p, (-1, 2)) - 0.5 for p in ann["segmentation"]], H, W)
+    coco_polys = [np.reshape(p, (-1, 2)) for p in ann["segmentation"]]
+    coco_union = polygons_to_mask(coco_polys, H, W, frame="edges")
     if mode == "all":  # every part its own polygon of the same object
         assert len(lines) == 2 and len(shapes) == 2 and len(ann["segmentation"]) == 2
         assert shapes[0]["group_id"] == shapes[1]["group_id"] is not None

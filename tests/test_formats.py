@@ -212,18 +212,21 @@ def test_coco_polygons(tmp_path: Path) -> None:
     writer = CocoWriter({5: "thing"}, segmentation="polygon")
     iid = writer.add_image("b.png", 90, 120)
     squares = _two_squares()
-    squares[85, 2:4] = True  # a 2-pixel sliver: 2-point contour, must be dropped
+    squares[85, 2:4] = True  # a 2-pixel sliver: a 2x1 rectangle along the pixel edges
+    sliver = np.pad(np.ones((1, 2), bool), ((0, 89), (0, 118)))
     assert writer.add_annotation(iid, 5, squares) == 1
-    assert writer.add_annotation(iid, 5, np.pad(np.ones((1, 2), bool), ((0, 89), (0, 118)))) is None
+    assert writer.add_annotation(iid, 5, sliver) == 2
+    assert writer.add_annotation(iid, 5, np.zeros((90, 120), bool)) is None
     coco = coco_api.COCO(str(writer.write(tmp_path / "poly.json")))
-    (ann,) = coco.loadAnns(coco.getAnnIds())
-    assert len(ann["segmentation"]) == 2
-    assert all(len(p) >= 6 and len(p) % 2 == 0 for p in ann["segmentation"])
-    back = coco.annToMask(ann).astype(bool)
-    iou = (back & squares).sum() / (back | squares).sum()
-    print(f"COCO polygon IoU {iou:.4f}")  # pixel-centre polygons lose ~half a boundary pixel
-    assert iou >= 0.9
-    assert not (back & ~squares).any()  # never outside the mask
+    ann, ann_sliver = coco.loadAnns(coco.getAnnIds())
+    assert len(ann["segmentation"]) == 3
+    assert all(len(p) >= 8 and len(p) % 2 == 0 for p in ann["segmentation"])
+    (sliver_xy,) = ann_sliver["segmentation"]
+    corners = sorted(map(tuple, np.reshape(sliver_xy, (-1, 2)).tolist()))
+    assert corners == [(0, 0), (0, 1), (2, 0), (2, 1)]
+    # Polygons follow the pixel edges, which pycocotools rasterises back exactly.
+    np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), squares)
+    np.testing.assert_array_equal(coco.annToMask(ann_sliver).astype(bool), sliver)
 
 
 @pytest.mark.parametrize(

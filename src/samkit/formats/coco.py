@@ -3,11 +3,12 @@
 Segmentations are written either as compressed RLE (``{"size": [h, w], "counts": str}``,
 lossless, holes included) or as polygons (a flat ``[x1, y1, x2, y2, ...]`` list per part; no
 holes). COCO polygons live in a continuous frame where pixel ``(r, c)`` covers
-``[c, c + 1) x [r, r + 1)``, so the contour vertices (boundary pixel indices, see
-:mod:`samkit.polygons`) are written shifted by +0.5 onto the pixel centres, as detectron2 does.
-pycocotools then rasterises a polygon about half a pixel smaller than the mask on each side
-(IoU ~0.93 for a 25x25 square, better for larger objects): use RLE where exactness matters. ``pycocotools.coco.COCO.annToRLE`` uses a dict segmentation as RLE whatever ``iscrowd``
-says, so ``annToMask`` reproduces RLE masks exactly even with the default ``iscrowd = 0``.
+``[c, c + 1] x [r, r + 1]`` and pycocotools sets the pixels whose centre lies inside the polygon,
+so polygons are traced along the pixel edges (``frame="edges"`` of
+:func:`samkit.polygons.mask_to_polygons`, vertices on integer pixel corners): read back with
+``annToMask`` they give the mask exactly, holes filled in (with ``tolerance`` 0).
+``pycocotools.coco.COCO.annToRLE`` uses a dict segmentation as RLE whatever ``iscrowd`` says, so
+``annToMask`` reproduces RLE masks exactly even with the default ``iscrowd = 0``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class CocoWriter:
         categories: ``{category_id: name}``, or a list of names which get ids ``1..n`` (COCO
             numbers categories from 1).
         segmentation: ``"rle"`` (default, lossless) or ``"polygon"``.
-        tolerance: Douglas-Peucker tolerance in pixels for polygons (0 = every contour vertex).
+        tolerance: Douglas-Peucker tolerance in pixels for polygons (0 = every contour vertex:
+            with ``polygon_mode="all"`` pycocotools then reads back the mask exactly, holes
+            filled in).
         polygon_mode: how a multi-part mask becomes polygons (see
             :func:`samkit.polygons.mask_to_polygons`): ``"all"`` (default, one polygon per part
             in the annotation's list), ``"largest"`` or ``"merge"``.
@@ -102,8 +105,7 @@ class CocoWriter:
         iscrowd: int = 0,
     ) -> int | None:
         """Add one object's mask ``(H, W)`` (bool) on a registered image; returns the annotation
-        id, or None when nothing could be written (an empty mask, or in polygon mode a mask whose
-        parts are all smaller than a 3-point polygon)."""
+        id, or None when nothing could be written (an empty mask)."""
         if image_id not in self._image_sizes:
             raise ValueError(f"image_id {image_id!r} was not added with add_image")
         if category_id not in self.categories:
@@ -121,8 +123,10 @@ class CocoWriter:
         if self.segmentation == "rle":
             segmentation = coco_rle(arr)
         else:
-            polys = mask_to_polygons(arr, mode=self.polygon_mode, tolerance=self.tolerance)
-            segmentation = [(p + 0.5).reshape(-1).tolist() for p in polys if len(p) >= 3]
+            polys = mask_to_polygons(
+                arr, mode=self.polygon_mode, tolerance=self.tolerance, frame="edges"
+            )
+            segmentation = [p.reshape(-1).tolist() for p in polys if len(p) >= 3]
             if not segmentation:
                 return None
         x1, y1, x2, y2 = mask_to_box(arr).tolist()

@@ -2,7 +2,11 @@
 
 LabelMe polygons carry no holes; an object split into several parts becomes several polygon
 shapes sharing one ``group_id`` (single-part objects get ``group_id: null``). Points are
-``[x, y]`` pixel coordinates in :mod:`samkit.polygons`' convention.
+``[x, y]`` pixel indices in :mod:`samkit.polygons`' ``"centers"`` frame (vertices on boundary
+pixel centres): LabelMe turns a polygon into a mask with ``PIL.ImageDraw.polygon(outline=1,
+fill=1)``, which fills scanlines at integer pixel indices from ``ceil(x_left)`` to
+``floor(x_right)`` and draws the outline, so these points give the mask back; pixel-edge
+polygons would grow it by one pixel on the right and bottom.
 """
 
 from __future__ import annotations
