@@ -105,7 +105,7 @@ def assert_parity(ref: list[dict], ours: list[dict], min_count: int) -> None:
     ("params", "min_count"),
     [
         ({"points_per_side": 6}, 20),
-        ({"points_per_side": 4, "crop_n_layers": 1}, 20),
+        ({"points_per_side": 4, "crop_n_layers": 1, "crop_n_points_downscale_factor": 2}, 20),
         ({"points_per_side": 5, "min_mask_region_area": 3000, "output_mode": "binary_mask"}, 20),
     ],
     ids=["default", "crop_layers", "min_region_area"],
@@ -320,3 +320,21 @@ def test_generator_rejects_bad_image(models) -> None:
     gen = SamAutomaticMaskGenerator(models[1], points_per_side=2)
     with pytest.raises(SamkitError, match="uint8"):
         gen.generate(np.zeros((10, 10, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("orig", "inp"),
+    [
+        ((240, 320), (768, 1024)),
+        ((720, 1280), (576, 1024)),
+        ((333, 111), (1024, 341)),
+        ((50, 50), (1024, 1024)),
+    ],
+)
+def test_upsample_logits_is_bitwise_postprocess(orig, inp) -> None:
+    from samkit.amg.upsample import upsample_logits
+    from samkit.transforms import postprocess_masks
+
+    low = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(0)) * 10
+    expected = postprocess_masks(low[:, None], inp, orig, 1024)[:, 0]
+    assert torch.equal(upsample_logits(low, inp, orig, 1024), expected)

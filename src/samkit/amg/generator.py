@@ -29,6 +29,7 @@ from samkit.amg.grid import (
 )
 from samkit.amg.nms import batched_nms
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
+from samkit.amg.upsample import stability_scores, upsample_logits
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
 from samkit.modeling import Sam
@@ -253,14 +254,6 @@ class SamAutomaticMaskGenerator:
         return data
 
     # ------------------------------------------------------------------------- filtering
-    def _stability(self, logits: torch.Tensor) -> torch.Tensor:
-        """Stability scores ``(N,)`` of logits ``(N, h, w)``: IoU of the masks thresholded at
-        ``mask_threshold +- stability_score_offset`` (float32 ratio of int counts)."""
-        t = self.predictor.model.mask_threshold
-        inter = (logits > t + self.stability_score_offset).sum((-2, -1))
-        union = (logits > t - self.stability_score_offset).sum((-2, -1))
-        return inter.to(torch.float32) / union.to(torch.float32)
-
     def _filter_full_res(
         self, low: torch.Tensor, iou: torch.Tensor, pts: np.ndarray, crop_size: tuple[int, int]
     ) -> Candidates:
@@ -271,25 +264,25 @@ class SamAutomaticMaskGenerator:
         parts = []
         for start in range(0, low.shape[0], chunk):
             sl = slice(start, start + chunk)
-            logits = transforms.postprocess_masks(
-                low[sl, None], state.input_size, state.original_size, self.predictor.image_size
-            )[:, 0]
+            logits = upsample_logits(
+                low[sl], state.input_size, state.original_size, self.predictor.image_size
+            )
             parts.append(self._reduce(logits, iou[sl], pts[sl]))
         return Candidates.cat(parts)
 
     def _reduce(self, logits: torch.Tensor, iou: torch.Tensor, pts: np.ndarray) -> Candidates:
         """Full-res logits ``(n, h, w)`` -> stability-filtered candidates in the crop frame."""
-        stability = self._stability(logits)
-        keep = torch.arange(len(stability), device=logits.device)
+        threshold = self.predictor.model.mask_threshold
+        stability = stability_scores(logits, threshold, self.stability_score_offset)
+        idx = np.arange(len(stability))
         if self.stability_score_thresh > 0.0:
-            keep = (stability >= self.stability_score_thresh).nonzero().flatten()
-        masks = (logits[keep] > self.predictor.model.mask_threshold).cpu().numpy()
-        idx = keep.cpu().numpy()
+            idx = np.flatnonzero(stability >= np.float32(self.stability_score_thresh))
+        masks = (logits[torch.from_numpy(idx).to(logits.device)] > threshold).cpu().numpy()
         return Candidates(
             rles=masks_to_rle(masks),
             boxes=mask_to_box(masks),
-            iou_preds=iou[keep].float().cpu().numpy(),
-            stability=stability[keep].cpu().numpy(),
+            iou_preds=iou[torch.from_numpy(idx).to(iou.device)].float().cpu().numpy(),
+            stability=stability[idx],
             points=pts[idx],
         )
 

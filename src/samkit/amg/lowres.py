@@ -13,8 +13,8 @@ import math
 import numpy as np
 import torch
 
-from samkit import transforms
 from samkit.amg.records import Candidates
+from samkit.amg.upsample import stability_scores, upsample_logits
 from samkit.masks import mask_to_box, masks_to_rle
 
 LOW_RES_MARGIN = 0.1
@@ -100,12 +100,8 @@ def upsample_survivors(
     chunk = max(1, chunk_elements // (crop_size[0] * crop_size[1]))
     rles, boxes, stab = [], [], []
     for start in range(0, len(data), chunk):
-        logits = transforms.postprocess_masks(
-            full[start : start + chunk, None], input_size, crop_size, image_size
-        )[:, 0]
-        inter = (logits > mask_threshold + offset).sum((-2, -1))
-        union = (logits > mask_threshold - offset).sum((-2, -1))
-        stab.append((inter.to(torch.float32) / union.to(torch.float32)).cpu().numpy())
+        logits = upsample_logits(full[start : start + chunk], input_size, crop_size, image_size)
+        stab.append(stability_scores(logits, mask_threshold, offset))
         masks = (logits > mask_threshold).cpu().numpy()
         boxes.append(mask_to_box(masks))
         rles.extend(masks_to_rle(masks))
@@ -117,5 +113,5 @@ def upsample_survivors(
         points=data.points,
     )
     if stability_thresh > 0.0:
-        out = out.take(np.flatnonzero(out.stability >= stability_thresh))
+        out = out.take(np.flatnonzero(out.stability >= np.float32(stability_thresh)))
     return out
