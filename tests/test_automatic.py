@@ -338,3 +338,29 @@ def test_upsample_logits_is_bitwise_postprocess(orig, inp) -> None:
     low = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(0)) * 10
     expected = postprocess_masks(low[:, None], inp, orig, 1024)[:, 0]
     assert torch.equal(upsample_logits(low, inp, orig, 1024), expected)
+
+
+def test_front_without_prompts_runs_the_generator(models, image, tmp_path) -> None:
+    """``SAM(model)(source)`` with no prompt = this generator (Ultralytics names accepted);
+    Results carry per-mask scores and write COCO RLE that decodes to the same masks."""
+    import cv2
+
+    from samkit.model import SAM
+
+    _, ours = models
+    path = tmp_path / "scene.png"
+    cv2.imwrite(str(path), image[:, :, ::-1])
+    expected = SamAutomaticMaskGenerator(ours, points_per_side=4, pred_iou_thresh=0.9).generate(
+        image
+    )
+    result = SAM(ours, device="cpu")(str(path), points_stride=4, conf_thres=0.9)[0]
+    assert len(expected) >= 5 and len(result) == len(expected)
+    order = np.argsort([-r["predicted_iou"] for r in expected], kind="stable")
+    got = np.argsort(-result.scores, kind="stable")
+    for i, j in zip(order, got, strict=True):
+        assert np.array_equal(result.masks[j], expected[i]["segmentation"])
+        assert result.scores[j] == pytest.approx(expected[i]["predicted_iou"])
+        assert result.stability_scores[j] == pytest.approx(expected[i]["stability_score"])
+    for rec, mask in zip(result.coco_records(), result.masks, strict=True):
+        assert isinstance(rec["segmentation"]["counts"], str)
+        assert np.array_equal(rle_to_mask(rec["segmentation"]), mask)
