@@ -79,10 +79,14 @@ def postprocess_masks(
     Only the part of the first upsampling that survives the crop is computed: with an integer
     factor f, upsampling the leading ``ceil(h / f) + 1`` low-res rows (columns) uses the same
     source coordinates and weights as the full upsampling for every kept row, so the result
-    is bit-identical.
+    is bit-identical. The resampling runs on a channels-last copy (bit-identical too, and
+    2-3x faster on CPU for a few masks than the channels-first kernel and its layout copies).
     """
+    import torch
     import torch.nn.functional as F
 
+    if masks.ndim == 4 and masks.shape[1] > 1:
+        masks = masks.contiguous(memory_format=torch.channels_last)
     low_h, low_w = masks.shape[-2:]
     h, w = input_size
     if image_size % low_h == 0 and image_size % low_w == 0:
@@ -94,7 +98,7 @@ def postprocess_masks(
     else:
         masks = F.interpolate(masks, (image_size, image_size), mode="bilinear", align_corners=False)
     masks = masks[..., :h, :w]
-    return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+    return F.interpolate(masks, original_size, mode="bilinear", align_corners=False).contiguous()
 
 
 def mask_to_logits_prompt(

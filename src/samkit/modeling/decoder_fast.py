@@ -89,7 +89,8 @@ def prepare_image(
     if not isinstance(block, TwoWayAttentionBlock):  # pragma: no cover - construction guarantees it
         raise TypeError("unexpected transformer layer type")
     keys = (image_embeddings + no_mask_embed.reshape(1, -1, 1, 1)).flatten(2).transpose(1, 2)
-    key_pe = image_pe.flatten(2).transpose(1, 2)
+    keys = keys.contiguous()  # (1, L, C) row-major: every later op on it stays contiguous
+    key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
     keys_pe = keys + key_pe
     t2i, i2t = block.cross_attn_token_to_image, block.cross_attn_image_to_token
     return DecoderCache(
@@ -227,8 +228,8 @@ def transformer_forward(
     if cache is not None:
         keys, key_pe = cache.keys, cache.key_pe
     else:
-        keys = image_embedding.flatten(2).transpose(1, 2)
-        key_pe = image_pe.flatten(2).transpose(1, 2)
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
     queries = point_embedding
     for i, layer in enumerate(transformer.layers):
         if not isinstance(layer, TwoWayAttentionBlock):  # pragma: no cover

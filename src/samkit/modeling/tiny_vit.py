@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.modeling.common import LayerNorm2d
+from samkit.modeling.common import LayerNorm2d, act_, inplace_ok
 from samkit.registry import TinyViTConfig
 
 
@@ -80,6 +80,15 @@ class Conv2d_BN(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.c
         if self.fused_weight is not None and not self.training and isinstance(conv, nn.Conv2d):
+            if (
+                conv.kernel_size == (1, 1)
+                and conv.stride == (1, 1)
+                and conv.groups == 1
+                and x.is_contiguous(memory_format=torch.channels_last)
+            ):
+                # A 1x1 convolution on channels-last data is one matrix product per pixel.
+                weight = self.fused_weight.flatten(1)
+                return F.linear(x.permute(0, 2, 3, 1), weight, self.fused_bias).permute(0, 3, 1, 2)
             return F.conv2d(
                 x,
                 self.fused_weight,
@@ -102,7 +111,8 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        conv1, act, conv2 = self.seq
+        return conv2(act_(act, conv1(x)))
 
 
 class MBConv(nn.Module):
@@ -119,9 +129,10 @@ class MBConv(nn.Module):
         self.act3 = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act1(self.conv1(x))
-        y = self.act2(self.conv2(y))
-        return self.act3(self.conv3(y) + x)
+        y = act_(self.act1, self.conv1(x))
+        y = act_(self.act2, self.conv2(y))
+        y = self.conv3(y)
+        return act_(self.act3, y.add_(x) if inplace_ok(y) else y + x)
 
 
 class PatchMerging(nn.Module):
@@ -139,9 +150,10 @@ class PatchMerging(nn.Module):
         if x.ndim == 3:
             h, w = self.resolution
             x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
-        x = self.act(self.conv1(x))
-        x = self.act(self.conv2(x))
-        return self.conv3(x).flatten(2).transpose(1, 2)
+        x = act_(self.act, self.conv1(x))
+        x = act_(self.act, self.conv2(x))
+        x = self.conv3(x)
+        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])  # a view if channels-last
 
 
 class ConvLayer(nn.Module):
@@ -167,7 +179,7 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(self.norm(x))))
+        return self.fc2(act_(self.act, self.fc1(self.norm(x))))
 
 
 def attention_bias_index(window: int) -> tuple[torch.Tensor, int]:
@@ -258,8 +270,9 @@ class TinyViTBlock(nn.Module):
         h, w = self.resolution
         b, n, c = x.shape
         x = x + self._windowed_attention(x)
-        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w))
-        x = x.view(b, c, n).transpose(1, 2)
+        # Channels-last views on both sides: no layout copies around the depthwise conv.
+        x = self.local_conv(x.view(b, h, w, c).permute(0, 3, 1, 2))
+        x = x.permute(0, 2, 3, 1).reshape(b, n, c)
         return x + self.mlp(x)
 
 
@@ -333,12 +346,15 @@ class TinyViT(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing():
+            # Channels-last: depthwise and 1x1 convolutions run several times faster on CPU.
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)
         b, _, c = x.shape
         side = self.final_side
-        return self.neck(x.view(b, side, side, c).permute(0, 3, 1, 2))
+        return self.neck(x.view(b, side, side, c).permute(0, 3, 1, 2)).contiguous()
 
     def fuse(self) -> None:
         """Fold all batch norms into their convolutions (eval mode); idempotent and cheap."""

@@ -1,0 +1,324 @@
+"""The engine benchmark: samkit against the reference implementations, in one run, on the same
+machine with the same (seeded random) weights.
+
+Tasks, on a 1280x720 image: the encoder (``set_image``, preprocessing included), one point to
+full-resolution masks (``predict``, 3 masks), 100 boxes in one call (``predict_torch``, one
+full-resolution mask each). References: Meta's ``segment_anything`` (SAM-B) and the MobileSAM
+package, when installed; Ultralytics' SAM when installed (a separately marked row). samkit in
+bf16 is reported with its mask IoU against samkit fp32. Segment-everything is measured by
+benchmarks/bench_everything.py.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samkit.benchmark import (
+    Timing,
+    fmt_seconds,
+    interleave,
+    machine_info,
+    markdown_table,
+    peak_memory,
+    ratio_line,
+)
+
+TARGETS = {
+    ("mobile_sam", "encoder"): 0.6,
+    ("sam_b", "encoder"): 0.8,
+    ("mobile_sam", "point"): 0.35,
+    ("sam_b", "point"): 0.35,
+}
+BF16_SPEEDUP = 1.6
+BF16_IOU = 0.98
+REFERENCE_PACKAGE = {"mobile_sam": "mobile_sam", "sam_b": "segment_anything"}
+REFERENCE_KEY = {"mobile_sam": "vit_t", "sam_b": "vit_b"}
+
+
+def seeded_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded weights that give non-trivial masks (official key names), loaded into ``model``."""
+    gen = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    for key, value in state.items():
+        if not value.dtype.is_floating_point:
+            continue
+        noise = torch.randn(value.shape, generator=gen)
+        if key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(value.shape, generator=gen)
+        elif key.endswith("running_mean") or value.ndim <= 1:
+            is_scale = key.endswith("weight") and (
+                "norm" in key or ".bn." in key or value.ndim == 1
+            )
+            state[key] = 1.0 + 0.1 * noise if is_scale else 0.02 * noise
+        else:
+            scale = 1.0 / max(1, value[0].numel()) ** 0.5
+            if "rel_pos" in key or "pos_embed" in key or "attention_biases" in key:
+                scale = 0.1
+            if "gaussian_matrix" in key:
+                scale = 1.0
+            state[key] = noise * scale
+    model.load_state_dict(state)
+    return state
+
+
+def scene(height: int = 720, width: int = 1280, seed: int = 0) -> np.ndarray:
+    """A synthetic (H, W, 3) uint8 RGB image with smooth gradients and discs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack(
+        [
+            127 + 100 * np.sin(xx / 37),
+            127 + 100 * np.cos(yy / 23),
+            127 + 80 * np.sin((xx + yy) / 51),
+        ],
+        axis=-1,
+    )
+    for _ in range(8):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.05, 0.25) * height
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, size=3)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def build_models(name: str, seed: int = 0) -> tuple[Any, dict[str, torch.Tensor]]:
+    """samkit's network for variant ``name`` with seeded weights, and those weights."""
+    from samkit.build import build_from_config
+    from samkit.registry import VARIANTS
+
+    model = build_from_config(VARIANTS[name].config)
+    return model, seeded_state(model, seed)
+
+
+def build_reference(name: str, state: dict[str, torch.Tensor]) -> Any | None:
+    """The reference predictor with the same weights, or None when its package is missing."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name == "mobile_sam":
+                from mobile_sam import SamPredictor, sam_model_registry
+            else:
+                from segment_anything import SamPredictor, sam_model_registry
+    except ImportError:
+        return None
+    ref = sam_model_registry[REFERENCE_KEY[name]]()
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("image_encoder.") or "head" not in k for k in missing):
+        raise RuntimeError(f"reference {name}: key mismatch {missing[:3]} {unexpected[:3]}")
+    return SamPredictor(ref.eval())  # MobileSAM caches its attention biases on eval()
+
+
+def boxes_100(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 0.7, (100, 2)) * [w, h]
+    wh = rng.uniform(0.1, 0.3, (100, 2)) * [w, h]
+    return np.concatenate([xy, xy + wh], axis=1)
+
+
+def mean_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean IoU over the leading axes of two boolean mask stacks (..., H, W)."""
+    a2 = a.reshape(-1, a.shape[-2] * a.shape[-1])
+    b2 = b.reshape(-1, b.shape[-2] * b.shape[-1])
+    inter = (a2 & b2).sum(1)
+    union = (a2 | b2).sum(1)
+    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
+
+
+def _tasks(pred: Any, image: np.ndarray, boxes_in: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    point = np.array([[image.shape[1] * 0.45, image.shape[0] * 0.4]])
+    label = np.array([1])
+    return {
+        "encoder": lambda: pred.set_image(image),
+        "point": lambda: pred.predict(point, label, multimask_output=True),
+        "boxes100": lambda: pred.predict_torch(None, None, boxes=boxes_in, multimask_output=False),
+    }
+
+
+def _memory_task(name: str, impl: str, task: str) -> Callable[[], Any]:
+    """Spawned-child setup for :func:`peak_memory`: build, encode once, return the task."""
+    from samkit.predictor import SamPredictor
+    from samkit.transforms import apply_boxes
+
+    model, state = build_models(name)
+    pred: Any = build_reference(name, state) if impl == "reference" else SamPredictor(model)
+    image = scene()
+    boxes = boxes_100(*image.shape[:2])
+    if impl == "reference":
+        boxes_t = pred.transform.apply_boxes_torch(
+            torch.as_tensor(boxes, dtype=torch.float), image.shape[:2]
+        )
+    else:
+        boxes_t = torch.as_tensor(apply_boxes(boxes, image.shape[:2], 1024), dtype=torch.float)
+    tasks = _tasks(pred, image, boxes_t)
+    if task != "encoder":
+        tasks["encoder"]()
+    return tasks[task]
+
+
+def bench_model(
+    name: str, repeats: int, bf16: bool, reference: bool, memory: bool
+) -> dict[str, Any]:
+    """Time one variant: samkit fp32 (and bf16) against the reference, interleaved."""
+    from samkit.predictor import SamPredictor
+    from samkit.transforms import apply_boxes
+
+    model, state = build_models(name)
+    ours = SamPredictor(model)
+    ref = build_reference(name, state) if reference else None
+    image = scene()
+    h, w = image.shape[:2]
+    boxes = boxes_100(h, w)
+    ours_boxes = torch.as_tensor(apply_boxes(boxes, (h, w), 1024), dtype=torch.float)
+    impls: dict[str, dict[str, Callable[[], Any]]] = {"samkit": _tasks(ours, image, ours_boxes)}
+    if ref is not None:
+        ref_boxes = ref.transform.apply_boxes_torch(
+            torch.as_tensor(boxes, dtype=torch.float), (h, w)
+        )
+        impls["reference"] = _tasks(ref, image, ref_boxes)
+    half = SamPredictor(model, dtype="bf16") if bf16 else None
+    if half is not None:
+        impls["samkit-bf16"] = _tasks(half, image, ours_boxes)
+    result: dict[str, Any] = {"model": name, "times": {}, "memory": {}}
+    with torch.inference_mode():
+        for task in ("encoder", "point", "boxes100"):
+            n = repeats if task != "boxes100" else max(1, repeats // 2 + 1)
+            timings = interleave({impl: fns[task] for impl, fns in impls.items()}, n, warmup=1)
+            result["times"][task] = {impl: t.times for impl, t in timings.items()}
+            for t in timings.values():
+                print(f"  {name} {task:9s} {t}")
+    if half is not None:
+        result["bf16_iou"] = bf16_agreement(ours, half, image, ours_boxes)
+        print(f"  {name} bf16 mask IoU vs fp32: {result['bf16_iou']}")
+    if memory:
+        for impl in [i for i in impls if i != "samkit-bf16"]:
+            for task in ("encoder", "point", "boxes100"):
+                result["memory"][f"{impl}/{task}"] = peak_memory(_memory_task, name, impl, task)
+    return result
+
+
+def bf16_agreement(
+    fp32: Any, half: Any, image: np.ndarray, boxes: torch.Tensor
+) -> dict[str, float]:
+    """Mean mask IoU of the bf16 predictor against fp32: one point (3 masks) and 100 boxes."""
+    point = np.array([[image.shape[1] * 0.45, image.shape[0] * 0.4]])
+    out = {}
+    for tag, pred in (("fp32", fp32), ("bf16", half)):
+        pred.set_image(image)
+        m, _, _ = pred.predict(point, np.array([1]), multimask_output=True)
+        mb, _, _ = pred.predict_torch(None, None, boxes=boxes, multimask_output=False)
+        out[tag] = (m, mb.cpu().numpy())
+    return {
+        "point": mean_iou(out["fp32"][0], out["bf16"][0]),
+        "boxes100": mean_iou(out["fp32"][1], out["bf16"][1]),
+    }
+
+
+def report(results: list[dict[str, Any]]) -> list[str]:
+    """Ratio lines against the targets, from :func:`bench_model` results."""
+    lines = []
+    for res in results:
+        name, times = res["model"], res["times"]
+        for task in ("encoder", "point", "boxes100"):
+            per = {impl: Timing(impl, ts) for impl, ts in times[task].items()}
+            if "reference" in per:
+                lines.append(
+                    ratio_line(
+                        f"{name} {task} fp32",
+                        per["samkit"].median,
+                        per["reference"].median,
+                        TARGETS.get((name, task)),
+                    )
+                )
+        if "samkit-bf16" in times["encoder"]:
+            fp32 = Timing("", times["encoder"]["samkit"]).median
+            half = Timing("", times["encoder"]["samkit-bf16"]).median
+            iou = res.get("bf16_iou", {})
+            worst = min(iou.values()) if iou else float("nan")
+            speedup = fp32 / half
+            ok = speedup >= BF16_SPEEDUP and worst >= BF16_IOU
+            lines.append(
+                f"{name} encoder bf16: {fmt_seconds(half)}, {speedup:.2f}x faster than samkit fp32 "
+                f"(target >= {BF16_SPEEDUP}x), mean mask IoU vs fp32 {worst:.4f} "
+                f"(target >= {BF16_IOU}) {'PASS' if ok else 'MISS'}"
+            )
+        for key, mem in res.get("memory", {}).items():
+            if mem is not None:
+                lines.append(
+                    f"{name} peak memory {key}: {mem[0]:.0f} MiB process, +{mem[1]:.0f} MiB for the task"
+                )
+    return lines
+
+
+def comparison_table(results: list[dict[str, Any]], extra: list[list[Any]]) -> str:
+    """The docs-style table: file size, parameters, CPU ms per image (encoder + one point)."""
+    from samkit.registry import VARIANTS
+
+    rows = []
+    for res in results:
+        name = res["model"]
+        model, _ = build_models(name)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        size = VARIANTS[name].weights.size
+        t = res["times"]
+        for impl in ("samkit", "samkit-bf16", "reference"):
+            if impl not in t["encoder"]:
+                continue
+            ms = (Timing("", t["encoder"][impl]).median + Timing("", t["point"][impl]).median) * 1e3
+            label = {
+                "reference": REFERENCE_PACKAGE[name],
+                "samkit": "samkit",
+                "samkit-bf16": "samkit bf16",
+            }[impl]
+            rows.append(
+                [
+                    f"{name} ({label})",
+                    f"{size / 2**20:.1f} MB" if size else "-",
+                    f"{params:.2f} M",
+                    f"{ms:.0f}",
+                ]
+            )
+    rows += extra
+    return markdown_table(
+        ["model", "file size", "parameters", "CPU ms / image (encoder + 1 point)"], rows
+    )
+
+
+def run_engine(
+    models: list[str],
+    repeats: int | None = None,
+    bf16: bool = True,
+    reference: bool = True,
+    ultralytics: bool = True,
+    memory: bool = True,
+    threads: int | None = None,
+    json_path: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run the engine benchmark and print ratios, memory and the comparison table."""
+    from samkit.device import set_cpu_threads
+
+    set_cpu_threads(threads)
+    info = machine_info()
+    print("samkit engine benchmark", json.dumps(info))
+    results = []
+    for name in models:
+        n = repeats or (5 if name == "mobile_sam" else 3)
+        print(f"[{name}] {n} interleaved runs per task (median reported)")
+        results.append(bench_model(name, n, bf16, reference, memory))
+    extra: list[list[Any]] = []
+    if ultralytics:
+        from samkit.bench_ultralytics import bench_ultralytics
+
+        extra = bench_ultralytics(models, scene(), max(3, (repeats or 3)))
+    print()
+    for line in report(results):
+        print(line)
+    print()
+    print(comparison_table(results, extra))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"machine": info, "results": results}, indent=1))
+    return results

@@ -1,0 +1,111 @@
+"""Optional Ultralytics rows of the engine benchmark (only when ``ultralytics`` is installed).
+
+Ultralytics' SAM predictor gets the same seeded weights as samkit; FastSAM-s (YOLOv8s-seg
+architecture) and YOLOv8n-seg are *other models*, built from their architecture files with
+random weights (nothing is downloaded), so their times include detection post-processing on
+random outputs and are indicative only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from samkit.benchmark import Timing, fmt_seconds
+
+
+def _sam_predictor(name: str) -> Any:
+    from ultralytics.models.sam import Predictor
+    from ultralytics.models.sam.build import build_mobile_sam, build_sam_vit_b
+
+    from samkit.bench_engine import build_models
+
+    model = build_mobile_sam() if name == "mobile_sam" else build_sam_vit_b()
+    _, state = build_models(name)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any("head" not in k for k in missing):
+        raise RuntimeError(f"key mismatch: {missing[:3]} {unexpected[:3]}")
+    overrides = {
+        "task": "segment",
+        "mode": "predict",
+        "imgsz": 1024,
+        "device": "cpu",
+        "verbose": False,
+        "save": False,
+    }
+    pred = Predictor(overrides=overrides)
+    pred.setup_model(model=model, verbose=False)
+    return pred
+
+
+def _median(fn: Any, repeats: int) -> Timing:
+    fn()
+    timing = Timing("ultralytics")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        timing.times.append(time.perf_counter() - start)
+    return timing
+
+
+def bench_ultralytics(models: list[str], image: np.ndarray, repeats: int) -> list[list[Any]]:
+    """Print Ultralytics timings and return comparison-table rows (empty when not installed)."""
+    try:
+        import ultralytics
+    except ImportError:
+        print("ultralytics is not installed: its rows are skipped (pip install ultralytics)")
+        return []
+    rows: list[list[Any]] = []
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    h, w = image.shape[:2]
+    point = [[w * 0.45, h * 0.4]]
+    for name in models:
+        try:
+            pred = _sam_predictor(name)
+            enc = _median(lambda pred=pred: pred.set_image(bgr), repeats)
+            one = _median(lambda pred=pred: pred(points=point, labels=[1]), repeats)
+        except Exception as err:
+            print(
+                f"  ultralytics {ultralytics.__version__} {name}: failed ({type(err).__name__}: {err})"
+            )
+            continue
+        print(f"  ultralytics {name} encoder {enc}; one point -> full-res mask {one}")
+        params = sum(p.numel() for p in pred.model.parameters()) / 1e6
+        ms = (enc.median + one.median) * 1e3
+        rows.append(
+            [f"{name} (ultralytics {ultralytics.__version__})", "-", f"{params:.2f} M", f"{ms:.0f}"]
+        )
+    for label, arch, imgsz in (
+        ("FastSAM-s", "yolov8s-seg.yaml", 1024),
+        ("YOLOv8n-seg", "yolov8n-seg.yaml", 640),
+    ):
+        try:
+            from ultralytics import YOLO
+
+            yolo = YOLO(arch)
+            run = lambda yolo=yolo, imgsz=imgsz: yolo.predict(  # noqa: E731
+                bgr, imgsz=imgsz, device="cpu", verbose=False, max_det=100, conf=0.4
+            )
+            t = _median(run, repeats)
+        except Exception as err:
+            print(f"  {label}: failed ({type(err).__name__}: {err})")
+            continue
+        net: Any = yolo.model
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        size = params * 1e6 * 2 / 2**20  # Ultralytics ships fp16 weights
+        print(
+            f"  {label} (other model, random weights, imgsz {imgsz}): {fmt_seconds(t.median)} per image"
+        )
+        rows.append(
+            [
+                f"{label} (other model, random weights)",
+                f"~{size:.1f} MB (fp16)",
+                f"{params:.2f} M",
+                f"{t.median * 1e3:.0f}",
+            ]
+        )
+    torch.set_grad_enabled(True)
+    return rows

@@ -1,0 +1,200 @@
+"""Timing harness and the engine benchmark behind ``samkit benchmark``.
+
+Harness: :func:`interleave` times several implementations round-robin (so that a machine whose
+load drifts penalises all of them alike) and reports medians; :func:`peak_memory` runs one
+task in a fresh child process and reports its peak resident memory;
+:func:`ratio_line` prints a ratio against its target. benchmarks/common.py re-exports these for
+the scripts in benchmarks/.
+
+The engine benchmark (:func:`run_engine`) lives in :mod:`samkit.bench_engine`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Timing",
+    "interleave",
+    "machine_info",
+    "markdown_table",
+    "peak_memory",
+    "ratio_line",
+    "time_call",
+]
+
+
+@dataclass
+class Timing:
+    """Wall times (seconds) of repeated runs of one implementation."""
+
+    name: str
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+    @property
+    def best(self) -> float:
+        return min(self.times) if self.times else float("nan")
+
+    def __str__(self) -> str:
+        if not self.times:
+            return f"{self.name}: not run"
+        return (
+            f"{self.name}: median {fmt_seconds(self.median)}, best {fmt_seconds(self.best)} "
+            f"({len(self.times)} runs)"
+        )
+
+
+def fmt_seconds(seconds: float) -> str:
+    """1.234 s / 56.7 ms / 890 us."""
+    if seconds != seconds:  # NaN
+        return "-"
+    if seconds >= 1.0:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> Timing:
+    """Median-ready wall times of ``fn()``."""
+    return interleave({"run": fn}, repeats, warmup)["run"]
+
+
+def interleave(
+    fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
+) -> dict[str, Timing]:
+    """Time every function ``repeats`` times, round-robin, after ``warmup`` untimed rounds."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    out = {name: Timing(name) for name in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            if i >= warmup:
+                out[name].times.append(elapsed)
+    return out
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: fall back to the high-water mark
+        return _max_rss_bytes()
+
+
+def _max_rss_bytes() -> int:
+    scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _child(setup: Callable[..., Callable[[], Any]], args: tuple[Any, ...], queue: Any) -> None:
+    run = setup(*args)
+    base = _rss_bytes()
+    run()
+    peak = _max_rss_bytes()
+    queue.put((peak, max(0, peak - base)))
+
+
+def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[float, float] | None:
+    """Peak resident memory (MiB) of a fresh process that runs ``setup(*args)()``.
+
+    ``setup`` (a module-level function, so it can be sent to a spawned child) builds what the
+    task needs and returns the call to measure. Returns (peak of the whole process, increase
+    over the resident size just before the call), or None when the child fails. A spawned
+    child is used because forking after OpenMP threads have run can hang.
+    """
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(setup, args, queue))
+    proc.start()
+    try:
+        peak, delta = queue.get(timeout=3600)
+    except Exception:
+        proc.kill()
+        return None
+    finally:
+        proc.join()
+    return peak / 2**20, delta / 2**20
+
+
+def ratio_line(what: str, ours: float, reference: float, target: float | None = None) -> str:
+    """``what: 0.42x the reference (target <= 0.60x) PASS``; times in seconds, lower is better."""
+    ratio = ours / reference if reference > 0 else float("nan")
+    text = f"{what}: {fmt_seconds(ours)} vs {fmt_seconds(reference)} = {ratio:.2f}x the reference"
+    if target is not None:
+        verdict = "PASS" if ratio <= target else "MISS"
+        text += f" (target <= {target:.2f}x) {verdict}"
+    return text
+
+
+def machine_info() -> dict[str, Any]:
+    """Date, CPU, core count, torch version and threads, for the record."""
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu": platform.processor() or "",
+        "cores": os.cpu_count(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    except ImportError:  # pragma: no cover - the harness itself needs no torch
+        pass
+    with contextlib.suppress(OSError):
+        info["load"] = os.getloadavg()[0]
+    return info
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cli(args: dict[str, Any]) -> int:
+    """Handler of ``samkit benchmark``: see :func:`samkit.bench_engine.run_engine`."""
+    from samkit.bench_engine import run_engine
+
+    models = [m.strip() for m in str(args.get("models") or "mobile_sam,sam_b").split(",") if m]
+    run_engine(
+        models=models,
+        repeats=args.get("repeats"),
+        bf16=bool(args.get("bf16", True)),
+        reference=bool(args.get("reference", True)),
+        ultralytics=bool(args.get("ultralytics", True)),
+        memory=bool(args.get("memory", True)),
+        threads=args.get("threads"),
+        json_path=args.get("json"),
+    )
+    return 0
