@@ -350,6 +350,20 @@ MODES: dict[str, Mode] = {
         {"name": Key(str, None, "model name, e.g. sam_b, mobile_sam", required=True)},
         positional=("name",),
     ),
+    "benchmark": Mode(
+        "samkit.benchmark:cli",
+        "time samkit against the reference packages on this machine (same weights, one run)",
+        {
+            "models": Key(str, "mobile_sam,sam_b", "comma-separated variants"),
+            "repeats": Key(int, None, "timed runs per task (default 5 MobileSAM, 3 SAM-B)"),
+            "threads": Key(int, None, "torch CPU threads (default: cores)"),
+            "bf16": Key(bool, True, "also time samkit with a bf16 encoder"),
+            "reference": Key(bool, True, "time segment_anything / mobile_sam when installed"),
+            "ultralytics": Key(bool, True, "time Ultralytics when installed"),
+            "memory": Key(bool, True, "peak memory per task (child processes)"),
+            "json": Key(str, None, "write raw timings to this file"),
+        },
+    ),
 }
 
 
