@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.modeling.common import LayerNorm2d
+from samkit.modeling.common import LayerNorm2d, act_
 from samkit.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 
 
@@ -270,10 +270,10 @@ def upscale_masks(
     # ConvTranspose2d weight (in, out, 2, 2) -> (in, (di, dj, out)): one GEMM per pixel.
     w1 = conv1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)
     y = torch.addmm(conv1.bias.repeat(4), tokens.reshape(b * n, c), w1).view(b, n * 4, c1)
-    y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+    y = act_(act1, F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
     z = torch.addmm(conv2.bias.repeat(4), y.view(b * n * 4, c1), w2)
-    z = act2(z.view(b, n * 16, c2))
+    z = act_(act2, z.view(b, n * 16, c2))
     masks = torch.bmm(z, hyper_in.transpose(1, 2))  # (B, h*w*16, M)
     h, w = grid
     m = hyper_in.shape[1]
