@@ -13,6 +13,11 @@ comparison table. Segment-everything: benchmarks/bench_everything.py. Same as
 from __future__ import annotations
 
 import argparse
+import os
+
+# Before torch loads OpenMP: threads that sleep instead of spinning at barriers. On a shared or
+# oversubscribed CPU, spinning threads made 2-thread runs up to 10x slower (both engines alike).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from samkit.bench_engine import run_engine
 

@@ -184,6 +184,10 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def cli(args: dict[str, Any]) -> int:
     """Handler of ``samkit benchmark``: see :func:`samkit.bench_engine.run_engine`."""
+    import sys
+
+    if "torch" not in sys.modules:  # OpenMP reads this once, when torch loads
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from samkit.bench_engine import run_engine
 
     models = [m.strip() for m in str(args.get("models") or "mobile_sam,sam_b").split(",") if m]
