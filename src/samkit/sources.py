@@ -77,7 +77,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     Raises:
         SourceError: missing, not a file, or not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     p = Path(path)
     if not p.exists():
@@ -88,13 +88,15 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(p) as img:
             img.load()
             return _pil_to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # any decoder failure means "not a readable image"
+        # Besides PIL's own errors (UnidentifiedImageError, OSError, ValueError, SyntaxError),
+        # plugins that patch Image.open (e.g. Ultralytics' HEIF hook) may raise others.
         raise SourceError(f"cannot read {str(path)!r} as an image: {exc}") from None
 
 
 def read_url(url: str, timeout: float = 30.0) -> np.ndarray:
     """Fetch an image over http(s) as (H, W, 3) uint8 RGB (EXIF orientation applied)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -105,7 +107,7 @@ def read_url(url: str, timeout: float = 30.0) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return _pil_to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Exception as exc:  # any decoder failure, as in read_image
         raise SourceError(f"{url} is not a readable image: {exc}") from None
 
 
