@@ -100,6 +100,15 @@ def _rss_bytes() -> int:
 
 
 def _max_rss_bytes() -> int:
+    """This process's peak resident size. Linux: VmHWM (ru_maxrss would carry the parent's
+    peak across fork + exec into a spawned child)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
@@ -124,13 +133,16 @@ def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[fl
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(setup, args, queue))
     proc.start()
-    try:
-        peak, delta = queue.get(timeout=3600)
-    except Exception:
-        proc.kill()
+    result = None
+    while result is None and (proc.is_alive() or not queue.empty()):
+        try:
+            result = queue.get(timeout=1.0)
+        except Exception:  # queue.Empty: the child is still working (or has died)
+            continue
+    proc.join()
+    if result is None:
         return None
-    finally:
-        proc.join()
+    peak, delta = result
     return peak / 2**20, delta / 2**20
 
 
