@@ -161,7 +161,7 @@ def _memory_task(name: str, impl: str, task: str) -> Callable[[], Any]:
 
 
 def bench_model(
-    name: str, repeats: int, bf16: bool, reference: bool, memory: bool
+    name: str, repeats: int, bf16: bool, reference: bool, memory: bool, ultralytics: bool = False
 ) -> dict[str, Any]:
     """Time one variant: samkit fp32 (and bf16) against the reference, interleaved."""
     from samkit.predictor import SamPredictor
@@ -183,6 +183,12 @@ def bench_model(
     half = SamPredictor(model, dtype="bf16") if bf16 else None
     if half is not None:
         impls["samkit-bf16"] = _tasks(half, image, ours_boxes)
+    if ultralytics:
+        from samkit.bench_ultralytics import ultralytics_tasks
+
+        tasks = ultralytics_tasks(name, image, boxes)
+        if tasks is not None:
+            impls["ultralytics"] = tasks
     result: dict[str, Any] = {"model": name, "times": {}, "memory": {}}
     with torch.inference_mode():
         for task in ("encoder", "point", "boxes100"):
@@ -195,7 +201,7 @@ def bench_model(
         result["bf16_iou"] = bf16_agreement(ours, half, image, ours_boxes)
         print(f"  {name} bf16 mask IoU vs fp32: {result['bf16_iou']}")
     if memory:
-        for impl in [i for i in impls if i != "samkit-bf16"]:
+        for impl in [i for i in impls if i in ("samkit", "reference")]:
             for task in ("encoder", "point", "boxes100"):
                 result["memory"][f"{impl}/{task}"] = peak_memory(_memory_task, name, impl, task)
     return result
@@ -225,6 +231,9 @@ def report(results: list[dict[str, Any]]) -> list[str]:
         name, times = res["model"], res["times"]
         for task in ("encoder", "point", "boxes100"):
             per = {impl: Timing(impl, ts) for impl, ts in times[task].items()}
+            if "ultralytics" in per:
+                ours, theirs = per["samkit"].median, per["ultralytics"].median
+                lines.append(ratio_line(f"{name} {task} fp32", ours, theirs, against="Ultralytics"))
             if "reference" in per:
                 lines.append(
                     ratio_line(
@@ -265,11 +274,12 @@ def comparison_table(results: list[dict[str, Any]], extra: list[list[Any]]) -> s
         params = sum(p.numel() for p in model.parameters()) / 1e6
         size = VARIANTS[name].weights.size
         t = res["times"]
-        for impl in ("samkit", "samkit-bf16", "reference"):
+        for impl in ("samkit", "samkit-bf16", "reference", "ultralytics"):
             if impl not in t["encoder"]:
                 continue
             ms = (Timing("", t["encoder"][impl]).median + Timing("", t["point"][impl]).median) * 1e3
             label = {
+                "ultralytics": "Ultralytics",
                 "reference": REFERENCE_PACKAGE[name],
                 "samkit": "samkit",
                 "samkit-bf16": "samkit bf16",
@@ -308,12 +318,12 @@ def run_engine(
     for name in models:
         n = repeats or (5 if name == "mobile_sam" else 3)
         print(f"[{name}] {n} interleaved runs per task (median reported)")
-        results.append(bench_model(name, n, bf16, reference, memory))
+        results.append(bench_model(name, n, bf16, reference, memory, ultralytics))
     extra: list[list[Any]] = []
     if ultralytics:
-        from samkit.bench_ultralytics import bench_ultralytics
+        from samkit.bench_ultralytics import bench_other_models
 
-        extra = bench_ultralytics(models, scene(), max(3, (repeats or 3)))
+        extra = bench_other_models(scene(), max(3, (repeats or 3)))
     print()
     for line in report(results):
         print(line)

@@ -1,6 +1,7 @@
 """Optional Ultralytics rows of the engine benchmark (only when ``ultralytics`` is installed).
 
-Ultralytics' SAM predictor gets the same seeded weights as samkit; FastSAM-s (YOLOv8s-seg
+Ultralytics' SAM predictor gets the same seeded weights as samkit and is timed interleaved with
+samkit and the reference on the same tasks; FastSAM-s (YOLOv8s-seg
 architecture) and YOLOv8n-seg are *other models*, built from their architecture files with
 random weights (nothing is downloaded), so their times include detection post-processing on
 random outputs and are indicative only.
@@ -9,6 +10,7 @@ random outputs and are indicative only.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,40 +53,47 @@ def _median(fn: Any, repeats: int) -> Timing:
     return timing
 
 
-def bench_ultralytics(models: list[str], image: np.ndarray, repeats: int) -> list[list[Any]]:
-    """Print Ultralytics timings and return comparison-table rows (empty when not installed)."""
+def ultralytics_tasks(
+    name: str, image: np.ndarray, boxes: np.ndarray
+) -> dict[str, Callable[[], Any]] | None:
+    """Ultralytics' SAM predictor on the engine tasks (same weights), or None when it is not
+    installed or fails to build. image (H, W, 3) RGB; boxes (100, 4) XYXY original pixels."""
     try:
         import ultralytics
     except ImportError:
         print("ultralytics is not installed: its rows are skipped (pip install ultralytics)")
-        return []
-    rows: list[list[Any]] = []
+        return None
+    try:
+        pred = _sam_predictor(name)
+    except Exception as err:
+        print(
+            f"  ultralytics {ultralytics.__version__} {name}: failed ({type(err).__name__}: {err})"
+        )
+        return None
     bgr = np.ascontiguousarray(image[..., ::-1])
     h, w = image.shape[:2]
     point = [[w * 0.45, h * 0.4]]
-    for name in models:
-        try:
-            pred = _sam_predictor(name)
-            enc = _median(lambda pred=pred: pred.set_image(bgr), repeats)
-            one = _median(lambda pred=pred: pred(points=point, labels=[1]), repeats)
-        except Exception as err:
-            print(
-                f"  ultralytics {ultralytics.__version__} {name}: failed ({type(err).__name__}: {err})"
-            )
-            continue
-        print(f"  ultralytics {name} encoder {enc}; one point -> full-res mask {one}")
-        params = sum(p.numel() for p in pred.model.parameters()) / 1e6
-        ms = (enc.median + one.median) * 1e3
-        rows.append(
-            [f"{name} (ultralytics {ultralytics.__version__})", "-", f"{params:.2f} M", f"{ms:.0f}"]
-        )
+    box_list = boxes.tolist()
+    return {
+        "encoder": lambda: pred.set_image(bgr),
+        "point": lambda: pred(points=point, labels=[1]),
+        "boxes100": lambda: pred(bboxes=box_list),
+    }
+
+
+def bench_other_models(image: np.ndarray, repeats: int) -> list[list[Any]]:
+    """FastSAM-s and YOLOv8n-seg rows (other models, random weights); [] without ultralytics."""
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        return []
+    rows: list[list[Any]] = []
+    bgr = np.ascontiguousarray(image[..., ::-1])
     for label, arch, imgsz in (
         ("FastSAM-s", "yolov8s-seg.yaml", 1024),
         ("YOLOv8n-seg", "yolov8n-seg.yaml", 640),
     ):
         try:
-            from ultralytics import YOLO
-
             yolo = YOLO(arch)
             run = lambda yolo=yolo, imgsz=imgsz: yolo.predict(  # noqa: E731
                 bgr, imgsz=imgsz, device="cpu", verbose=False, max_det=100, conf=0.4
@@ -96,12 +105,10 @@ def bench_ultralytics(models: list[str], image: np.ndarray, repeats: int) -> lis
         net: Any = yolo.model
         params = sum(p.numel() for p in net.parameters()) / 1e6
         size = params * 1e6 * 2 / 2**20  # Ultralytics ships fp16 weights
-        print(
-            f"  {label} (other model, random weights, imgsz {imgsz}): {fmt_seconds(t.median)} per image"
-        )
+        print(f"  {label} (other model, random weights, imgsz {imgsz}): {fmt_seconds(t.median)}")
         rows.append(
             [
-                f"{label} (other model, random weights)",
+                f"{label} (other model, random weights, imgsz {imgsz})",
                 f"~{size:.1f} MB (fp16)",
                 f"{params:.2f} M",
                 f"{t.median * 1e3:.0f}",

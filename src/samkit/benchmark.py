@@ -146,10 +146,16 @@ def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[fl
     return peak / 2**20, delta / 2**20
 
 
-def ratio_line(what: str, ours: float, reference: float, target: float | None = None) -> str:
+def ratio_line(
+    what: str,
+    ours: float,
+    reference: float,
+    target: float | None = None,
+    against: str = "the reference",
+) -> str:
     """``what: 0.42x the reference (target <= 0.60x) PASS``; times in seconds, lower is better."""
     ratio = ours / reference if reference > 0 else float("nan")
-    text = f"{what}: {fmt_seconds(ours)} vs {fmt_seconds(reference)} = {ratio:.2f}x the reference"
+    text = f"{what}: {fmt_seconds(ours)} vs {fmt_seconds(reference)} = {ratio:.2f}x {against}"
     if target is not None:
         verdict = "PASS" if ratio <= target else "MISS"
         text += f" (target <= {target:.2f}x) {verdict}"
