@@ -323,12 +323,13 @@ class SAM:
                 "segment everything is not available yet in this installation: give prompts "
                 "(points=, bboxes=, masks=)"
             ) from None
-        self._require_torch("segment everything")
         params = everything_params(**settings)
         key = repr(sorted(params.items(), key=lambda kv: kv[0]))
         if self._generator is None or self._generator[0] != key:
             try:
-                generator = SamAutomaticMaskGenerator(self.model, **params)
+                # ONNX-backed: the generator decodes through this front's OnnxPredictor.
+                net = self.model if self.onnx_folder is None else self.engine
+                generator = SamAutomaticMaskGenerator(net, **params)
             except TypeError as exc:
                 raise SamkitError(f"bad segment-everything setting: {exc}") from None
             self._generator = (key, generator)

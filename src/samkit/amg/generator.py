@@ -9,31 +9,36 @@ reordered so that the output is the same while far less of it is done:
 - only the survivors are upsampled, a chunk at a time, and each chunk is reduced at once to
   stability counts, a box and a run-length encoding in the crop frame: no full-resolution float
   mask outlives its chunk, and nothing is ever padded to the full image before the per-crop NMS.
+
+The model may be a torch ``Sam`` or an ONNX Runtime :class:`~samkit.backends.onnxruntime.
+OnnxPredictor`: decoding and upsampling go through the array backend of
+:mod:`samkit.amg.arrays`, chosen once; filters, NMS and RLEs are NumPy on both (the ONNX path
+never imports torch).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
-from samkit import transforms
-from samkit.amg import lowres
+from samkit.amg.arrays import make_arrays
 from samkit.amg.grid import (
     boxes_near_crop_edge,
     build_all_layer_point_grids,
     generate_crop_boxes,
     uncrop_rle,
 )
-from samkit.amg.nms import batched_nms
+from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
-from samkit.amg.upsample import stability_scores, upsample_logits
+from samkit.backends.numpy_ops import as_image
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
-from samkit.modeling import Sam
-from samkit.predictor import SamPredictor, check_image
+
+if TYPE_CHECKING:
+    from samkit.backends.onnxruntime import OnnxPredictor
+    from samkit.modeling import Sam
 
 OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -76,7 +81,7 @@ class SamAutomaticMaskGenerator:
 
     def __init__(
         self,
-        model: Sam,
+        model: Sam | OnnxPredictor | Any,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.88,
@@ -124,7 +129,13 @@ class SamAutomaticMaskGenerator:
         for name, value in (("points_per_batch", points_per_batch), ("decode_batch", decode_batch)):
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
-        self.predictor = SamPredictor(model)
+        self.arrays = make_arrays(model)
+        if not self.arrays.is_torch and (low_res_filter or bf16):
+            raise SamkitError(
+                "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
+                "runs the exact path only"
+            )
+        self.predictor = self.arrays.predictor
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = float(pred_iou_thresh)
         self.stability_score_thresh = float(stability_score_thresh)
@@ -139,7 +150,6 @@ class SamAutomaticMaskGenerator:
         self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16, decode_batch=decode_batch)
 
     # ------------------------------------------------------------------------------ public
-    @torch.inference_mode()
     def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
         """Masks for everything in an ``(H, W, 3)`` uint8 RGB image.
 
@@ -148,12 +158,13 @@ class SamAutomaticMaskGenerator:
         ``predicted_iou``, ``point_coords`` (``[[x, y]]`` original pixels), ``stability_score``,
         ``crop_box`` (XYWH).
         """
-        return to_records(self.generate_candidates(image), self.output_mode)
+        with self.arrays.context():
+            return to_records(self.generate_candidates(image), self.output_mode)
 
     def generate_candidates(self, image: np.ndarray) -> Candidates:
         """Like :meth:`generate` but returns the kept masks as columns (RLEs, boxes XYXY,
         scores, points, crop boxes), before conversion to records."""
-        image = check_image(image)
+        image = as_image(image)
         orig_h, orig_w = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio
@@ -164,16 +175,11 @@ class SamAutomaticMaskGenerator:
         ]
         data = Candidates.cat(parts)
         if len(crop_boxes) > 1 and len(data):
-            crop = torch.from_numpy(data.crop_boxes)
+            crop = data.crop_boxes
             area = (crop[:, 2] - crop[:, 0]) * (crop[:, 3] - crop[:, 1])
-            scores = 1 / area  # smaller crops win, as in the reference
-            keep = batched_nms(
-                torch.from_numpy(data.boxes).float(),
-                scores,
-                torch.zeros(len(data), dtype=torch.int64),
-                self.crop_nms_thresh,
-            )
-            data = data.take(keep.numpy())
+            scores = (1.0 / area).astype(np.float32)  # smaller crops win, as in the reference
+            keep = batched_nms_numpy(data.boxes, scores, None, self.crop_nms_thresh)
+            data = data.take(keep)
         if self.min_mask_region_area > 0:
             data = postprocess_small_regions(
                 data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
@@ -186,7 +192,7 @@ class SamAutomaticMaskGenerator:
         orig_h, orig_w = image.shape[:2]
         crop = image[y0:y1, x0:x1, :]
         crop_size = (crop.shape[0], crop.shape[1])
-        self.predictor.set_image(crop)
+        self.arrays.set_image(crop)
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         batch = self.speed.decode_batch or self.points_per_batch
         parts = [
@@ -194,41 +200,20 @@ class SamAutomaticMaskGenerator:
             for i in range(0, len(points), batch)
         ]
         if not self.speed.low_res_filter:
-            self.predictor.reset_image()
+            self.arrays.reset_image()
         data = Candidates.cat(parts)
         if len(data) == 0:
             return data
-        keep = batched_nms(
-            torch.from_numpy(data.boxes).float(),
-            torch.from_numpy(data.iou_preds),
-            torch.zeros(len(data), dtype=torch.int64),
-            self.box_nms_thresh,
-        )
-        data = data.take(keep.numpy())
+        keep = batched_nms_numpy(data.boxes, data.iou_preds, None, self.box_nms_thresh)
+        data = data.take(keep)
         if self.speed.low_res_filter:
             data = self._upsample_survivors(data, crop_box, (orig_h, orig_w))
-            self.predictor.reset_image()
+            self.arrays.reset_image()
         data.rles = [uncrop_rle(r, crop_box, orig_h, orig_w) for r in data.rles]
         data.boxes = data.boxes + np.array([x0, y0, x0, y0])
         data.points = data.points + np.array([x0, y0], dtype=np.float64)
         data.crop_boxes = np.tile(np.asarray(crop_box, dtype=np.int64), (len(data), 1))
         return data
-
-    def _decode(
-        self, points: np.ndarray, crop_size: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points ``(B, 2)`` in crop pixels -> low-res logits ``(3B, 256, 256)`` and IoU ``(3B,)``,
-        ordered point-major (the 3 masks of point 0 first)."""
-        coords = transforms.apply_coords(points, crop_size, self.predictor.image_size)
-        pts = torch.as_tensor(coords, device=self.predictor.device)[:, None, :]
-        labels = torch.ones(pts.shape[:2], dtype=torch.int, device=pts.device)
-        if self.speed.bf16:
-            with torch.autocast(self.predictor.device.type, dtype=torch.bfloat16):
-                low, iou = self.predictor.decode_low_res(pts, labels, multimask_output=True)
-            low, iou = low.float(), iou.float()
-        else:
-            low, iou = self.predictor.decode_low_res(pts, labels, multimask_output=True)
-        return low.flatten(0, 1), iou.flatten(0, 1)
 
     def _process_batch(
         self,
@@ -237,16 +222,17 @@ class SamAutomaticMaskGenerator:
         crop_box: list[int],
         orig_size: tuple[int, int],
     ) -> Candidates:
-        low, iou = self._decode(points, crop_size)
+        arrays = self.arrays
+        low, iou = arrays.decode(points, crop_size, self.speed.bf16)
         n_masks = low.shape[0] // len(points)
         pts = np.repeat(points, n_masks, axis=0)
         if self.pred_iou_thresh > 0.0:
-            keep = (iou > self.pred_iou_thresh).nonzero().flatten()
-            low, iou, pts = low[keep], iou[keep], pts[keep.cpu().numpy()]
+            keep = arrays.iou_above(iou, self.pred_iou_thresh)
+            low, iou, pts = arrays.take(low, keep), arrays.take(iou, keep), pts[keep]
         if self.speed.low_res_filter:
             data = self._filter_low_res(low, iou, pts, crop_size)
         else:
-            data = self._filter_full_res(low, iou, pts, crop_size)
+            data = self._filter_full_res(low, arrays.to_numpy(iou), pts, crop_size)
         if len(data):
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             if near.any():
@@ -255,40 +241,40 @@ class SamAutomaticMaskGenerator:
 
     # ------------------------------------------------------------------------- filtering
     def _filter_full_res(
-        self, low: torch.Tensor, iou: torch.Tensor, pts: np.ndarray, crop_size: tuple[int, int]
+        self, low: Any, iou: np.ndarray, pts: np.ndarray, crop_size: tuple[int, int]
     ) -> Candidates:
         """Exact path: upsample to the crop's full resolution a chunk at a time; each chunk
-        becomes stability scores, boxes and crop-frame RLEs before the next is made."""
-        state = self.predictor.get_image_state()
+        becomes stability scores, boxes and crop-frame RLEs before the next is made. ``low``
+        ``(N, 256, 256)`` is the array backend's, ``iou`` ``(N,)`` float32."""
+        input_size, original_size = self.arrays.sizes()
         chunk = max(1, _CHUNK_ELEMENTS // (crop_size[0] * crop_size[1]))
         parts = []
         for start in range(0, low.shape[0], chunk):
             sl = slice(start, start + chunk)
-            logits = upsample_logits(
-                low[sl], state.input_size, state.original_size, self.predictor.image_size
-            )
+            logits = self.arrays.upsample(low[sl], input_size, original_size)
             parts.append(self._reduce(logits, iou[sl], pts[sl]))
         return Candidates.cat(parts)
 
-    def _reduce(self, logits: torch.Tensor, iou: torch.Tensor, pts: np.ndarray) -> Candidates:
+    def _reduce(self, logits: Any, iou: np.ndarray, pts: np.ndarray) -> Candidates:
         """Full-res logits ``(n, h, w)`` -> stability-filtered candidates in the crop frame."""
-        threshold = self.predictor.model.mask_threshold
-        stability = stability_scores(logits, threshold, self.stability_score_offset)
+        stability = self.arrays.stability(logits, self.stability_score_offset)
         idx = np.arange(len(stability))
         if self.stability_score_thresh > 0.0:
             idx = np.flatnonzero(stability >= np.float32(self.stability_score_thresh))
-        masks = (logits[torch.from_numpy(idx).to(logits.device)] > threshold).cpu().numpy()
+        masks = self.arrays.masks(logits, idx)
         return Candidates(
             rles=masks_to_rle(masks),
             boxes=mask_to_box(masks),
-            iou_preds=iou[torch.from_numpy(idx).to(iou.device)].float().cpu().numpy(),
+            iou_preds=iou[idx],
             stability=stability[idx],
             points=pts[idx],
         )
 
     def _filter_low_res(
-        self, low: torch.Tensor, iou: torch.Tensor, pts: np.ndarray, crop_size: tuple[int, int]
+        self, low: Any, iou: Any, pts: np.ndarray, crop_size: tuple[int, int]
     ) -> Candidates:
+        from samkit.amg import lowres
+
         state = self.predictor.get_image_state()
         return lowres.low_res_candidates(
             low,
@@ -296,8 +282,8 @@ class SamAutomaticMaskGenerator:
             pts,
             state.input_size,
             crop_size,
-            self.predictor.image_size,
-            self.predictor.model.mask_threshold,
+            self.arrays.image_size,
+            self.arrays.mask_threshold,
             self.stability_score_offset,
             self.stability_score_thresh,
         )
@@ -305,13 +291,15 @@ class SamAutomaticMaskGenerator:
     def _upsample_survivors(
         self, data: Candidates, crop_box: list[int], orig_size: tuple[int, int]
     ) -> Candidates:
+        from samkit.amg import lowres
+
         state = self.predictor.get_image_state()
         data = lowres.upsample_survivors(
             data,
             state.input_size,
             state.original_size,
-            self.predictor.image_size,
-            self.predictor.model.mask_threshold,
+            self.arrays.image_size,
+            self.arrays.mask_threshold,
             self.stability_score_offset,
             self.stability_score_thresh,
             _CHUNK_ELEMENTS,

@@ -5,14 +5,21 @@ their input order), suppresses every later box of the same category whose IoU wi
 is ``> iou_threshold``, and returns the kept indices sorted by descending score. The IoU is
 computed in the boxes' float dtype with the same operation order as torchvision's CPU kernel,
 so decisions at the threshold agree bit for bit.
+
+:func:`batched_nms_numpy` is the implementation (NumPy in, NumPy out, no torch);
+:func:`batched_nms` and :func:`nms` are its torch-tensor front ends.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-__all__ = ["batched_nms", "box_area", "nms"]
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["batched_nms", "batched_nms_numpy", "box_area", "nms"]
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -47,7 +54,52 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
     Returns int64 indices ``(K,)`` of the kept boxes, by descending score.
     """
+    import torch
+
     return batched_nms(boxes, scores, torch.zeros(len(boxes), dtype=torch.int64), iou_threshold)
+
+
+def descending_order(scores: np.ndarray) -> np.ndarray:
+    """Int64 indices sorting ``scores`` ``(N,)`` descending, ties in input order (a stable
+    sort); NaN ranks first, as in ``torch.sort(descending=True)``."""
+    x = np.asarray(scores, dtype=np.float64)
+    nan = np.isnan(x)
+    return np.lexsort((-np.where(nan, 0.0, x), ~nan)).astype(np.int64)
+
+
+def _keep_sorted(sorted_boxes: np.ndarray, sorted_cats: np.ndarray, thresh: float) -> np.ndarray:
+    """Bool keep mask ``(N,)`` for boxes ``(N, 4)`` and categories ``(N,)`` in score order."""
+    keep = np.zeros(len(sorted_boxes), dtype=bool)
+    for cat in np.unique(sorted_cats):
+        members = np.flatnonzero(sorted_cats == cat)
+        keep[members] = _greedy(sorted_boxes[members], thresh)
+    return keep
+
+
+def batched_nms_numpy(
+    boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray | None, iou_threshold: float
+) -> np.ndarray:
+    """:func:`batched_nms` on NumPy arrays: boxes ``(N, 4)`` XYXY (integer boxes are computed
+    in float32), scores ``(N,)``, idxs ``(N,)`` integer categories (None: one category).
+
+    Returns int64 indices ``(K,)`` of the kept boxes, by descending score (ties in input order).
+    """
+    boxes = np.asarray(boxes)
+    scores = np.asarray(scores)
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
+    cats = np.zeros(len(boxes), dtype=np.int64) if idxs is None else np.asarray(idxs)
+    if scores.shape != (boxes.shape[0],) or cats.shape != (boxes.shape[0],):
+        raise ValueError(
+            f"scores and idxs must have shape ({boxes.shape[0]},), got "
+            f"{scores.shape} and {cats.shape}"
+        )
+    if boxes.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(boxes.dtype, np.floating):
+        boxes = boxes.astype(np.float32)
+    order = descending_order(scores)
+    return order[_keep_sorted(boxes[order], cats[order], iou_threshold)]
 
 
 def batched_nms(
@@ -74,6 +126,8 @@ def batched_nms(
             f"{tuple(scores.shape)} and {tuple(idxs.shape)}"
         )
     device = boxes.device
+    import torch
+
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=device)
     if not boxes.dtype.is_floating_point:
@@ -81,8 +135,5 @@ def batched_nms(
     order = torch.sort(scores.detach().cpu(), descending=True, stable=True).indices
     sorted_boxes = boxes.detach().cpu()[order].numpy()
     sorted_cats = idxs.detach().cpu()[order].numpy()
-    keep = np.zeros(len(order), dtype=bool)
-    for cat in np.unique(sorted_cats):
-        members = np.flatnonzero(sorted_cats == cat)
-        keep[members] = _greedy(sorted_boxes[members], iou_threshold)
+    keep = _keep_sorted(sorted_boxes, sorted_cats, iou_threshold)
     return order[torch.from_numpy(keep)].to(device)

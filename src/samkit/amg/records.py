@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from samkit.amg.nms import batched_nms
+from samkit.amg.nms import batched_nms_numpy
 from samkit.masks import (
     area_from_rle,
     box_xyxy_to_xywh,
@@ -19,6 +18,9 @@ from samkit.masks import (
     rle_to_coco_string,
     rle_to_mask,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Candidates", "postprocess_small_regions", "to_records"]
 
@@ -40,7 +42,7 @@ class Candidates:
     stability: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float64))
     crop_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
-    low_res: torch.Tensor | None = None
+    low_res: torch.Tensor | None = None  # only on the torch path's opt-in low-res filter
 
     def __len__(self) -> int:
         return len(self.iou_preds)
@@ -55,7 +57,7 @@ class Candidates:
             stability=self.stability[idx],
             points=self.points[idx],
             crop_boxes=self.crop_boxes[idx] if len(self.crop_boxes) else self.crop_boxes,
-            low_res=None if self.low_res is None else self.low_res[torch.from_numpy(idx)],
+            low_res=None if self.low_res is None else _take_rows(self.low_res, idx),
         )
 
     @staticmethod
@@ -65,6 +67,11 @@ class Candidates:
         if not parts:
             return Candidates()
         lows = [p.low_res for p in parts]
+        low_res = None
+        if all(x is not None for x in lows):
+            import torch
+
+            low_res = torch.cat(lows)  # type: ignore[arg-type]
         return Candidates(
             rles=[r for p in parts for r in p.rles],
             boxes=np.concatenate([p.boxes for p in parts]),
@@ -72,7 +79,7 @@ class Candidates:
             stability=np.concatenate([p.stability for p in parts]),
             points=np.concatenate([p.points for p in parts]),
             crop_boxes=np.concatenate([p.crop_boxes for p in parts]),
-            low_res=None if any(x is None for x in lows) else torch.cat(lows),  # type: ignore[arg-type]
+            low_res=low_res,
         )
 
 
@@ -88,13 +95,8 @@ def postprocess_small_regions(data: Candidates, min_area: float, nms_thresh: flo
         masks.append(mask)
         unchanged.append(float(not (changed_holes or changed_islands)))
     boxes = mask_to_box(np.stack(masks))
-    scores = torch.as_tensor(unchanged)
-    keep = batched_nms(
-        torch.from_numpy(boxes).float(),
-        scores,
-        torch.zeros(len(boxes), dtype=torch.int64),
-        nms_thresh,
-    ).numpy()
+    scores = np.asarray(unchanged, dtype=np.float32)
+    keep = batched_nms_numpy(boxes.astype(np.float32), scores, None, nms_thresh)
     out = data.take(keep)
     out.boxes = out.boxes.copy()
     for row, i in enumerate(keep):
@@ -102,6 +104,12 @@ def postprocess_small_regions(data: Candidates, min_area: float, nms_thresh: flo
             out.rles[row] = mask_to_rle(masks[i])
             out.boxes[row] = boxes[i]
     return out
+
+
+def _take_rows(x: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return x[torch.from_numpy(idx).to(x.device)]
 
 
 def to_records(data: Candidates, output_mode: str) -> list[dict[str, Any]]:
