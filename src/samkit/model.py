@@ -324,6 +324,7 @@ class SAM:
                 "(points=, bboxes=, masks=)"
             ) from None
         params = everything_params(**settings)
+        params["output_mode"] = "uncompressed_rle"  # Results keep RLEs, never a dense stack
         key = repr(sorted(params.items(), key=lambda kv: kv[0]))
         if self._generator is None or self._generator[0] != key:
             try:
@@ -339,18 +340,18 @@ class SAM:
         self, image_rgb: np.ndarray, *, path: str = "", frame: int | None = None, **settings: Any
     ) -> Results:
         """Every object of one (H, W, 3) uint8 RGB image, as found by the automatic mask
-        generator (masks sorted by area, largest first, as the generator returns them)."""
+        generator (masks sorted by area, largest first, as the generator returns them).
+
+        The Results hold the masks as RLEs (``Results.rles``); the dense ``Results.masks``
+        stack is only decoded if accessed (N * H * W bytes)."""
         generator = self._automatic(settings)
         t0 = time.perf_counter()
         records = generator.generate(image_rgb)
         t1 = time.perf_counter()
         h, w = image_rgb.shape[:2]
-        masks = np.zeros((len(records), h, w), dtype=bool)
-        for i, rec in enumerate(records):
-            masks[i] = _record_mask(rec["segmentation"])
         return Results(
             orig_img=np.ascontiguousarray(image_rgb[:, :, ::-1]),
-            masks=masks,
+            rles=[_record_rle(r["segmentation"], (h, w)) for r in records],
             scores=np.array([r["predicted_iou"] for r in records], dtype=np.float32).reshape(-1),
             stability_scores=np.array(
                 [r["stability_score"] for r in records], dtype=np.float32
@@ -361,14 +362,11 @@ class SAM:
         )
 
 
-def _record_mask(segmentation: Any) -> np.ndarray:
-    """A generator record's segmentation (binary mask or RLE) -> (H, W) bool."""
+def _record_rle(segmentation: Any, hw: tuple[int, int]) -> dict[str, Any]:
+    """A generator record's segmentation (COCO RLE, compressed or not, or an (H, W) binary
+    mask) -> a COCO RLE for :class:`Results` (which checks it against ``hw``)."""
     if isinstance(segmentation, dict):
-        from samkit.masks import rle_to_mask
+        return segmentation
+    from samkit.masks import mask_to_rle
 
-        if isinstance(segmentation.get("counts"), (str, bytes)):
-            from samkit.masks import coco_string_to_counts
-
-            segmentation = {**segmentation, "counts": coco_string_to_counts(segmentation["counts"])}
-        return rle_to_mask(segmentation)
-    return np.asarray(segmentation, dtype=bool)
+    return mask_to_rle(np.asarray(segmentation, dtype=bool).reshape(hw))

@@ -25,7 +25,7 @@ def color(index: int) -> tuple[int, int, int]:
 
 def draw_overlay(
     image_bgr: np.ndarray,
-    masks: np.ndarray | None,
+    masks: np.ndarray | Sequence[np.ndarray] | None,
     boxes: np.ndarray | None = None,
     labels: Sequence[str] | None = None,
     *,
@@ -35,9 +35,11 @@ def draw_overlay(
 ) -> np.ndarray:
     """A copy of ``image_bgr`` (H, W, 3) uint8 with the objects drawn on it.
 
-    masks (N, H, W) bool are blended in with ``alpha`` and outlined when ``contours``; boxes
-    (N, 4) XYXY pixels are drawn as rectangles; labels (N,) are written above each box (or at
-    the mask's top-left when no boxes are drawn). Returns (H, W, 3) uint8 BGR.
+    masks (N, H, W) bool (an array, or any sequence of (H, W) bool masks: each is read once,
+    so a lazily decoded sequence never needs the whole stack) are blended in with ``alpha``
+    and outlined when ``contours``; boxes (N, 4) XYXY pixels are drawn as rectangles; labels
+    (N,) are written above each box (or at the mask's top-left when no boxes are drawn).
+    Returns (H, W, 3) uint8 BGR.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -45,43 +47,52 @@ def draw_overlay(
     h, w = out.shape[:2]
     lw = line_width or max(1, round((h + w) / 2 * 0.003))
     n = 0 if masks is None else len(masks)
+    anchors: list[tuple[int, int]] = []
     if masks is not None and n:
-        if masks.shape[1:] != (h, w):
-            raise ValueError(f"masks must have shape (N, {h}, {w}), got {masks.shape}")
         layer = out.astype(np.float32)
+        outlines = []
         for i in range(n):
-            m = masks[i]
+            m = np.asarray(masks[i])
+            if m.shape != (h, w):
+                raise ValueError(f"masks must have shape (N, {h}, {w}), got a mask of {m.shape}")
             layer[m] = layer[m] * (1 - alpha) + np.asarray(color(i), np.float32) * alpha
-        out = np.clip(layer + 0.5, 0, 255).astype(np.uint8)
-        if contours:
-            for i in range(n):
+            if contours:
                 found, _ = cv2.findContours(
-                    masks[i].astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
+                    m.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
                 )
-                cv2.drawContours(out, found, -1, color(i), lw)
+                outlines.append(found)
+            if labels and boxes is None:
+                anchors.append(_top_left(m))
+        out = np.clip(layer + 0.5, 0, 255).astype(np.uint8)
+        for i, found in enumerate(outlines):
+            cv2.drawContours(out, found, -1, color(i), lw)
     if boxes is not None:
         for i, box in enumerate(np.asarray(boxes).reshape(-1, 4)):
             x1, y1, x2, y2 = (round(float(v)) for v in box)
             cv2.rectangle(out, (x1, y1), (x2, y2), color(i), lw, cv2.LINE_AA)
     if labels:
-        anchors = _anchors(masks, boxes, len(labels))
+        anchors = _anchors(anchors, boxes, len(labels))
         for i, (text, (x, y)) in enumerate(zip(labels, anchors, strict=True)):
             _label(out, text, x, y, color(i), lw)
     return out
 
 
-def _anchors(masks: np.ndarray | None, boxes: np.ndarray | None, n: int) -> list[tuple[int, int]]:
+def _anchors(
+    mask_corners: list[tuple[int, int]], boxes: np.ndarray | None, n: int
+) -> list[tuple[int, int]]:
+    """Where each of n labels goes: the box's top-left, else the mask's, else (0, 0)."""
     if boxes is not None:
         arr = np.asarray(boxes).reshape(-1, 4)
         return [(round(float(b[0])), round(float(b[1]))) for b in arr[:n]]
-    out = []
-    for i in range(n):
-        if masks is None or not masks[i].any():
-            out.append((0, 0))
-            continue
-        ys, xs = np.nonzero(masks[i])
-        out.append((int(xs.min()), int(ys.min())))
-    return out
+    return [mask_corners[i] if i < len(mask_corners) else (0, 0) for i in range(n)]
+
+
+def _top_left(mask: np.ndarray) -> tuple[int, int]:
+    """(min x, min y) of a (H, W) bool mask's pixels; (0, 0) when empty."""
+    if not mask.any():
+        return (0, 0)
+    ys, xs = np.nonzero(mask)
+    return (int(xs.min()), int(ys.min()))
 
 
 def _label(img: np.ndarray, text: str, x: int, y: int, bgr: tuple[int, int, int], lw: int) -> None:
