@@ -308,3 +308,16 @@ def test_results_writers(session, tmp_path):
 
     assert len(json.loads(r.to_json())["objects"]) == 2
     assert len(r[1:]) == 1 and [len(x) for x in r] == [1, 1]
+
+
+def test_precision_options_reach_the_engine() -> None:
+    import torch
+
+    from reference import SMALL_CONFIG
+    from samkit.build import build_from_config
+
+    model = SAM(build_from_config(SMALL_CONFIG), device="cpu", dtype="bf16")
+    assert model.engine.predictor.dtype == torch.bfloat16
+    assert (
+        SAM(build_from_config(SMALL_CONFIG), device="cpu").engine.predictor.dtype == torch.float32
+    )

@@ -42,10 +42,12 @@ class Engine(Protocol):
 class TorchEngine:
     """:class:`Engine` over the torch :class:`~samkit.predictor.SamPredictor`."""
 
-    def __init__(self, model: Sam) -> None:
+    def __init__(self, model: Sam, **predictor_options: Any) -> None:
+        """``predictor_options`` go to :class:`~samkit.predictor.SamPredictor` (``dtype``,
+        ``half``, ``compile``, ``decoder_batch`` ...)."""
         from samkit.predictor import SamPredictor
 
-        self.predictor = SamPredictor(model)
+        self.predictor = SamPredictor(model, **predictor_options)
         self.image_size = int(model.image_size)
 
     @property

@@ -58,6 +58,10 @@ class SAM:
             (``SAM("mobile_sam_onnx/")``, written by ``export(format="onnx")``; runs without
             torch) and torch otherwise. ``backend="onnxruntime"`` with a checkpoint exports it
             once into the cache.
+        half / dtype: reduced precision (``half=True``: fp16 on GPU, bf16 on CPU; ``dtype`` one
+            of ``"fp32"``, ``"bf16"``, ``"fp16"``); see :class:`~samkit.predictor.SamPredictor`.
+        compile: ``torch.compile`` the encoder and/or decoder (``True``, ``"encoder"``,
+            ``"decoder"``).
     """
 
     def __init__(
@@ -65,11 +69,15 @@ class SAM:
         model: str | os.PathLike[str] | Sam = "sam_b.pt",
         device: str | None = None,
         backend: str | None = None,
+        half: bool = False,
+        dtype: str | None = None,
+        compile: bool | str = False,
     ) -> None:
         from samkit.backends import onnx_source
 
         self.onnx_folder = onnx_source(model, backend)
         self.last_run = RunLog()
+        self._precision: dict[str, Any] = {"half": half, "dtype": dtype, "compile": compile}
         self._generator: tuple[str, Any] | None = None
         if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
             self.checkpoint: str | None = str(self.onnx_folder)
@@ -99,7 +107,7 @@ class SAM:
             from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
 
             return OnnxEngine(OnnxPredictor(self.onnx_folder))
-        return TorchEngine(self.model)
+        return TorchEngine(self.model, **self._precision)
 
     # ------------------------------------------------------------------ info / export
     def info(self, verbose: bool = True) -> ModelSummary:
