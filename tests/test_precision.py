@@ -117,20 +117,29 @@ def test_decoder_chunks_and_batched_images(small_sam: Sam, encoded: SamPredictor
     assert _rel(states[0].features, encoded.features) <= 1e-4
 
 
-def test_postprocess_is_bit_identical_to_two_step_resampling() -> None:
+def test_postprocess_matches_two_step_resampling() -> None:
+    """The composed per-axis maps equal the reference's two bilinear resizes to float rounding,
+    for landscape, portrait, degenerate and padded-chunk geometries and batched masks."""
+    gen = torch.Generator().manual_seed(0)
     for inp, orig in [
         ((576, 1024), (720, 1280)),
         ((1024, 683), (700, 466)),
         ((1, 1024), (1, 3000)),
+        ((576, 1024), (719, 1279)),  # no chunk size divides 719 / 1279: padded last chunk
+        ((1024, 1024), (50, 50)),  # downsampling
     ]:
         for shape in ((2, 3, 256, 256), (4, 1, 256, 256)):
-            low = torch.randn(shape)
+            low = torch.randn(shape, generator=gen) * 8
             ref = F.interpolate(low, (1024, 1024), mode="bilinear", align_corners=False)
             ref = F.interpolate(
                 ref[..., : inp[0], : inp[1]], orig, mode="bilinear", align_corners=False
             )
             got = postprocess_masks(low, inp, orig, 1024)
-            assert got.is_contiguous() and torch.equal(got, ref), (inp, orig, shape)
+            err = (got - ref).abs().max().item()
+            print(inp, orig, shape, f"max |diff| {err:.2e}")
+            assert got.shape == ref.shape and got.is_contiguous()
+            assert err <= 1e-5 * max(1.0, ref.abs().max().item()), (inp, orig, shape, err)
+            assert torch.equal(got > 0, ref > 0) or (got > 0).ne(ref > 0).float().mean() < 1e-6
 
 
 def test_tinyvit_batchnorm_folding() -> None:

@@ -1,8 +1,9 @@
 """Full-resolution mask logits, computed with no more work than the output needs.
 
-:func:`upsample_logits` returns exactly (bit for bit) what
-:func:`samkit.transforms.postprocess_masks` returns, but its first bilinear stage (low-res ->
-padded model input) only computes the rows and columns that survive the crop to the resized
+:func:`upsample_logits` returns exactly (bit for bit) what the reference's two bilinear resizes
+return (its stability scores count pixels right at the thresholds, so the generator keeps the
+reference's arithmetic rather than :func:`samkit.transforms.postprocess_masks`' composed maps),
+but its first bilinear stage (low-res -> padded model input) only computes the rows and columns that survive the crop to the resized
 image: for a 16:9 image that skips 44 % of the padded square. Bilinear interpolation with
 ``align_corners=False`` computes each output pixel from the scale factor and its two source
 neighbours only, so a slice of the low-res logits with the same scale factor (and two rows /
@@ -24,7 +25,7 @@ def upsample_logits(
     low: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int], image_size: int
 ) -> torch.Tensor:
     """Low-res logits ``(N, h', w')`` (h' = w' = image_size / 4) -> logits ``(N, H, W)`` in the
-    original frame, identical to ``postprocess_masks(low[:, None], ...)[:, 0]``."""
+    original frame, identical to the reference's resize / crop / resize."""
     factor = image_size // low.shape[-1]
     rows = min(low.shape[-2], math.ceil(input_size[0] / factor) + 2)
     cols = min(low.shape[-1], math.ceil(input_size[1] / factor) + 2)

@@ -12,10 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from samkit import resample
 from samkit.errors import PromptError, SamkitError
 from samkit.transforms import preprocess_shape
 
-__all__ = ["as_image", "as_mask_input", "as_points", "resize_matrix", "upscale_logits"]
+__all__ = ["as_image", "as_mask_input", "as_points", "upscale_logits"]
 
 
 def as_image(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -67,31 +68,16 @@ def as_mask_input(mask_input: object, ndim: int, low_res: int) -> np.ndarray:
     return arr
 
 
-def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) float64 weights of a bilinear resize with ``align_corners=False``
-    (half-pixel centres, source index clamped at 0, no antialiasing), as torch computes it."""
-    scale = n_in / n_out
-    src = np.maximum((np.arange(n_out) + 0.5) * scale - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    lam = src - i0
-    out = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    np.add.at(out, (rows, i0), 1.0 - lam)
-    np.add.at(out, (rows, i1), lam)
-    return out
-
-
 @lru_cache(maxsize=16)
 def _axis_maps(
     low: tuple[int, int], image_size: int, original_size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     input_size = preprocess_shape(original_size[0], original_size[1], image_size)
-    maps = []
-    for axis in range(2):
-        up = resize_matrix(low[axis], image_size)[: input_size[axis]]
-        maps.append((resize_matrix(input_size[axis], original_size[axis]) @ up).astype(np.float32))
-    return maps[0], maps[1]
+    rows, cols = (
+        resample.axis_map(low[axis], image_size, input_size[axis], original_size[axis])
+        for axis in range(2)
+    )
+    return rows.astype(np.float32), cols.astype(np.float32)
 
 
 def upscale_logits(
