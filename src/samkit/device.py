@@ -153,3 +153,24 @@ def set_cpu_threads(num_threads: int | None = None) -> int:
         raise SamkitError(f"num_threads must be >= 1, got {num_threads}")
     torch.set_num_threads(num_threads)
     return num_threads
+
+
+@contextlib.contextmanager
+def serial(enabled: bool = True) -> Iterator[None]:
+    """Run the enclosed CPU operations on one intra-op thread (the calling thread's setting,
+    restored on exit).
+
+    For stretches of tiny operations (a few prompt tokens): waking a second OpenMP thread costs
+    ~0.1 ms per operation when threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, the setting
+    for shared machines), ten times the work of a (7, 256) x (256, 256) product. Changing the
+    count is ~0.2 us; large operations outside the section keep every thread.
+    """
+    threads = torch.get_num_threads() if enabled else 1
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samkit.modeling.common import LayerNorm2d, act_
+from samkit import device as devices
+from samkit.modeling.common import LayerNorm2d, act_, inplace_ok
 from samkit.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 
 
@@ -109,10 +110,15 @@ def _reassociate(attn: Attention, n_tokens: int) -> bool:
     return n_tokens * attn.num_heads < attn.internal_dim
 
 
+def _few(tokens: torch.Tensor) -> bool:
+    """Token-side work small enough to run on one CPU thread (see :func:`devices.serial`)."""
+    return tokens.device.type == "cpu" and tokens.shape[0] * tokens.shape[1] <= 256
+
+
 def token_to_image(
     attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """Token queries q (B, N, C) attend to image keys k / values v (B, L, C) -> (B, N, C)."""
+    """Token queries q (B, N, C) attend to image keys k / values v (1 or B, L, C) -> (B, N, C)."""
     b, n, c = q.shape
     if k.shape[0] != b:
         k, v = k.expand(b, -1, -1), v.expand(b, -1, -1)
@@ -120,17 +126,18 @@ def token_to_image(
         return attn(q, k, v)
     h = attn.num_heads
     d = attn.internal_dim // h
-    qh = attn.q_proj(q).view(b, n, h, d)
-    # Keys: scores = (q W_k) k^T; the key bias is constant along each softmax row.
-    wk = attn.k_proj.weight.view(h, d, c)
-    qk = torch.einsum("bnhd,hdc->bhnc", qh, wk).reshape(b, h * n, c)
-    scores = torch.bmm(qk * d**-0.5, k.transpose(1, 2))
-    weights = scores.softmax(dim=-1)
+    with devices.serial(_few(q)):
+        qh = attn.q_proj(q).view(b, n, h, d) * d**-0.5
+        # Keys: scores = (q W_k) k^T; the key bias is constant along each softmax row.
+        wk = attn.k_proj.weight.view(h, d, c)
+        qk = torch.einsum("bnhd,hdc->bhnc", qh, wk).reshape(b, h * n, c)
+    weights = torch.bmm(qk, k.transpose(1, 2)).softmax(dim=-1)
     # Values: (weights v) W_v^T + b_v, since each row of weights sums to one.
     mixed = torch.bmm(weights, v).view(b, h, n, c)
-    wv = attn.v_proj.weight.view(h, d, c)
-    out = torch.einsum("bhnc,hdc->bnhd", mixed, wv).reshape(b, n, h * d) + attn.v_proj.bias
-    return attn.out_proj(out)
+    with devices.serial(_few(q)):
+        wv = attn.v_proj.weight.view(h, d, c)
+        out = torch.einsum("bhnc,hdc->bnhd", mixed, wv).reshape(b, n, h * d) + attn.v_proj.bias
+        return attn.out_proj(out)
 
 
 def image_to_token(
@@ -139,37 +146,53 @@ def image_to_token(
     k: torch.Tensor,
     v: torch.Tensor,
     q_heads: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """Image queries x (1 or B, L, C) attend to token keys k / values v (B, N, C) -> (B, L, C).
 
     ``q_heads`` (1, heads, L, head_dim): the image queries already projected (cached).
+    ``residual`` (1 or B, L, C): added to the result inside the output product; with
+    ``overwrite`` a batch-B residual that autograd does not need receives the sum in place.
     """
     b, n, c = k.shape
     h = attn.num_heads
     d = attn.internal_dim // h
     if q_heads is None and not _reassociate(attn, n):
-        return attn(x.expand(b, -1, -1), k, v)
-    kh = attn.k_proj(k).view(b, n, h, d) * d**-0.5
+        out = attn(x.expand(b, -1, -1), k, v)
+        return out if residual is None else residual + out
+    with devices.serial(_few(k)):
+        kh = attn.k_proj(k).view(b, n, h, d) * d**-0.5
+        if q_heads is not None:
+            kk = kh.permute(2, 0, 1, 3).reshape(h, b * n, d)
+        else:
+            wq = attn.q_proj.weight.view(h, d, c)
+            mk = torch.einsum("bnhd,hdc->bhnc", kh, wq).reshape(b, h * n, c)
+            q_bias = attn.q_proj.bias.view(h, d)
+            bias = torch.einsum("bnhd,hd->bhn", kh, q_bias).reshape(b, h * n, 1)
+        # Output projection folded into the values: sum_h weights_h^T (v_h W_o,h^T). Each
+        # head's weights sum to one over the tokens, so b_o / heads on every row adds b_o once.
+        vh = attn.v_proj(v).view(b, n, h, d)
+        wo = attn.out_proj.weight.view(c, h, d)
+        vo = torch.einsum("bnhd,chd->bhnc", vh, wo).reshape(b, h * n, c)
+        vo = vo + attn.out_proj.bias / h
     # Scores are laid out (B, h*N, L) so that the softmax over the few tokens runs along a
     # strided axis with the long image axis contiguous (far faster than rows of N values).
     if q_heads is not None:
         # (B, h, N, d) x (1, h, d, L): one GEMM per head over all prompts.
-        kk = kh.permute(2, 0, 1, 3).reshape(h, b * n, d)
         scores = torch.matmul(kk, q_heads[0].transpose(1, 2))  # (h, B*N, L)
         scores = scores.view(h, b, n, -1).transpose(0, 1)
     else:
-        wq = attn.q_proj.weight.view(h, d, c)
-        mk = torch.einsum("bnhd,hdc->bhnc", kh, wq).reshape(b, h * n, c)
-        bias = torch.einsum("bnhd,hd->bhn", kh, attn.q_proj.bias.view(h, d)).reshape(b, h * n, 1)
         if x.shape[0] != b:
             x = x.expand(b, -1, -1)
         scores = torch.baddbmm(bias, mk, x.transpose(1, 2)).view(b, h, n, -1)
-    weights = scores.softmax(dim=2).reshape(b, h * n, -1)
-    # Output projection folded into the values: sum_h weights_h^T (v_h W_o,h^T).
-    vh = attn.v_proj(v).view(b, n, h, d)
-    wo = attn.out_proj.weight.view(c, h, d)
-    vo = torch.einsum("bnhd,chd->bhnc", vh, wo).reshape(b, h * n, c)
-    return torch.baddbmm(attn.out_proj.bias.view(1, 1, c), weights.transpose(1, 2), vo)
+    weights = scores.softmax(dim=2).reshape(b, h * n, -1).transpose(1, 2)
+    if residual is None or residual.dtype != vo.dtype:  # (reduced precision: add in fp32)
+        out = torch.bmm(weights, vo)
+        return out if residual is None else residual + out
+    if overwrite and residual.shape[0] == b and inplace_ok(residual):
+        return residual.baddbmm_(weights, vo)
+    return torch.baddbmm(residual, weights, vo)
 
 
 def _block(
@@ -181,35 +204,46 @@ def _block(
     cache: DecoderCache | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One two-way block; with ``cache`` the image side is the cached first-block input."""
-    if layer.skip_first_layer_pe:
-        queries = layer.self_attn(queries, queries, queries)
-    else:
-        q = queries + query_pe
-        queries = queries + layer.self_attn(q, q, queries)
-    queries = layer.norm1(queries)
+    few = _few(queries)
+    with devices.serial(few):
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q, q, queries)
+        queries = layer.norm1(queries)
 
     t2i = layer.cross_attn_token_to_image
     if cache is not None:
         b, n, _ = queries.shape
         h = t2i.num_heads
-        qh = _heads(t2i.q_proj(queries + query_pe), h)  # (B, h, N, d)
-        qh = qh.transpose(0, 1).reshape(1, h, b * n, -1)
+        with devices.serial(few):
+            qh = _heads(t2i.q_proj(queries + query_pe), h)  # (B, h, N, d)
+            qh = qh.transpose(0, 1).reshape(1, h, b * n, -1)
         out = F.scaled_dot_product_attention(qh, cache.t2i_k, cache.t2i_v)
-        out = out.view(h, b, n, -1).permute(1, 2, 0, 3).reshape(b, n, -1)
         keys_pe = cache.keys_pe
-        attn_out = t2i.out_proj(out)
+        with devices.serial(few):
+            out = out.view(h, b, n, -1).permute(1, 2, 0, 3).reshape(b, n, -1)
+            attn_out = t2i.out_proj(out)
     else:
         keys_pe = keys + key_pe
         attn_out = token_to_image(t2i, queries + query_pe, keys_pe, keys)
-    queries = layer.norm2(queries + attn_out)
-    queries = layer.norm3(queries + layer.mlp(queries))
+    with devices.serial(few):
+        queries = layer.norm2(queries + attn_out)
+        queries = layer.norm3(queries + layer.mlp(queries))
+        tokens_pe = queries + query_pe
 
     q_heads = cache.i2t_q if cache is not None else None
-    out = image_to_token(
-        layer.cross_attn_image_to_token, keys_pe, queries + query_pe, queries, q_heads
+    keys = image_to_token(
+        layer.cross_attn_image_to_token,
+        keys_pe,
+        tokens_pe,
+        queries,
+        q_heads,
+        residual=keys,
+        overwrite=cache is None,  # the cached keys are shared by every call
     )
-    keys = layer.norm4(keys + out)
-    return queries, keys
+    return queries, layer.norm4(keys)
 
 
 def transformer_forward(
@@ -242,7 +276,8 @@ def transformer_forward(
     attn = token_to_image(
         transformer.final_attn_token_to_image, queries + point_embedding, keys + key_pe, keys
     )
-    return transformer.norm_final_attn(queries + attn), keys
+    with devices.serial(_few(queries)):
+        return transformer.norm_final_attn(queries + attn), keys
 
 
 def upscale_masks(

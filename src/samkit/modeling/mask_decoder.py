@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samkit import device as devices
 from samkit.modeling import decoder_fast
 from samkit.modeling.common import MLP, LayerNorm2d
 from samkit.modeling.decoder_fast import DecoderCache
@@ -68,11 +69,23 @@ class MaskDecoder(nn.Module):
         Returns low-res mask logits (B, M, 4h, 4w) and IoU predictions (B, M), with M = 3
         for multimask output and 1 otherwise.
         """
+        sel = slice(1, None) if multimask_output else slice(0, 1)
+        tokens = self._tokens(sparse_prompt_embeddings)
+        if self.fast and decoder_fast.fast_path_allowed(tokens):
+            return self._predict_masks_fast(
+                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache, sel
+            )
         masks, iou_pred = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, cache
         )
-        sel = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sel], iou_pred[:, sel]
+
+    def _tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + num_mask_tokens + N, C): IoU token, mask tokens, prompt tokens."""
+        bs = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(bs, -1, -1)
+        return torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
 
     def predict_masks(
         self,
@@ -84,9 +97,7 @@ class MaskDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All mask tokens: logits (B, num_mask_tokens, 4h, 4w), IoU (B, num_mask_tokens)."""
         bs = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(bs, -1, -1)
-        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+        tokens = self._tokens(sparse_prompt_embeddings)
         if self.fast and decoder_fast.fast_path_allowed(tokens):
             return self._predict_masks_fast(
                 image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache
@@ -118,7 +129,10 @@ class MaskDecoder(nn.Module):
         tokens: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         cache: DecoderCache | None,
+        select: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict_masks` through :mod:`decoder_fast`; ``select`` picks mask tokens
+        (only those are upscaled)."""
         bs = tokens.shape[0]
         h, w = image_pe.shape[-2:]
         src = image_embeddings
@@ -127,10 +141,9 @@ class MaskDecoder(nn.Module):
                 src = src.expand(bs, -1, -1, -1)
             src = src + dense_prompt_embeddings
         hs, keys = decoder_fast.transformer_forward(self.transformer, src, image_pe, tokens, cache)
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
-            dim=1,
-        )
+        mlps = list(enumerate(self.output_hypernetworks_mlps))[select or slice(None)]
+        with devices.serial(decoder_fast._few(hs)):
+            hyper_in = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in mlps], dim=1)
+            iou_pred = self.iou_prediction_head(hs[:, 0, :])
         masks = decoder_fast.upscale_masks(self.output_upscaling, keys, hyper_in, (int(h), int(w)))
-        return masks, self.iou_prediction_head(hs[:, 0, :])
+        return masks, iou_pred if select is None else iou_pred[:, select]

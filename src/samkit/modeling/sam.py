@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samkit import device as devices
 from samkit.modeling import decoder_fast
 from samkit.modeling.decoder_fast import DecoderCache
 from samkit.modeling.mask_decoder import MaskDecoder
@@ -69,7 +70,9 @@ class Sam(nn.Module):
         ``cache`` (from :meth:`prepare_decoder` on the same embedding) is given. ``cache`` is
         ignored when it does not match ``image_embeddings`` or when ``mask_input`` is given.
         """
-        sparse, dense = self.prompt_encoder(points, boxes, mask_input)
+        few = boxes is None or boxes.shape[0] <= 32
+        with devices.serial(few and mask_input is None and self.device.type == "cpu"):
+            sparse, dense = self.prompt_encoder(points, boxes, mask_input)
         if cache is not None and (mask_input is not None or not cache.matches(image_embeddings)):
             cache = None
         image_pe = self.prompt_encoder.get_dense_pe() if cache is None else cache.image_pe
