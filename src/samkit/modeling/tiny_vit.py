@@ -7,6 +7,7 @@ on the 64x64 grid SAM's decoder expects. A neck maps to 256 channels as in SAM.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samkit.modeling import parallel
 from samkit.modeling.common import LayerNorm2d, act_, inplace_ok
 from samkit.registry import TinyViTConfig
 
@@ -129,10 +131,67 @@ class MBConv(nn.Module):
         self.act3 = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._bands_ok(x):
+            return self._forward_bands(x)
         y = act_(self.act1, self.conv1(x))
         y = act_(self.act2, self.conv2(y))
         y = self.conv3(y)
         return act_(self.act3, y.add_(x) if inplace_ok(y) else y + x)
+
+    def _bands_ok(self, x: torch.Tensor) -> bool:
+        """Inference on large channels-last CPU maps with folded batch norms."""
+        convs = (self.conv1, self.conv2, self.conv3)
+        return (
+            x.device.type == "cpu"
+            and x.shape[-2] * x.shape[-1] >= 128 * 128
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.jit.is_tracing()
+            and inplace_ok(x)
+            and all(c.fused_weight is not None and not c.training for c in convs)
+        )
+
+    def _forward_bands(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block a band of rows at a time (same values), bands spread over the CPU
+        threads (:mod:`samkit.modeling.parallel`): one band's expanded activations (~4 MB) stay
+        in cache instead of two fresh full-size maps (4x the input) being paged in and
+        streamed through memory per block."""
+        w1, b1 = _folded(self.conv1)
+        w2, b2 = _folded(self.conv2)
+        w3, b3 = _folded(self.conv3)
+        w1, w3 = w1.flatten(1), w3.flatten(1).t()
+        batch, _, height, width = x.shape
+        rows = max(1, (4 << 20) // (4 * width * w1.shape[0]))
+        xh = x.permute(0, 2, 3, 1)  # (B, H, W, C), a contiguous view
+        out = torch.empty_like(xh)
+        c = out.shape[-1]
+        # The last product writes into ``out`` (no autocast for out= calls): in its dtype.
+        w3, b3 = w3.to(out.dtype), b3.to(out.dtype)
+
+        def band(i: int, r0: int, r1: int) -> None:
+            a, e = max(r0 - 1, 0), min(r1 + 1, height)  # one row of context each side
+            y = act_(self.act1, F.linear(xh[i : i + 1, a:e], w1, b1))
+            # Zero padding is right only at the image border: the band's own edge rows are
+            # computed from padding and dropped.
+            z = F.conv2d(y.permute(0, 3, 1, 2), w2, b2, 1, 1, 1, w2.shape[0])
+            z = z[:, :, r0 - a : r1 - a].permute(0, 2, 3, 1)
+            z = act_(self.act2, z if z.is_contiguous() else z.contiguous())
+            o = out[i, r0:r1].view(-1, c)
+            torch.addmm(b3, z.reshape(-1, z.shape[-1]).to(o.dtype), w3, out=o)
+            act_(self.act3, o.add_(xh[i, r0:r1].reshape(-1, c)))
+
+        tasks = [
+            functools.partial(band, i, r0, min(r0 + rows, height))
+            for i in range(batch)
+            for r0 in range(0, height, rows)
+        ]
+        parallel.run(tasks, parallel.workers_for(x))
+        return out.permute(0, 3, 1, 2)
+
+
+def _folded(conv: Conv2d_BN) -> tuple[torch.Tensor, torch.Tensor]:
+    if conv.fused_weight is None or conv.fused_bias is None:  # pragma: no cover - checked
+        raise RuntimeError("batch norm not folded")
+    return conv.fused_weight, conv.fused_bias
 
 
 class PatchMerging(nn.Module):
@@ -200,7 +259,11 @@ def attention_bias_index(window: int) -> tuple[torch.Tensor, int]:
 class Attention(nn.Module):
     """Window attention with a learned per-offset bias. Input (B, N, C), N = window**2.
 
-    The qkv projection is laid out per head as [q | k | v] (head-interleaved).
+    The qkv projection is laid out per head as [q | k | v] (head-interleaved). ``fused``: on
+    CPU, batched matrix products over contiguous per-head q / k / v with the bias added in
+    place (torch's fused attention takes a float mask through its slow generic path there,
+    2-4x slower for these small windows); elsewhere scaled_dot_product_attention. The plain
+    path spells out the reference's arithmetic.
     """
 
     fused: bool = True
@@ -220,14 +283,22 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.key_dim)
-        q, k, v = qkv.permute(0, 2, 1, 3).split(self.key_dim, dim=3)
-        bias = self.attention_biases[:, self.attention_bias_idxs]
-        if self.fused:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        h, d = self.num_heads, self.key_dim
+        qkv = self.qkv(self.norm(x))
+        bias = self.attention_biases[:, self.attention_bias_idxs]  # (heads, N, N)
+        if self.fused and x.device.type == "cpu" and not torch.jit.is_tracing():
+            # (B, N, heads, 3, d) -> (3, B * heads, N, d), one copy; k^T is a free view.
+            q, k, v = qkv.view(b, n, h, 3, d).permute(3, 0, 2, 1, 4).reshape(3, b * h, n, d)
+            attn = torch.bmm(q * self.scale, k.transpose(1, 2))
+            attn.view(b, h, n, n).add_(bias.to(attn.dtype))
+            out = torch.bmm(attn.softmax(dim=-1), v).view(b, h, n, d)
         else:
-            attn = (q @ k.transpose(-2, -1)) * self.scale + bias
-            out = attn.softmax(dim=-1) @ v
+            q, k, v = qkv.view(b, n, h, 3 * d).permute(0, 2, 1, 3).split(d, dim=3)
+            if self.fused:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            else:
+                attn = (q @ k.transpose(-2, -1)) * self.scale + bias
+                out = attn.softmax(dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
