@@ -289,7 +289,8 @@ class Attention(nn.Module):
         if self.fused and x.device.type == "cpu" and not torch.jit.is_tracing():
             # (B, N, heads, 3, d) -> (3, B * heads, N, d), one copy; k^T is a free view.
             q, k, v = qkv.view(b, n, h, 3, d).permute(3, 0, 2, 1, 4).reshape(3, b * h, n, d)
-            attn = torch.bmm(q * self.scale, k.transpose(1, 2))
+            # beta=0: the input is ignored; alpha scales the product with no extra pass.
+            attn = torch.baddbmm(q.new_zeros(()), q, k.transpose(1, 2), beta=0, alpha=self.scale)
             attn.view(b, h, n, n).add_(bias.to(attn.dtype))
             out = torch.bmm(attn.softmax(dim=-1), v).view(b, h, n, d)
         else:
