@@ -134,3 +134,20 @@ def test_state_of_wrong_shape_is_refused(predictor: samkit.SamPredictor) -> None
     state = samkit.predictor.ImageState(torch.zeros(1, 256, 32, 32), (10, 10), (1024, 1024))
     with pytest.raises(SamkitError, match="features"):
         predictor.set_image_state(state)
+
+
+def test_mask_input_size_follows_the_model() -> None:
+    """A 256-input model has 64x64 low-res logits: its own logits are accepted as mask_input,
+    the 1024-model shape is refused with the expected shape named."""
+    from front_helpers import TINY_CONFIG
+
+    model = build_from_config(TINY_CONFIG)
+    randomize(model, seed=2)
+    pred = samkit.SamPredictor(model)
+    pred.set_image(make_image(60, 90, seed=3))
+    _, _, low = pred.predict(**POINT | {"point_coords": np.array([[40.0, 30.0]])})
+    assert low.shape == (3, 64, 64)
+    masks, _, _ = pred.predict(mask_input=low[:1], multimask_output=False)
+    assert masks.shape == (1, 60, 90)
+    with pytest.raises(PromptError, match=r"\(1, 64, 64\)"):
+        pred.predict(mask_input=np.zeros((1, 256, 256), np.float32))

@@ -16,6 +16,7 @@ from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
+from samkit.validation import check_image, check_mask_input, check_points
 
 
 @dataclass(frozen=True)
@@ -32,25 +33,6 @@ class ImageState:
     # Derived, recomputable per-image work (the decoder's prompt-independent part), keyed by
     # compute dtype; filled lazily by the predictor.
     cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-def check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Validate an (H, W, 3) uint8 image; grayscale (H, W) is expanded to 3 channels."""
-    if not isinstance(image, np.ndarray):
-        raise SamkitError(
-            f"{name} must be a numpy array of shape (H, W, 3), got {type(image).__name__}"
-        )
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise SamkitError(
-            f"{name} must have shape (H, W, 3) (or (H, W) grayscale), got {image.shape}"
-        )
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise SamkitError(f"{name} is empty: shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise SamkitError(f"{name} must be uint8 with values in [0, 255], got dtype {image.dtype}")
-    return image
 
 
 class SamPredictor:
@@ -289,7 +271,9 @@ class SamPredictor:
             box_t = torch.as_tensor(box_arr, dtype=torch.float, device=self.device)[None]
         if mask_input is not None:
             mask_t = torch.as_tensor(
-                check_mask_input(mask_input, 3), dtype=torch.float, device=self.device
+                check_mask_input(mask_input, 3, self.image_size // 4),
+                dtype=torch.float,
+                device=self.device,
             )[None]
         masks, scores, low_res = self.predict_torch(
             coords_t, labels_t, box_t, mask_t, multimask_output, return_logits=return_logits
@@ -391,35 +375,3 @@ class SamPredictor:
                 state.features, points, boxes, mask_input, multimask_output, cache
             )
         return low.float(), scores.float()
-
-
-def check_points(
-    point_coords: np.ndarray | None, point_labels: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one object's points: coords (K, 2) and labels (K,)."""
-    if point_coords is None or point_labels is None:
-        raise PromptError("point_coords and point_labels must be given together")
-    coords = np.asarray(point_coords, dtype=np.float64)
-    labels = np.asarray(point_labels)
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise PromptError(f"point_coords must have shape (K, 2) as (x, y), got {coords.shape}")
-    if labels.shape != (coords.shape[0],):
-        raise PromptError(
-            f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
-        )
-    if not np.isfinite(coords).all():
-        raise PromptError("point_coords contains NaN or infinite values")
-    if not np.isin(labels, (-1, 0, 1, 2, 3)).all():
-        raise PromptError(
-            f"point_labels must be 1 (foreground), 0 (background), 2/3 (box corners) or -1, got {np.unique(labels).tolist()}"
-        )
-    return coords, labels.astype(np.int64)
-
-
-def check_mask_input(mask_input: np.ndarray, ndim: int) -> np.ndarray:
-    """Validate low-res logits: (1, 256, 256) for ndim 3, (B, 1, 256, 256) for ndim 4."""
-    arr = np.asarray(mask_input, dtype=np.float32)
-    if arr.ndim != ndim or arr.shape[-3:] != (1, 256, 256):
-        want = "(1, 256, 256)" if ndim == 3 else "(B, 1, 256, 256)"
-        raise PromptError(f"mask_input must be low-res logits of shape {want}, got {arr.shape}")
-    return arr

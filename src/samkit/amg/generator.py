@@ -32,9 +32,9 @@ from samkit.amg.grid import (
 )
 from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
-from samkit.backends.numpy_ops import as_image
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
+from samkit.validation import check_image
 
 if TYPE_CHECKING:
     from samkit.backends.onnxruntime import OnnxPredictor
@@ -164,7 +164,7 @@ class SamAutomaticMaskGenerator:
     def generate_candidates(self, image: np.ndarray) -> Candidates:
         """Like :meth:`generate` but returns the kept masks as columns (RLEs, boxes XYXY,
         scores, points, crop boxes), before conversion to records."""
-        image = as_image(image)
+        image = check_image(image)
         orig_h, orig_w = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from samkit import transforms
-from samkit.backends.numpy_ops import as_image, as_mask_input, as_points, upscale_logits
+from samkit.backends.numpy_ops import upscale_logits
 from samkit.errors import PromptError, SamkitError
 from samkit.prompts import ObjectPrompt
+from samkit.validation import check_image, check_mask_input, check_points
 
 __all__ = ["OnnxEngine", "OnnxImageState", "OnnxPredictor", "load_export"]
 
@@ -167,7 +168,7 @@ class OnnxPredictor:
         """Encode an (H, W, 3) uint8 image in ``image_format`` ("RGB" or "BGR")."""
         if image_format not in ("RGB", "BGR"):
             raise SamkitError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        image = as_image(image)
+        image = check_image(image)
         if image_format != self.image_format:
             image = image[..., ::-1]
         resized = transforms.resize_image(image, self.image_size)
@@ -227,14 +228,14 @@ class OnnxPredictor:
         """
         coords = labels = boxes = None
         if point_coords is not None or point_labels is not None:
-            coords, labels = as_points(point_coords, point_labels, batched=False)
+            coords, labels = check_points(point_coords, point_labels, batched=False)
             coords, labels = coords[None], labels[None]
         if box is not None:
             b = np.asarray(box, dtype=np.float64)
             if b.size != 4:
                 raise PromptError(f"box must be 4 numbers XYXY (shape (4,)), got shape {b.shape}")
             boxes = b.reshape(1, 4)
-        mask = None if mask_input is None else as_mask_input(mask_input, 3, self.low_res)[None]
+        mask = None if mask_input is None else check_mask_input(mask_input, 3, self.low_res)[None]
         masks, scores, low = self.predict_batch(
             coords, labels, boxes, mask, multimask_output, return_logits
         )
@@ -255,14 +256,14 @@ class OnnxPredictor:
         state = self._require_state()
         coords = labels = box_in = None
         if point_coords is not None or point_labels is not None:
-            coords, labels = as_points(point_coords, point_labels, batched=True)
+            coords, labels = check_points(point_coords, point_labels, batched=True)
             coords = transforms.apply_coords(coords, state.original_size, self.image_size)
         if boxes is not None:
             b = np.asarray(boxes, dtype=np.float64)
             if b.ndim != 2 or b.shape[1] != 4:
                 raise PromptError(f"boxes must have shape (B, 4) XYXY, got {b.shape}")
             box_in = transforms.apply_boxes(b, state.original_size, self.image_size)
-        mask = None if mask_input is None else as_mask_input(mask_input, 4, self.low_res)
+        mask = None if mask_input is None else check_mask_input(mask_input, 4, self.low_res)
         want_masks = self.graph_upscales
         out = self._decode(coords, labels, box_in, mask, multimask_output, with_masks=want_masks)
         low, scores = out[0], out[1]
@@ -283,9 +284,9 @@ class OnnxPredictor:
         -> low-res logits (B, C, 256, 256) float32 and scores (B, C)."""
         coords = labels = None
         if point_coords is not None or point_labels is not None:
-            coords, labels = as_points(point_coords, point_labels, batched=True)
+            coords, labels = check_points(point_coords, point_labels, batched=True)
         box = None if boxes is None else np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        mask = None if mask_input is None else as_mask_input(mask_input, 4, self.low_res)
+        mask = None if mask_input is None else check_mask_input(mask_input, 4, self.low_res)
         low, scores = self._decode(coords, labels, box, mask, multimask_output, with_masks=False)[
             :2
         ]
