@@ -36,3 +36,15 @@ def test_mean_iou_and_table() -> None:
 def test_cli_has_benchmark_mode() -> None:
     mode = MODES["benchmark"]
     assert mode.handler == "samkit.benchmark:cli" and "models" in mode.keys
+
+
+def test_in_child_returns_the_result_or_none() -> None:
+    """Engines that could disturb the others (Ultralytics) are timed through in_child."""
+    import os
+
+    from samkit.benchmark import in_child
+
+    pid = in_child(os.getpid)
+    assert isinstance(pid, int) and pid != os.getpid()
+    assert in_child(os.path.join, "a", "b") == os.path.join("a", "b")
+    assert in_child(os.stat, "/nonexistent/samkit") is None  # the child failed

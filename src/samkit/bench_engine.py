@@ -23,6 +23,7 @@ import torch
 from samkit.benchmark import (
     Timing,
     fmt_seconds,
+    in_child,
     interleave,
     machine_info,
     markdown_table,
@@ -183,12 +184,6 @@ def bench_model(
     half = SamPredictor(model, dtype="bf16") if bf16 else None
     if half is not None:
         impls["samkit-bf16"] = _tasks(half, image, ours_boxes)
-    if ultralytics:
-        from samkit.bench_ultralytics import ultralytics_tasks
-
-        tasks = ultralytics_tasks(name, image, boxes)
-        if tasks is not None:
-            impls["ultralytics"] = tasks
     result: dict[str, Any] = {"model": name, "times": {}, "memory": {}}
     with torch.inference_mode():
         for task in ("encoder", "point", "boxes100"):
@@ -197,6 +192,13 @@ def bench_model(
             result["times"][task] = {impl: t.times for impl, t in timings.items()}
             for t in timings.values():
                 print(f"  {name} {task:9s} {t}")
+    if ultralytics:
+        from samkit.bench_ultralytics import ultralytics_times
+
+        other = in_child(ultralytics_times, name, repeats, torch.get_num_threads())
+        for task, times in (other or {}).items():
+            result["times"][task]["ultralytics"] = times
+            print(f"  {name} {task:9s} {Timing('ultralytics (own process)', times)}")
     if half is not None:
         result["bf16_iou"] = bf16_agreement(ours, half, image, ours_boxes)
         print(f"  {name} bf16 mask IoU vs fp32: {result['bf16_iou']}")
@@ -321,9 +323,9 @@ def run_engine(
         results.append(bench_model(name, n, bf16, reference, memory, ultralytics))
     extra: list[list[Any]] = []
     if ultralytics:
-        from samkit.bench_ultralytics import bench_other_models
+        from samkit.bench_ultralytics import other_models_rows
 
-        extra = bench_other_models(scene(), max(3, (repeats or 3)))
+        extra = in_child(other_models_rows, max(3, repeats or 3), threads) or []
     print()
     for line in report(results):
         print(line)

@@ -1,7 +1,9 @@
 """Optional Ultralytics rows of the engine benchmark (only when ``ultralytics`` is installed).
 
-Ultralytics' SAM predictor gets the same seeded weights as samkit and is timed interleaved with
-samkit and the reference on the same tasks; FastSAM-s (YOLOv8s-seg
+Ultralytics' SAM predictor gets the same seeded weights as samkit and is timed on the same tasks
+in a process of its own (:func:`ultralytics_times`, run through
+:func:`samkit.benchmark.in_child`): imported and run in the benchmark's process it slowed samkit
+and the reference by 15 % to 2x in the runs after it. FastSAM-s (YOLOv8s-seg
 architecture) and YOLOv8n-seg are *other models*, built from their architecture files with
 random weights (nothing is downloaded), so their times include detection post-processing on
 random outputs and are indicative only.
@@ -79,6 +81,36 @@ def ultralytics_tasks(
         "point": lambda: pred(points=point, labels=[1]),
         "boxes100": lambda: pred(bboxes=box_list),
     }
+
+
+def ultralytics_times(
+    name: str, repeats: int, threads: int | None
+) -> dict[str, list[float]] | None:
+    """Run in a child process: seconds per run of each engine task for Ultralytics' SAM (after
+    one warm-up run), on the benchmark's scene and boxes; None without Ultralytics."""
+    from samkit.bench_engine import boxes_100, scene
+    from samkit.device import set_cpu_threads
+
+    set_cpu_threads(threads)
+    image = scene()
+    tasks = ultralytics_tasks(name, image, boxes_100(*image.shape[:2]))
+    if tasks is None:
+        return None
+    out = {}
+    with torch.inference_mode():
+        for task, fn in tasks.items():
+            n = repeats if task != "boxes100" else max(1, repeats // 2 + 1)
+            out[task] = _median(fn, n).times
+    return out
+
+
+def other_models_rows(repeats: int, threads: int | None) -> list[list[Any]]:
+    """Run in a child process: :func:`bench_other_models` on the benchmark's scene."""
+    from samkit.bench_engine import scene
+    from samkit.device import set_cpu_threads
+
+    set_cpu_threads(threads)
+    return bench_other_models(scene(), repeats)
 
 
 def bench_other_models(image: np.ndarray, repeats: int) -> list[list[Any]]:

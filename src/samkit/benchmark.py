@@ -113,25 +113,25 @@ def _max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def _child(setup: Callable[..., Callable[[], Any]], args: tuple[Any, ...], queue: Any) -> None:
+def _memory_child(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[int, int]:
     run = setup(*args)
     base = _rss_bytes()
     run()
     peak = _max_rss_bytes()
-    queue.put((peak, max(0, peak - base)))
+    return peak, max(0, peak - base)
 
 
-def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[float, float] | None:
-    """Peak resident memory (MiB) of a fresh process that runs ``setup(*args)()``.
+def _child(fn: Callable[..., Any], args: tuple[Any, ...], queue: Any) -> None:
+    queue.put(fn(*args))
 
-    ``setup`` (a module-level function, so it can be sent to a spawned child) builds what the
-    task needs and returns the call to measure. Returns (peak of the whole process, increase
-    over the resident size just before the call), or None when the child fails. A spawned
-    child is used because forking after OpenMP threads have run can hang.
-    """
+
+def in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh spawned process (``fn`` module-level, result picklable); None
+    when the child fails. Spawned, because forking after OpenMP threads have run can hang;
+    fresh, so that what one engine loads or leaves running cannot slow another's timings."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(setup, args, queue))
+    proc = ctx.Process(target=_child, args=(fn, args, queue))
     proc.start()
     result = None
     while result is None and (proc.is_alive() or not queue.empty()):
@@ -140,6 +140,17 @@ def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[fl
         except Exception:  # queue.Empty: the child is still working (or has died)
             continue
     proc.join()
+    return result
+
+
+def peak_memory(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[float, float] | None:
+    """Peak resident memory (MiB) of a fresh process that runs ``setup(*args)()``.
+
+    ``setup`` (a module-level function, so it can be sent to a spawned child) builds what the
+    task needs and returns the call to measure. Returns (peak of the whole process, increase
+    over the resident size just before the call), or None when the child fails.
+    """
+    result = in_child(_memory_child, setup, *args)
     if result is None:
         return None
     peak, delta = result
