@@ -3,7 +3,7 @@
 - decoder fast path (cache, re-association, channels-last upscaling) == reference path, <= 1e-4
   relative on logits and IoU (the parity tests check the reference path against Meta's);
 - TinyViT batch-norm folding == unfolded, <= 1e-5 relative; state dict keys unchanged;
-- crop-first channels-last mask upsampling is bit-identical to upsample -> crop -> upsample;
+- mask post-processing (composed per-axis maps) == upsample -> crop -> upsample, <= 1e-5 relative;
 - bf16 (encoder, and encoder + decoder) masks: mean IoU >= 0.98 against fp32;
 - torch.compile of the decoder == eager, <= 1e-4 relative;
 - device / dtype selection: valid and invalid requests.
