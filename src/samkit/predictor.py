@@ -48,7 +48,8 @@ class SamPredictor:
     compile: ``torch.compile`` the encoder and the decoder (True), or only "encoder" or
     "decoder" (compiling a ViT encoder for CPU takes minutes; the decoder, seconds).
     decoder_batch: prompts per decoder pass (bounds memory; each prompt needs ~40 MB of fp32
-    activations); default 64 on CPU, 512 on GPUs.
+    activations); default 4 on CPU (measured 10-15 % faster per prompt than 64 for 100 boxes
+    and segment everything, at a sixteenth of the memory), 512 on GPUs.
 
     The model is put in eval mode and its inference-only folds (TinyViT's batch norms) are
     applied; they are dropped again by ``model.train()``.
@@ -76,7 +77,7 @@ class SamPredictor:
             self.decoder_dtype = torch.float32 if on_cpu else self.dtype
         if decoder_batch is not None and decoder_batch < 1:
             raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
-        self.decoder_batch = decoder_batch or (64 if sam_model.device.type == "cpu" else 512)
+        self.decoder_batch = decoder_batch or (4 if sam_model.device.type == "cpu" else 512)
         self._state: ImageState | None = None
         self.optimize()
         self._encoder: Any = sam_model.image_encoder
