@@ -108,6 +108,17 @@ def randomize(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def randomize_batchnorm(module: torch.nn.Module, gen: torch.Generator) -> None:
+    """Non-trivial running statistics and affine weights for every BatchNorm2d in ``module``
+    (so that folding them into the convolutions is exercised)."""
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.normal_(0, 0.1, generator=gen)
+            bn.running_var.uniform_(0.5, 1.5, generator=gen)
+            bn.weight.data.normal_(1, 0.1, generator=gen)
+            bn.bias.data.normal_(0, 0.1, generator=gen)
+
+
 def save_checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
     torch.save(state, path)
     return path

@@ -16,6 +16,7 @@ import threading
 import pytest
 import torch
 
+from reference import randomize_batchnorm
 from samkit import device as devices
 from samkit.modeling import parallel
 from samkit.modeling.tiny_vit import Attention, MBConv
@@ -28,13 +29,9 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def _mbconv(chans: int = 16, seed: int = 0) -> MBConv:
     gen = torch.Generator().manual_seed(seed)
     block = MBConv(chans, 4.0)
+    randomize_batchnorm(block, gen)
     for module in block.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.1, generator=gen)
-            module.running_var.uniform_(0.5, 1.5, generator=gen)
-            module.weight.data.normal_(1, 0.1, generator=gen)
-            module.bias.data.normal_(0, 0.1, generator=gen)
-        elif isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, torch.nn.Conv2d):
             module.weight.data.normal_(0, 0.2, generator=gen)
     block.eval()
     for conv in (block.conv1, block.conv2, block.conv3):

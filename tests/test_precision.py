@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference import SMALL_CONFIG, make_image, randomize
+from reference import SMALL_CONFIG, make_image, randomize, randomize_batchnorm
 from samkit.build import build_from_config
 from samkit.device import select_device, select_dtype
 from samkit.errors import SamkitError
@@ -145,13 +145,7 @@ def test_postprocess_matches_two_step_resampling() -> None:
 def test_tinyvit_batchnorm_folding() -> None:
     config = TinyViTConfig(img_size=256)
     encoder = TinyViT(config)
-    gen = torch.Generator().manual_seed(0)
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.1, generator=gen)
-            module.running_var.uniform_(0.5, 1.5, generator=gen)
-            module.weight.data.normal_(1, 0.1, generator=gen)
-            module.bias.data.normal_(0, 0.1, generator=gen)
+    randomize_batchnorm(encoder, torch.Generator().manual_seed(0))
     encoder.eval()
     keys = set(encoder.state_dict())
     x = torch.randn(1, 3, 256, 256)

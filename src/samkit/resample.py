@@ -65,8 +65,6 @@ class Bands:
 
     index: np.ndarray  # (chunks, span) int64
     weights: np.ndarray  # (chunks, size, span) float32
-    size: int
-    out: int
     first: int
     last: int
 
@@ -109,4 +107,4 @@ def bands(low: int, image_size: int, keep: int, out: int) -> Bands:
     index.setflags(write=False)
     weights = weights.astype(np.float32)
     weights.setflags(write=False)
-    return Bands(index, weights, size, out, first, last)
+    return Bands(index, weights, first, last)

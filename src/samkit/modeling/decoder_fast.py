@@ -110,7 +110,7 @@ def _reassociate(attn: Attention, n_tokens: int) -> bool:
     return n_tokens * attn.num_heads < attn.internal_dim
 
 
-def _few(tokens: torch.Tensor) -> bool:
+def few_tokens(tokens: torch.Tensor) -> bool:
     """Token-side work small enough to run on one CPU thread (see :func:`devices.serial`)."""
     return tokens.device.type == "cpu" and tokens.shape[0] * tokens.shape[1] <= 256
 
@@ -126,7 +126,7 @@ def token_to_image(
         return attn(q, k, v)
     h = attn.num_heads
     d = attn.internal_dim // h
-    with devices.serial(_few(q)):
+    with devices.serial(few_tokens(q)):
         qh = attn.q_proj(q).view(b, n, h, d) * d**-0.5
         # Keys: scores = (q W_k) k^T; the key bias is constant along each softmax row.
         wk = attn.k_proj.weight.view(h, d, c)
@@ -134,7 +134,7 @@ def token_to_image(
     weights = torch.bmm(qk, k.transpose(1, 2)).softmax(dim=-1)
     # Values: (weights v) W_v^T + b_v, since each row of weights sums to one.
     mixed = torch.bmm(weights, v).view(b, h, n, c)
-    with devices.serial(_few(q)):
+    with devices.serial(few_tokens(q)):
         wv = attn.v_proj.weight.view(h, d, c)
         out = torch.einsum("bhnc,hdc->bnhd", mixed, wv).reshape(b, n, h * d) + attn.v_proj.bias
         return attn.out_proj(out)
@@ -161,7 +161,7 @@ def image_to_token(
     if q_heads is None and not _reassociate(attn, n):
         out = attn(x.expand(b, -1, -1), k, v)
         return out if residual is None else residual + out
-    with devices.serial(_few(k)):
+    with devices.serial(few_tokens(k)):
         kh = attn.k_proj(k).view(b, n, h, d) * d**-0.5
         if q_heads is not None:
             kk = kh.permute(2, 0, 1, 3).reshape(h, b * n, d)
@@ -204,7 +204,7 @@ def _block(
     cache: DecoderCache | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One two-way block; with ``cache`` the image side is the cached first-block input."""
-    few = _few(queries)
+    few = few_tokens(queries)
     with devices.serial(few):
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(queries, queries, queries)
@@ -276,7 +276,7 @@ def transformer_forward(
     attn = token_to_image(
         transformer.final_attn_token_to_image, queries + point_embedding, keys + key_pe, keys
     )
-    with devices.serial(_few(queries)):
+    with devices.serial(few_tokens(queries)):
         return transformer.norm_final_attn(queries + attn), keys
 
 

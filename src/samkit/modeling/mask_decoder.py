@@ -70,15 +70,14 @@ class MaskDecoder(nn.Module):
         for multimask output and 1 otherwise.
         """
         sel = slice(1, None) if multimask_output else slice(0, 1)
-        tokens = self._tokens(sparse_prompt_embeddings)
-        if self.fast and decoder_fast.fast_path_allowed(tokens):
-            return self._predict_masks_fast(
-                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache, sel
-            )
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, cache
+        return self.predict_masks(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            cache,
+            select=sel,
         )
-        return masks[:, sel], iou_pred[:, sel]
 
     def _tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
         """(B, 1 + num_mask_tokens + N, C): IoU token, mask tokens, prompt tokens."""
@@ -94,13 +93,15 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         cache: DecoderCache | None = None,
+        select: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All mask tokens: logits (B, num_mask_tokens, 4h, 4w), IoU (B, num_mask_tokens)."""
+        """Mask logits (B, M, 4h, 4w) and IoU (B, M) of the mask tokens ``select`` picks (all
+        ``num_mask_tokens`` by default); the fast path upscales only those."""
         bs = sparse_prompt_embeddings.shape[0]
         tokens = self._tokens(sparse_prompt_embeddings)
         if self.fast and decoder_fast.fast_path_allowed(tokens):
             return self._predict_masks_fast(
-                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache
+                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache, select
             )
 
         if image_embeddings.shape[0] != bs:
@@ -120,7 +121,10 @@ class MaskDecoder(nn.Module):
         )
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        if select is None:
+            return masks, iou_pred
+        return masks[:, select], iou_pred[:, select]
 
     def _predict_masks_fast(
         self,
@@ -142,7 +146,7 @@ class MaskDecoder(nn.Module):
             src = src + dense_prompt_embeddings
         hs, keys = decoder_fast.transformer_forward(self.transformer, src, image_pe, tokens, cache)
         mlps = list(enumerate(self.output_hypernetworks_mlps))[select or slice(None)]
-        with devices.serial(decoder_fast._few(hs)):
+        with devices.serial(decoder_fast.few_tokens(hs)):
             hyper_in = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in mlps], dim=1)
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
         masks = decoder_fast.upscale_masks(self.output_upscaling, keys, hyper_in, (int(h), int(w)))
