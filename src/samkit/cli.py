@@ -241,13 +241,16 @@ PREDICT_KEYS: dict[str, Key] = {
     "model": _MODEL,
     "source": Key(str, None, "image, folder, glob, URL or video", required=True),
     "points": Key(
-        "literal", None, "points XY: [x,y], [[x,y],...] (1 object), [[[x,y],...],...] (N objects)"
+        "literal",
+        None,
+        "points XY: [x,y]; [[x,y],...] = 1 object each (1 object if a label is 0); "
+        "[[[x,y],...],...] = N objects",
     ),
     "labels": Key("literal", None, "point labels, 1 foreground / 0 background, shaped like points"),
     "bboxes": Key("literal", None, "boxes XYXY: [x1,y1,x2,y2] or [[...],...]"),
     "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
-    "multimask": Key(bool, False, "3 candidates per object, keep the best"),
-    "keep_all": Key(bool, False, "with multimask, keep all 3 candidates"),
+    "multimask": Key(bool, False, "3 candidate masks per object (as Ultralytics)"),
+    "keep_all": Key(bool, None, "with multimask, false keeps each object's best candidate"),
     "conf": Key(float, None, "drop masks scoring below this (default: keep all)"),
     "device": _DEVICE,
     "recursive": Key(bool, False, "descend into subfolders of a folder source"),
