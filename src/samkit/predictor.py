@@ -16,6 +16,7 @@ from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
+from samkit.utils.transforms import ResizeLongestSide
 from samkit.validation import check_image, check_mask_input, check_points
 
 
@@ -107,6 +108,12 @@ class SamPredictor:
         return features.float()
 
     # ----------------------------------------------------------------- image
+    @property
+    def transform(self) -> ResizeLongestSide:
+        """Meta's ``predictor.transform``: maps original-frame points / boxes into the input
+        frame that :meth:`predict_torch` takes (``apply_boxes_torch(boxes, image.shape[:2])``)."""
+        return ResizeLongestSide(self.image_size)
+
     @property
     def device(self) -> torch.device:
         return self.model.device
