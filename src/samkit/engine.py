@@ -45,7 +45,6 @@ CPU thread policy belongs to the engine too: see :func:`samkit.device.set_cpu_th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -312,8 +311,7 @@ def as_engine(model: Any, **options: Any) -> Engine:
 
     ``model``: an :class:`Engine` (returned as is); a ``SAM`` front (its ``.engine``); a
     :class:`~samkit.predictor.SamPredictor` or an ONNX Runtime ``OnnxPredictor`` (wrapped, no
-    copy); a torch ``Sam`` (a :class:`TorchEngine` over it); a checkpoint path or model name
-    (built, then as a ``Sam``). ``options`` (``device``, ``dtype``, ``half``, ``compile``,
+    copy); a torch ``Sam`` (a :class:`TorchEngine` over it). ``options`` (``device``, ``dtype``, ``half``, ``compile``,
     ``decoder_batch`` ...) apply when a new :class:`TorchEngine` is made, and are refused
     otherwise: an existing engine keeps its settings.
     """
@@ -339,16 +337,10 @@ def as_engine(model: Any, **options: Any) -> Engine:
                 f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
             )
         return existing
-    if isinstance(model, (str, os.PathLike)):
-        from samkit.build import build_sam
-
-        model = build_sam(model)
-        if options.get("device") is None:
-            options["device"] = ""  # a freshly built network goes to the best device
     if not isinstance(model, Sam):
         raise SamkitError(
-            "model must be a checkpoint path or name, a Sam, a SamPredictor, an OnnxPredictor, "
-            f"a SAM front or an Engine, got {type(model).__name__}"
+            "model must be a Sam, a SamPredictor, an OnnxPredictor, a SAM front or an Engine, "
+            f"got {type(model).__name__}"
         )
     options.setdefault("device", None)
     return TorchEngine(model, **options)

@@ -286,7 +286,9 @@ def _engine(sam_model: Any, device: str | None) -> Engine:
     from samkit.modeling import Sam
 
     if isinstance(sam_model, (str, os.PathLike)):
-        return as_engine(sam_model, device=device or "")
+        from samkit.build import build_sam
+
+        return as_engine(build_sam(sam_model), device=device or "")
     if isinstance(sam_model, Sam):
         return as_engine(sam_model, device=device or None)
     return as_engine(sam_model)
