@@ -27,3 +27,7 @@ class SourceError(SamkitError, ValueError):
 class ArgumentError(SamkitError, ValueError):
     """An argument or setting whose value samkit does not accept (names it and what was
     expected); a ``ValueError`` too, so callers catching that keep working."""
+
+
+class DatasetError(SamkitError, ValueError):
+    """A dataset path that is not a dataset in a format samkit reads."""
