@@ -311,13 +311,11 @@ def as_engine(model: Any, **options: Any) -> Engine:
 
     ``model``: an :class:`Engine` (returned as is); a ``SAM`` front (its ``.engine``); a
     :class:`~samkit.predictor.SamPredictor` or an ONNX Runtime ``OnnxPredictor`` (wrapped, no
-    copy); a torch ``Sam`` (a :class:`TorchEngine` over it). ``options`` (``device``, ``dtype``, ``half``, ``compile``,
-    ``decoder_batch`` ...) apply when a new :class:`TorchEngine` is made, and are refused
+    copy); a torch ``Sam`` (a :class:`TorchEngine` over it). ``options`` (``device``,
+    ``dtype``, ``half``, ``compile``, ``decoder_batch`` ...) apply when a new :class:`TorchEngine` is made, and are refused
     otherwise: an existing engine keeps its settings.
     """
-    from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
-    from samkit.modeling import Sam
-    from samkit.predictor import SamPredictor
+    from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor  # no torch here
 
     given = {k: v for k, v in options.items() if v not in (None, "", False)}
     front = getattr(model, "engine", None)  # the SAM front's documented attribute
@@ -326,10 +324,13 @@ def as_engine(model: Any, **options: Any) -> Engine:
         existing = model
     elif isinstance(front, Engine):
         existing = front
-    elif isinstance(model, SamPredictor):
-        existing = TorchEngine.from_predictor(model)
     elif isinstance(model, OnnxPredictor):
         existing = OnnxEngine(model)
+    else:  # torch objects: imported only now, so the ONNX Runtime path never loads torch
+        from samkit.predictor import SamPredictor
+
+        if isinstance(model, SamPredictor):
+            existing = TorchEngine.from_predictor(model)
     if existing is not None:
         if given:
             raise SamkitError(
@@ -337,6 +338,8 @@ def as_engine(model: Any, **options: Any) -> Engine:
                 f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
             )
         return existing
+    from samkit.modeling import Sam
+
     if not isinstance(model, Sam):
         raise SamkitError(
             "model must be a Sam, a SamPredictor, an OnnxPredictor, a SAM front or an Engine, "
