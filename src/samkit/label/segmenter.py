@@ -66,6 +66,7 @@ class Segmenter:
         self._wake = threading.Condition()
         self._closed = False
         self._worker: threading.Thread | None = None
+        self._busy = False
         self.encodes = 0  # encoder passes run (for tests and the benchmark)
 
     @classmethod
@@ -124,6 +125,7 @@ class Segmenter:
         with self._wake:
             self._queue.clear()
             self._queue.extend(items)
+            self._busy = self._busy or bool(items)
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._work, name="samkit-label-encoder", daemon=True
@@ -134,15 +136,23 @@ class Segmenter:
     def _work(self) -> None:
         while True:
             with self._wake:
+                self._busy = False
+                self._wake.notify_all()
                 while not self._queue and not self._closed:
                     self._wake.wait()
                 if self._closed:
                     return
                 key, load = self._queue.popleft()
+                self._busy = True
             try:
                 self.state(key, load)
             except Exception:  # a bad image is reported when someone opens it
                 continue
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the background queue is done; False on timeout."""
+        with self._wake:
+            return self._wake.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def close(self) -> None:
         """Stop the background worker (after its current image)."""
