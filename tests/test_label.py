@@ -16,9 +16,12 @@ import pytest
 
 from label_helpers import region_checkpoint, start_server, write_images
 from samkit.build import build_sam
+from samkit.embeddings import EmbeddingStore
 from samkit.masks import coco_rle, rle_to_mask
 from samkit.predictor import SamPredictor
 from samkit.sources import read_image
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 fastapi = pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -274,8 +277,8 @@ def test_embeddings_cached_on_disk_and_encoded_ahead(
     body = {"points": [[30, 30]], "labels": [1]}
     first = client.post("/api/images/1/predict", json=body).json()
     assert seg.wait_idle(timeout=120)
-    for name in ("img00.png", "img01.png", "img02.png"):
-        seg.state(name, lambda: pytest.fail("encoded twice"))
+    for path in images[:3]:
+        seg.state(EmbeddingStore.key(path), lambda: pytest.fail("encoded twice"))
     assert seg.encodes == 3
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3
     again = _server(images, ckpt, tmp_path, prefetch=0)  # a restarted server: from disk

@@ -25,6 +25,7 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
 
@@ -99,6 +100,14 @@ def create_app(
             )
         return store.entries[image_id]
 
+    keys: dict[int, str] = {}
+
+    def key(e: ImageEntry) -> str:
+        """The embedding store's key of an image: its file's content hash (once per run)."""
+        if e.id not in keys:
+            keys[e.id] = EmbeddingStore.key(e.path)
+        return keys[e.id]
+
     def loader(e: ImageEntry) -> Any:
         from samkit.sources import read_image
 
@@ -132,7 +141,7 @@ def create_app(
         e = entry(image_id)
         if prefetch > 0:
             ahead = store.entries[e.id : e.id + 1 + prefetch]
-            segmenter.prefetch([(x.rel, loader(x)) for x in ahead])
+            segmenter.prefetch([(key(x), loader(x)) for x in ahead])
         media = _BROWSER_IMAGES.get(e.path.suffix.lower())
         if media is not None:
             return Response(e.path.read_bytes(), media_type=media)
@@ -150,7 +159,7 @@ def create_app(
         req = parse_predict(body, e.width, e.height)
         start = time.perf_counter()
         pred = segmenter.predict(
-            e.rel, loader(e), req.points, req.labels, req.box, req.multimask,
+            key(e), loader(e), req.points, req.labels, req.box, req.multimask,
             req.mask_input, req.mask_index,
         )  # fmt: skip
         masks = [

@@ -1,9 +1,10 @@
 """The annotator's model side: cached embeddings, background encoding, click -> masks.
 
 One :class:`~samkit.predictor.SamPredictor` serves every annotator; a lock makes "restore this
-image's embedding, decode these prompts" one step. Embeddings come from an
-:class:`~samkit.label.cache.EmbeddingCache`; an image being encoded (by a request or by the
-background worker) is encoded once, later askers wait for it. Decoding runs on the server from
+image's embedding, decode these prompts" one step. Embeddings live in a
+:class:`samkit.embeddings.EmbeddingStore` (memory LRU + one file per image on disk) keyed by the
+image file's content hash; an image being encoded (by a request or by the background worker)
+is encoded once, later askers wait for it. Decoding runs on the server from
 the cached embedding (see the README's annotator section for the measurement behind that).
 """
 
@@ -15,15 +16,15 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError
-from samkit.label.cache import EmbeddingCache, file_key
 
 if TYPE_CHECKING:
-    from samkit.predictor import ImageState, SamPredictor
+    from samkit.predictor import SamPredictor
 
 __all__ = ["Prediction", "Segmenter"]
 
@@ -47,15 +48,16 @@ class Segmenter:
 
     Args:
         predictor: the engine (its model in eval mode).
-        cache: where embeddings are kept.
+        store: where embeddings are kept (its keys: :meth:`EmbeddingStore.key` of the file).
         keep_predictions: recent predictions remembered for ``mask_input``.
     """
 
     def __init__(
-        self, predictor: SamPredictor, cache: EmbeddingCache, keep_predictions: int = 256
+        self, predictor: SamPredictor, store: EmbeddingStore, keep_predictions: int = 256
     ) -> None:
         self.predictor = predictor
-        self.cache = cache
+        self.store = store
+        self._store_lock = threading.Lock()  # EmbeddingStore is not thread-safe by itself
         self._model_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
@@ -77,20 +79,26 @@ class Segmenter:
         device: str | None = None,
         memory_items: int = 16,
     ) -> Segmenter:
-        """Build from a checkpoint file or model name; embeddings under ``cache_dir``."""
-        from samkit.build import build_sam
+        """Build from a checkpoint file or model name; embeddings under ``cache_dir`` (None:
+        memory only)."""
+        from samkit.embeddings import model_key
+        from samkit.model import SAM
         from samkit.predictor import SamPredictor
-        from samkit.weights import resolve_checkpoint
 
-        path = resolve_checkpoint(model)
-        predictor = SamPredictor(build_sam(path), device=device or None)
-        return cls(predictor, EmbeddingCache(cache_dir, file_key(path), memory_items))
+        front = SAM(model, device=device or None)
+        store = EmbeddingStore(cache_dir, model_key(front), memory_items=memory_items)
+        return cls(SamPredictor(front.model), store)
 
     # ------------------------------------------------------------------ embeddings
-    def state(self, key: str, load: ImageLoader) -> ImageState:
-        """The embedding of image ``key``: cached, or encoded now from ``load()`` (RGB uint8)."""
+    def _cached(self, key: str) -> Any:
+        with self._store_lock:
+            return self.store.get(key)
+
+    def state(self, key: str, load: ImageLoader) -> Any:
+        """The embedding of image ``key`` (an engine state): cached, or encoded now from
+        ``load()`` ((H, W, 3) uint8 RGB)."""
         while True:
-            state = self.cache.get(key)
+            state = self._cached(key)
             if state is not None:
                 return state
             with self._state_lock:
@@ -109,15 +117,13 @@ class Segmenter:
                     state = self.predictor.get_image_state()
                     self._current = key
                     self.encodes += 1
-                self.cache.put(key, state)
+                with self._store_lock:
+                    self.store.put(key, state)
                 return state
             finally:
                 with self._state_lock:
                     self._inflight.pop(key, None)
                 event.set()
-
-    def is_cached(self, key: str) -> bool:
-        return key in self.cache
 
     # ------------------------------------------------------------------ background
     def prefetch(self, items: Sequence[tuple[str, ImageLoader]]) -> None:
