@@ -1,7 +1,9 @@
 """The annotator's model side: cached embeddings, background encoding, click -> masks.
 
-One :class:`~samkit.predictor.SamPredictor` serves every annotator; a lock makes "restore this
-image's embedding, decode these prompts" one step. Embeddings live in a
+Two :class:`~samkit.predictor.SamPredictor` objects share one network: one encodes images
+(requests and the background worker), the other decodes clicks, each behind its own lock, so a
+click is never queued behind a whole encoder pass of an image someone is not looking at yet.
+The decoder's lock makes "restore this image's embedding, decode these prompts" one step. Embeddings live in a
 :class:`samkit.embeddings.EmbeddingStore` (memory LRU + one file per image on disk) keyed by the
 image file's content hash; an image being encoded (by a request or by the background worker)
 is encoded once, later askers wait for it. Decoding runs on the server from
@@ -47,7 +49,8 @@ class Segmenter:
     """Encode-once / click-many over one predictor, shared by all requests.
 
     Args:
-        predictor: the engine (its model in eval mode).
+        predictor: decodes prompts (its model in eval mode); a second predictor over the same
+            network encodes images.
         store: where embeddings are kept (its keys: :meth:`EmbeddingStore.key` of the file).
         keep_predictions: recent predictions remembered for ``mask_input``.
     """
@@ -55,10 +58,14 @@ class Segmenter:
     def __init__(
         self, predictor: SamPredictor, store: EmbeddingStore, keep_predictions: int = 256
     ) -> None:
+        from samkit.predictor import SamPredictor
+
         self.predictor = predictor
+        self.encoder = SamPredictor(predictor.model, dtype=predictor.dtype)
+        self._encode_lock = threading.Lock()
         self.store = store
         self._store_lock = threading.Lock()  # EmbeddingStore is not thread-safe by itself
-        self._model_lock = threading.Lock()
+        self._decode_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
         self._current: str | None = None
@@ -112,10 +119,9 @@ class Segmenter:
                 continue  # the other encoder put it in the cache (or failed: try ourselves)
             try:
                 image = load()
-                with self._model_lock:
-                    self.predictor.set_image(image, image_format="RGB")
-                    state = self.predictor.get_image_state()
-                    self._current = key
+                with self._encode_lock:
+                    self.encoder.set_image(image, image_format="RGB")
+                    state = self.encoder.get_image_state()
                     self.encodes += 1
                 with self._store_lock:
                     self.store.put(key, state)
@@ -186,7 +192,7 @@ class Segmenter:
         if mask_input is not None:
             logits = self._mask_input(key, mask_input, mask_index)
         state = self.state(key, load)
-        with self._model_lock:
+        with self._decode_lock:
             if self._current != key:
                 self.predictor.set_image_state(state)
                 self._current = key

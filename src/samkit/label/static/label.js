@@ -18,7 +18,7 @@
     points: [], box: null, history: [],
     pred: null, cand: 0, seq: 0,
     view: { scale: 1, ox: 0, oy: 0 },
-    latencies: [], lastDrawn: 0, saving: 0, loaded: 0,
+    latencies: [], serverMs: [], lastDrawn: 0, saving: 0, loaded: 0,
   };
   window.samkit = S;
 
@@ -217,6 +217,7 @@
       renderCandidates(); draw();
       S.lastDrawn = performance.now();
       S.latencies.push(S.lastDrawn - t0);
+      S.serverMs.push(res.server_ms);
       status("mask in " + Math.round(S.lastDrawn - t0) + " ms");
     } catch (e) { status(e.message, true); }
   }
@@ -290,6 +291,7 @@
   async function open(index) {
     if (index < 0 || index >= S.images.length) return;
     S.cur = index;
+    S.openedAt = performance.now();
     const im = S.images[index];
     clearPrompt();
     S.objects = []; S.selected = -1; S.image = null;
