@@ -371,7 +371,7 @@ def _compare_records(ours: list[dict], ref: list[dict], name: str) -> None:
 
 
 def test_amg_notebook_quick() -> None:
-    """The notebook's cells with an 4x4 grid (the one change: ``points_per_side=4``)."""
+    """The notebook's cells with a 4x4 grid (the one change: ``points_per_side=4``)."""
     models = _models(BLOB_VIT, blob=True)
     image = make_image(300, 400, seed=4)
     ref, ours = (

@@ -80,6 +80,30 @@ def split_call_args(kwargs: dict[str, Any]) -> tuple[CallOptions, dict[str, Any]
     return opts, rest
 
 
+def check_predict_args(
+    source: Any,
+    prompted: bool,
+    kwargs: dict[str, Any],
+    multimask_output: bool,
+    keep_all: bool | None,
+    conf: float | None,
+) -> tuple[CallOptions, dict[str, Any]]:
+    """Check :meth:`samkit.SAM.predict`'s arguments before any work; returns the Ultralytics
+    call arguments and the segment-everything settings."""
+    if source is None:
+        raise SamkitError("predict needs a source (an image path, folder, URL, array ...)")
+    call, everything = split_call_args(kwargs)
+    if prompted and everything:
+        raise SamkitError(
+            f"unknown argument(s) {', '.join(sorted(everything))} for prompted prediction"
+        )
+    if keep_all and not multimask_output:
+        raise SamkitError("keep_all=True needs multimask_output=True")
+    if conf is not None and not 0.0 <= float(conf) <= 1.0:
+        raise SamkitError(f"conf must be in [0, 1] or None, got {conf!r}")
+    return call, everything
+
+
 def check_imgsz(imgsz: Any, model_size: int) -> None:
     """``imgsz`` (int or (h, w)) must be the model's fixed input size."""
     if imgsz is None:
@@ -138,3 +162,23 @@ def move_front(sam: Any, device: Any) -> None:
         sam.model = sam.model.to(target)
         sam.engine = sam._make_engine()
         sam._generator = None
+
+
+def decoder_batch_arg(decoder_batch: int | None, batch_size: int | None) -> int | None:
+    """The per-call decoder batch from its name or its old spelling ``batch_size``."""
+    if decoder_batch is not None and batch_size is not None and decoder_batch != batch_size:
+        raise SamkitError("give decoder_batch only (batch_size is its old spelling)")
+    value = decoder_batch if decoder_batch is not None else batch_size
+    if value is not None and (int(value) != value or value < 1):
+        raise SamkitError(f"decoder_batch must be a positive int, got {value!r}")
+    return value
+
+
+def results_device(model: Any) -> str | None:
+    """Where Results' views put their tensors: the torch network's device; without one (ONNX
+    Runtime) the CPU when torch is installed, else None (NumPy arrays)."""
+    if model is not None:
+        return str(model.device)
+    from importlib.util import find_spec
+
+    return "cpu" if find_spec("torch") is not None else None
