@@ -22,7 +22,7 @@ def model():
     return net.eval()
 
 
-@pytest.mark.parametrize("image_dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("image_dtype", [pytest.param("uint8", marks=pytest.mark.slow), "float32"])
 def test_baked_encoder_input_dtype(model, image_dtype, tmp_path) -> None:
     from samkit import SAM
     from samkit.export import export
