@@ -9,7 +9,9 @@ str}``):
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
 - ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...]}``;
 - ``GET`` / ``PUT /api/images/{id}/annotations`` -> ``[{"label", "rle"}, ...]``;
-- ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files.
+- ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files;
+- ``POST /api/images/{id}/proposals`` with ``{"kind": "everything" | "detector", ...}`` ->
+  ``{"proposals": [{"rle", "score", "label"}, ...]}`` to accept or reject on the page.
 
 Bad bodies get 422 with ``{"detail": "<field>: <what was expected>"}``. With a ``token`` every
 request needs ``Authorization: Bearer <token>`` (the page itself also takes ``?token=``).
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
+from samkit.label.proposals import Proposer, parse_proposals
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -58,9 +61,11 @@ def create_app(
     token: str | None = None,
     prefetch: int = 2,
     model_name: str = "",
+    detector: Any = None,
 ) -> FastAPI:
     """The annotator app over a store and a segmenter; ``prefetch`` next images are encoded in
-    the background when an image is opened (0: encode on the first click only)."""
+    the background when an image is opened (0: encode on the first click only); ``detector``
+    a box source (:func:`samkit.annotate.detectors.make_box_source`) for proposals."""
     fastapi = _import_fastapi()
     from fastapi.responses import JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
@@ -121,7 +126,8 @@ def create_app(
 
     @app.get("/api/config")
     def config() -> dict[str, Any]:
-        return {"classes": list(store.classes), "model": model_name}
+        return {"classes": list(store.classes), "model": model_name,
+                "detector": detector is not None}  # fmt: skip
 
     @app.get("/api/images")
     def images() -> list[dict[str, Any]]:
@@ -178,6 +184,21 @@ def create_app(
         e = entry(image_id)
         objects = parse_annotations(body, e.width, e.height, store.classes)
         return store.put(e.id, objects)
+
+    proposer = Proposer(segmenter, detector)
+
+    @app.post("/api/images/{image_id}/proposals")
+    def proposals(image_id: int, body: Any = json_body) -> dict[str, Any]:
+        e = entry(image_id)
+        req = parse_proposals(body, detector is not None)
+        if req["kind"] == "detector":
+            found = proposer.detections(key(e), loader(e), e.rel, store.classes)
+        else:
+            found = proposer.everything(
+                loader(e)(), req["points_per_side"], req["pred_iou_thresh"],
+                req["stability_score_thresh"],
+            )  # fmt: skip
+        return {"proposals": found}
 
     @app.get("/api/export")
     def export(format: str = "coco") -> Any:

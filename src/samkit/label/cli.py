@@ -24,5 +24,6 @@ def cli_label(args: dict[str, Any]) -> int:
         prefetch=args["prefetch"],
         cache_dir=args["cache_dir"],
         recursive=args["recursive"],
+        det_model=args["det_model"],
     )
     return 0
