@@ -384,3 +384,14 @@ def test_segment_everything_and_detector_proposals(
     plain = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
     answer = plain.post("/api/images/0/proposals", json={"kind": "detector"})
     assert answer.status_code == 422 and "det_model" in answer.json()["detail"]
+
+
+def test_cli_usage_errors(images: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from samkit.cli import main
+
+    assert main(["label", str(images[0].parent)]) == 2
+    assert "needs classes=" in capsys.readouterr().err
+    assert main(["label", str(images[0].parent), "classes=a", "prefetch=-1"]) == 1
+    assert "prefetch must be >= 0" in capsys.readouterr().err
+    assert main(["label", str(images[0].parent), "clases=a"]) == 2
+    assert "Did you mean 'classes'" in capsys.readouterr().err

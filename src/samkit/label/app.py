@@ -7,7 +7,8 @@ str}``):
 - ``GET /api/config`` -> ``{"classes": [...], "model": str}``;
 - ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated"}, ...]``;
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
-- ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...]}``;
+- ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
+  (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
 - ``GET`` / ``PUT /api/images/{id}/annotations`` -> ``[{"label", "rle"}, ...]``;
 - ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files;
 - ``POST /api/images/{id}/proposals`` with ``{"kind": "everything" | "detector", ...}`` ->
