@@ -250,3 +250,133 @@ def test_metrics_equal_an_independent_computation(tiny, shapes, tmp_path):
         table = list(csv.DictReader(f))
     assert len(table) == 3 * res.metrics["box"]["n"]
     assert {t["size"] for t in table} <= {"small", "medium", "large"}
+
+
+# ------------------------------------------------------------------------------ Meta parity
+@pytest.mark.parity
+def test_box_miou_equals_meta_sampredictor(tmp_path, shapes):
+    """The box protocol's mIoU (torch backend) equals Meta's SamPredictor fed the same tight
+    boxes, IoU by pycocotools, to 1e-4 (seeded reduced ViT weights in Meta's format)."""
+    import cv2
+    from segment_anything import SamPredictor as MetaPredictor
+
+    from reference import SMALL_VIT, randomize, reference_vit, save_checkpoint
+    from samkit import val
+    from samkit.datasets import open_dataset
+
+    meta = reference_vit(SMALL_VIT)
+    ckpt = save_checkpoint(randomize(meta, seed=3), tmp_path / "small.pth")
+    res = val(str(ckpt), shapes, protocols="box", device="cpu", save=False, verbose=False,
+              max_images=1)  # fmt: skip
+    predictor = MetaPredictor(meta)
+    ious = []
+    for s in open_dataset(shapes)[:1]:
+        predictor.set_image(cv2.imread(str(s.path))[..., ::-1].copy())
+        for inst in s.instances:
+            ys, xs = np.nonzero(inst.mask)
+            box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64)
+            masks, _, _ = predictor.predict(box=box, multimask_output=False)
+            ious.append(_coco_iou(masks[0], inst.mask))
+    print(f"box mIoU samkit {res.metrics['box']['miou']:.6f} Meta {np.mean(ious):.6f}")
+    assert 0.0 < np.mean(ious) < 1.0 and len(ious) == res.metrics["box"]["n"]
+    assert abs(res.metrics["box"]["miou"] - np.mean(ious)) <= 1e-4
+
+
+# ------------------------------------------------------------------------------ COCO counts
+def test_coco_edge_cases_through_val(tmp_path, tiny):
+    from samkit import val
+    from test_datasets import _edge_case_coco
+
+    data = _edge_case_coco(tmp_path)
+    res = val(tiny, data, protocols="box", device="cpu", project=tmp_path / "runs",
+              plots=False, verbose=False)  # fmt: skip
+    d = json.loads((res.save_dir / "metrics.json").read_text())["dataset"]
+    assert (d["images"], d["annotations"], d["crowd_skipped"], len(d["problems"])) == (2, 3, 2, 4)
+    assert res.metrics["box"]["n"] == 3 and res.metrics["box"]["images"] == 2
+
+
+# ------------------------------------------------------------------------------ cache, runs, CLI
+def test_second_protocol_reuses_embeddings_and_runs_never_overwrite(tmp_path, tiny, shapes):
+    from samkit import SAM
+
+    model = SAM(tiny, device="cpu")
+    first = model.val(data=shapes, protocols="box", project=tmp_path, verbose=False, plots=False)
+    second = model.val(data=shapes, protocols="point", project=tmp_path, verbose=False)
+    assert first.speed["tiny.pt"]["encoder_passes"] == 2
+    assert second.speed["tiny.pt"]["encoder_passes"] == 0  # memory store kept with the model
+    assert (first.save_dir.name, second.save_dir.name) == ("val", "val2")
+    assert (first.save_dir / "metrics.json").is_file()
+    assert {"iou_histogram.png", "worst_tiny.pt_point.png"} <= {
+        p.name for p in second.save_dir.iterdir()
+    }
+    cache = tmp_path / "emb"
+    disk = SAM(tiny, device="cpu").val(
+        data=shapes, protocols="box", cache=cache, save=False, verbose=False
+    )
+    again = SAM(tiny, device="cpu").val(
+        data=shapes, protocols="box", cache=cache, save=False, verbose=False
+    )
+    assert (disk.speed["tiny.pt"]["encoder_passes"], again.speed["tiny.pt"]["encoder_passes"]) == (
+        2,
+        0,
+    )
+    assert again.metrics["box"]["miou"] == first.metrics["box"]["miou"]
+
+
+def test_cli_val_side_by_side_and_usage_errors(tmp_path, tiny, shapes, capsys):
+    from samkit.cli import main
+
+    other = save_random_checkpoint(tmp_path / "other.pt", TINY_CONFIG, seed=2)
+    code = main(["val", f"model={tiny},{other}", f"data={shapes}", "protocols=box,clicks",
+                 "max_clicks=2", f"project={tmp_path}", "device=cpu", "progress=false",
+                 "plots=false"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "tiny.pt" in out and "other.pt" in out and "miou@1" in out
+    doc = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert set(doc["metrics"]) == {"tiny.pt", "other.pt"}
+    assert (
+        doc["metrics"]["other.pt"]["clicks"]["miou_curve"][0]
+        == doc["metrics"]["other.pt"]["clicks"]["miou@1"]
+    )
+    assert main(["val", f"data={shapes}", "protocols=box,boxes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("samkit: error: protocols must be among")
+    assert main(["val", f"data={shapes}", "select=top"]) == 2
+
+
+# ------------------------------------------------------------------------------ other protocols
+def test_everything_detections_and_teacher_protocols(tmp_path, tiny, shapes):
+    from samkit import SAM, val
+    from samkit.datasets import open_dataset
+
+    ds = open_dataset(shapes)
+    n = sum(len(s.instances) for s in ds)
+    model = SAM(tiny, device="cpu")
+    res = val(model, ds, protocols="everything,detections,teacher", detections=str(shapes),
+              teacher=model, everything={"points_per_side": 4, "pred_iou_thresh": 0.0,
+              "stability_score_thresh": 0.0}, save=False, verbose=False)  # fmt: skip
+    ev, det, te = (res.metrics[p] for p in ("everything", "detections", "teacher"))
+    assert ev["n"] == n and ev["masks_per_image"] > 0
+    assert ev["recall@0.5"] == np.mean(
+        [r.iou >= 0.5 for r in res.instances if r.protocol == "everything"]
+    )
+    assert det["n"] == n and det["detections"] == n and 0.0 <= det["ap"] <= 1.0
+    assert te["miou"] == 1.0 and te["n"] == 2 * n  # a model agrees with itself
+
+
+def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):
+    pytest.importorskip("onnxruntime")
+    from samkit import SAM
+
+    torch_model = SAM(tiny, device="cpu")
+    torch_model.export(format="onnx", output=tmp_path / "tiny_onnx")
+    onnx_model = SAM(tmp_path / "tiny_onnx")
+    kw = {"protocols": "box,clicks", "max_clicks": 3, "save": False, "verbose": False}
+    a, b = torch_model.val(data=shapes, **kw), onnx_model.val(data=shapes, **kw)
+    assert b.speed[next(iter(b.speed))]["encoder_passes"] == 2
+    for p in ("box", "clicks"):
+        ra = [r.iou for r in a.instances if r.protocol == p]
+        rb = [r.iou for r in b.instances if r.protocol == p]
+        print(p, "max |IoU torch - ONNX|", np.max(np.abs(np.subtract(ra, rb))))
+        np.testing.assert_allclose(rb, ra, atol=1e-3)
+        assert abs(a.metrics[p]["miou"] - b.metrics[p]["miou"]) < 5e-3

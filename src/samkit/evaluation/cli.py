@@ -48,7 +48,7 @@ def cli_val(args: dict[str, Any]) -> int:
         project=args["project"],
         name=args["name"],
         plots=args["plots"],
-        verbose=args["progress"],
+        progress=args["progress"],
         max_images=args["max_images"],
         **options,
     )

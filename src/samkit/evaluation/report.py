@@ -162,8 +162,8 @@ class Report:
 def _speed(member: Any, rows: list[InstanceResult], seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {
         "encode_s": member.encode_s,
-        "encoder_passes": member.store.misses,
-        "cache_hits": member.store.hits,
+        "encoder_passes": member.store.misses - member.start[1],
+        "cache_hits": member.store.hits - member.start[0],
         "total_s": seconds,
     }
     for p, s in member.decode_s.items():

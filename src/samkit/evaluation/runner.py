@@ -43,6 +43,10 @@ class Member:
     front: Any = None
     encode_s: float = 0.0
     decode_s: dict[str, float] = field(default_factory=dict)
+    start: tuple[int, int] = (0, 0)  # the store's (hits, misses) when the run began
+
+    def __post_init__(self) -> None:
+        self.start = (self.store.hits, self.store.misses)
 
 
 @dataclass
@@ -174,6 +178,7 @@ def val(
     name: str = "val",
     plots: bool = True,
     verbose: bool = True,
+    progress: bool = True,
     max_images: int | None = None,
     **options: Any,
 ) -> ValResults:
@@ -190,6 +195,7 @@ def val(
             cached in memory with the model object, so another val call skips the encoder.
         save / project / name: write the report to a new ``project/name``, ``name2``, ...
         plots: IoU histograms, mIoU-vs-clicks curve, worst-instance gallery.
+        verbose: print the table (and the progress bar unless ``progress=False``).
         max_images: evaluate the first N images only.
         options: the protocol settings of :class:`~samkit.evaluation.settings.ValSettings`
             (``select``, ``box_jitter``, ``min_area``, ``averaging``, ``max_clicks``,
@@ -214,6 +220,8 @@ def val(
 
     report = Report(settings, gallery=settings.gallery if plots else 0)
     t0 = time.perf_counter()
-    rows, extra = run_loop(members, ds, settings, report, verbose=verbose, max_images=max_images)
+    rows, extra = run_loop(
+        members, ds, settings, report, verbose=verbose and progress, max_images=max_images
+    )
     return report.finish(members, ds, rows, extra, time.perf_counter() - t0,
                          save=save, project=Path(project), name=name, plots=plots, verbose=verbose)  # fmt: skip
