@@ -83,11 +83,29 @@ def _label(model: Any, index: int) -> str:
     return f"model{index}"
 
 
+def _resolve(item: Any, i: int, device: str | None, backend: str | None) -> tuple[Any, Any]:
+    """``(front or None, engine)`` of one model: a checkpoint / name / export folder becomes a
+    :class:`~samkit.model.SAM`; a SAM front gives its ``engine``; an object with the engine
+    methods (``set_image``, ``decode``, ``upscale`` ...; e.g. a GrabCut engine) is used as is;
+    a ``Sam`` network or a predictor goes through :func:`samkit.engine.as_engine`."""
+    from samkit.engine import as_engine
+    from samkit.model import SAM
+
+    if isinstance(item, (str, os.PathLike)):
+        item = SAM(item, device=device, backend=backend)
+    if isinstance(item, SAM):
+        return item, item.engine
+    if all(hasattr(item, a) for a in ("set_image", "decode", "upscale", "get_state")):
+        return None, item
+    try:
+        return None, as_engine(item, device=device)
+    except SamkitError as e:
+        raise SamkitError(f"model[{i}]: {e}") from None
+
+
 def _members(model: Any, device: str | None, backend: str | None, cache: Any) -> list[Member]:
     """Models from ``model``: a path / name (comma-separated for several), a SAM, an engine,
     or a list of these."""
-    from samkit.model import SAM
-
     items: list[Any]
     if isinstance(model, str):
         items = [m.strip() for m in model.split(",") if m.strip()]
@@ -103,20 +121,8 @@ def _members(model: Any, device: str | None, backend: str | None, cache: Any) ->
         while label in labels:
             label += "'"
         labels.add(label)
-        front = (
-            SAM(item, device=device, backend=backend)
-            if isinstance(item, (str, os.PathLike))
-            else item
-        )
-        engine = getattr(front, "engine", front)
-        if not hasattr(engine, "decode") or not hasattr(engine, "set_image"):
-            raise SamkitError(
-                f"model[{i}] must be a checkpoint, a SAM or an engine with set_image/decode, "
-                f"got {type(item).__name__}"
-            )
-        members.append(
-            Member(label, engine, _store(front, cache), front if front is not engine else None)
-        )
+        front, engine = _resolve(item, i, device, backend)
+        members.append(Member(label, engine, _store(front or engine, cache), front))
     return members
 
 
@@ -129,12 +135,16 @@ def _store(front: Any, cache: Any) -> EmbeddingStore:
         store = _STORES.get(front)
     except TypeError:
         store = None
-    if store is None or (cache is not None and store.folder is None):
-        key = getattr(front, "key", None) or (
-            model_key(front)
-            if hasattr(front, "model") or hasattr(front, "state_dict")
-            else f"engine{id(front)}"
-        )
+    if store is None or (
+        cache is not None and (store.folder is None or store.folder.parent != Path(cache))
+    ):
+        key = getattr(front, "key", None)
+        if key is None and (hasattr(front, "model") or hasattr(front, "state_dict")):
+            key = model_key(front)
+        if key is None:  # an engine without weights to hash: memory only, for this object
+            if cache is not None:
+                logger.warning("cache=%s ignored for %s: no model key", cache, type(front).__name__)
+            key, cache = f"engine{id(front)}", None
         store = EmbeddingStore(cache, str(key), memory_items=8)
         with contextlib.suppress(TypeError):
             _STORES[front] = store
