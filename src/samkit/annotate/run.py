@@ -23,7 +23,7 @@ import numpy as np
 from samkit.annotate.detectors import Detections, make_box_source
 from samkit.annotate.images import default_output_dir, label_collisions, list_images
 from samkit.annotate.writers import SUMMARY_FILE, DatasetWriter, parse_formats
-from samkit.errors import SourceError
+from samkit.errors import SamkitError, SourceError
 from samkit.polygons import PolygonMode
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class AnnotateSummary:
     formats: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -68,6 +69,40 @@ class AnnotateSummary:
             f"{self.empty} empty), {self.skipped} skipped, {self.errors} errors, "
             f"{self.dropped} detections dropped in {self.seconds:.1f}s -> {self.output_dir}"
         )
+
+
+@dataclass
+class AnnotateRun:
+    """One run's shared state: where labels go, the box source, the class names and COCO ids
+    seen so far, the summary, and which images may not be written (label-name clashes)."""
+
+    writer: DatasetWriter
+    source: Any
+    names: dict[int, str]
+    coco_ids: dict[int, int]
+    summary: AnnotateSummary
+    polygon_mode: PolygonMode | None
+    clashes: dict[str, str]
+    reserved: set[Path]
+    verbose: bool = True
+
+    def refuse(self, rel: str) -> str | None:
+        """Why the image at ``rel`` may not be labelled, or None."""
+        if rel in self.clashes:
+            return f"its label file would overwrite the one of {self.clashes[rel]}"
+        if any(p in self.reserved for p in self.writer.paths(rel).values()):
+            return "its label file name is reserved for the run's own files"
+        return None
+
+    def fail(self, rel: str, message: str) -> None:
+        """Count and report an image that failed."""
+        from tqdm.auto import tqdm
+
+        self.summary.errors += 1
+        self.summary.failures.append({"image": rel, "error": message})
+        if self.verbose:
+            tqdm.write(f"samkit: skipped {rel}: {message}")
+        logger.debug("auto_annotate: %s: %s", rel, message)
 
 
 def _resolve_device(device: str | None) -> torch.device:
@@ -193,6 +228,8 @@ def auto_annotate(
     batch: int = 64,
     progress: bool = True,
     verbose: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    ray: Any = None,
 ) -> AnnotateSummary:
     """Turn a folder of images into a segmentation dataset: boxes from ``det_model`` prompt SAM.
 
@@ -223,6 +260,11 @@ def auto_annotate(
         overwrite: relabel images whose labels exist (default: skip them, i.e. resume).
         batch: boxes per decoder call.
         progress, verbose: progress bar (images/s, ETA); per-image errors and the summary.
+        engine: ``"local"`` (this process) or ``"ray"``: the same files, made by a Ray Data
+            pipeline of detector, encoder and decoder/writer actors (``pip install
+            'samkit[ray]'``); see :mod:`samkit.cluster`.
+        ray: with ``engine="ray"``, a :class:`~samkit.cluster.RayOptions` or its fields as a
+            dict (``address``, ``encoder_actors``, ``decoder_actors``, ``gpus_per_actor``...).
 
     Returns:
         The run's :class:`AnnotateSummary`, also written to ``output_dir/summary.json``.
@@ -232,6 +274,8 @@ def auto_annotate(
     from tqdm.auto import tqdm
 
     formats = parse_formats(format)
+    if engine not in ("local", "ray"):
+        raise SamkitError(f"engine must be 'local' or 'ray', got {engine!r}")
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch!r}")
     if int(max_det) < 1:
@@ -247,28 +291,36 @@ def auto_annotate(
     )  # fmt: skip
     all_names = {**_previous_names(out_dir), **source.names}
     coco_ids = {c: source.coco_id(c) for c in all_names}
-    clashes = label_collisions([rel for _, rel in images])
-    reserved = writer.reserved()
     summary = AnnotateSummary(images=len(images), output_dir=str(out_dir), formats=list(formats))
+    run = AnnotateRun(
+        writer, source, all_names, coco_ids, summary, polygon_mode,
+        label_collisions([rel for _, rel in images]), writer.reserved(), verbose,
+    )  # fmt: skip
+    fail = run.fail
     predictor: SamPredictor | None = None
     start = time.perf_counter()
+    images_left = list(images)
+    if engine == "ray":
+        from samkit.cluster import RayOptions
+        from samkit.cluster.annotate import run_annotate
 
-    def fail(rel: str, message: str) -> None:
-        summary.errors += 1
-        summary.failures.append({"image": rel, "error": message})
-        if verbose:
-            tqdm.write(f"samkit: skipped {rel}: {message}")
-        logger.debug("auto_annotate: %s: %s", rel, message)
-
-    bar = tqdm(total=len(images), unit="img", disable=not progress, desc="annotate")
+        source_args = dict(det_model=det_model, names=names, conf=conf, iou=iou, imgsz=imgsz,
+                           max_det=max_det, classes=classes, device=device)  # fmt: skip
+        filters = dict(conf=conf, classes=classes, max_det=max_det)
+        opts = ray if isinstance(ray, RayOptions) else RayOptions.from_kwargs(dict(ray or {}))
+        summary.stage_seconds = run_annotate(
+            run, images, sam_model=sam_model, device=device, filters=filters,
+            source_args=source_args, min_area=min_area, batch=batch, overwrite=overwrite,
+            options=opts, progress=progress,
+        )  # fmt: skip
+        images_left = []
+    bar = tqdm(total=len(images_left), unit="img", disable=not progress, desc="annotate")
     try:
-        for path, rel in images:
+        for path, rel in images_left:
             bar.update(1)
-            if rel in clashes:
-                fail(rel, f"its label file would overwrite the one of {clashes[rel]}")
-                continue
-            if any(p in reserved for p in writer.paths(rel).values()):
-                fail(rel, "its label file name is reserved for the run's own files")
+            problem = run.refuse(rel)
+            if problem:
+                fail(rel, problem)
                 continue
             if not overwrite and writer.is_done(rel):
                 summary.skipped += 1
