@@ -13,44 +13,15 @@ images, and an image redone after an actor died writes the very same bytes.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from samkit.cluster.runtime import ModelSpec, RayOptions, ray_session
+from samkit.cluster.runtime import ModelSpec, RayOptions, model_spec, ray_session, stage_args
 from samkit.cluster.stages import DecodeWriteStage, DetectStage, EncodeStage, unpack
-from samkit.errors import SamkitError
 
-__all__ = ["annotate_on_ray", "model_spec"]
-
-
-def model_spec(sam_model: Any, device: str | None, **precision: Any) -> ModelSpec:
-    """A picklable recipe for the SAM model each actor builds for itself."""
-    if not isinstance(sam_model, (str, os.PathLike)):
-        raise SamkitError(
-            "sam_model must be a checkpoint path or a model name with engine='ray' (each actor "
-            f"loads its own copy), got {type(sam_model).__name__}"
-        )
-    model = str(sam_model)
-    if Path(model).exists():
-        model = str(Path(model).resolve())
-    return ModelSpec(model, device or None, **precision)
-
-
-def _stage(ray: Any, cls: type, size: int, batch_size: int, *, gpus: float = 0.0, cpus: float,
-           **kwargs: Any) -> dict[str, Any]:  # fmt: skip
-    """Keyword arguments of ``map_batches`` for one actor stage."""
-    return {
-        "fn": cls,
-        "fn_constructor_kwargs": kwargs,
-        "compute": ray.data.ActorPoolStrategy(size=size),
-        "batch_size": batch_size,
-        "batch_format": "numpy",
-        "num_cpus": cpus,
-        "num_gpus": gpus or None,
-    }
+__all__ = ["annotate_on_ray", "run_annotate"]
 
 
 def annotate_on_ray(
@@ -87,11 +58,11 @@ def annotate_on_ray(
         items = [{"path": str(p), "rel": rel, "error": ""} for p, rel in images]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         cpus = options.cpus_per_actor
-        ds = ds.map_batches(**_stage(ray, DetectStage, options.detector_actors, 1, cpus=cpus,
+        ds = ds.map_batches(**stage_args(ray, DetectStage, options.detector_actors, 1, cpus=cpus,
                                      source_factory=source_factory, filters=filters))  # fmt: skip
-        ds = ds.map_batches(**_stage(ray, EncodeStage, options.encoder_actors, options.encode_batch,
+        ds = ds.map_batches(**stage_args(ray, EncodeStage, options.encoder_actors, options.encode_batch,
                                      gpus=options.gpus_per_actor, cpus=cpus, spec=spec))  # fmt: skip
-        ds = ds.map_batches(**_stage(
+        ds = ds.map_batches(**stage_args(
             ray, DecodeWriteStage, options.decoder_actors, options.decode_batch, cpus=cpus,
             spec=ModelSpec(spec.model, "cpu"), writer_factory=writer_factory, names=names,
             coco_ids=coco_ids, min_area=min_area, batch=batch,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from samkit.errors import SamkitError
 
-__all__ = ["ModelSpec", "RayOptions", "import_ray", "ray_session"]
+__all__ = ["ModelSpec", "RayOptions", "import_ray", "model_spec", "ray_session", "stage_args"]
 
 logger = logging.getLogger("samkit")
 
@@ -147,3 +149,30 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+def model_spec(sam_model: Any, device: str | None, **precision: Any) -> ModelSpec:
+    """A picklable recipe for the SAM model each actor builds for itself."""
+    if not isinstance(sam_model, (str, os.PathLike)):
+        raise SamkitError(
+            "sam_model must be a checkpoint path or a model name with engine='ray' (each actor "
+            f"loads its own copy), got {type(sam_model).__name__}"
+        )
+    model = str(sam_model)
+    if Path(model).exists():
+        model = str(Path(model).resolve())
+    return ModelSpec(model, device or None, **precision)
+
+
+def stage_args(ray: Any, cls: type, size: int, batch_size: int, *, gpus: float = 0.0, cpus: float,
+           **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+    """Keyword arguments of ``map_batches`` for one actor stage."""
+    return {
+        "fn": cls,
+        "fn_constructor_kwargs": kwargs,
+        "compute": ray.data.ActorPoolStrategy(size=size),
+        "batch_size": batch_size,
+        "batch_format": "numpy",
+        "num_cpus": cpus,
+        "num_gpus": gpus or None,
+    }

@@ -22,7 +22,16 @@ import numpy as np
 
 from samkit.cluster.runtime import ModelSpec
 
-__all__ = ["DecodeWriteStage", "DetectStage", "EmbedWriteStage", "EncodeStage", "pack", "unpack"]
+__all__ = [
+    "Batch",
+    "DecodeWriteStage",
+    "DetectStage",
+    "EmbedWriteStage",
+    "EncodeStage",
+    "pack",
+    "per_row",
+    "unpack",
+]
 
 Batch = dict[str, np.ndarray]
 
@@ -58,7 +67,7 @@ def _columns(rows: Sequence[dict[str, Any]]) -> Batch:
     return out
 
 
-def _per_row(
+def per_row(
     batch: Batch,
     fn: Callable[[dict[str, Any]], dict[str, Any]],
     clock: str,
@@ -102,7 +111,7 @@ class DetectStage:
     def __call__(self, batch: Batch) -> Batch:
         empty = pack(boxes=np.zeros((0, 4)), class_ids=np.zeros(0, np.int64), scores=np.zeros(0))
         defaults = {"height": 0, "width": 0, "dropped": 0, "dets": empty}
-        return _per_row(batch, self._one, "t_detect", defaults)
+        return per_row(batch, self._one, "t_detect", defaults)
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         from samkit.annotate.run import filter_boxes
@@ -152,7 +161,7 @@ class EncodeStage:
         self.engine = spec.build().engine
 
     def __call__(self, batch: Batch) -> Batch:
-        return _per_row(batch, self._one, "t_encode", {"state": b"", "height": 0, "width": 0})
+        return per_row(batch, self._one, "t_encode", {"state": b"", "height": 0, "width": 0})
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         if "dets" in row and len(unpack(row["dets"])["boxes"]) == 0:
@@ -187,7 +196,7 @@ class DecodeWriteStage:
 
     def __call__(self, batch: Batch) -> Batch:
         defaults = {"objects": 0, "classes": pack(class_ids=np.zeros(0, np.int64))}
-        out = _per_row(batch, self._one, "t_decode", defaults)
+        out = per_row(batch, self._one, "t_decode", defaults)
         for key in ("state", "dets"):  # the heavy columns end here
             out.pop(key, None)
         return out
@@ -240,10 +249,14 @@ class EmbedWriteStage:
         self.store = store_factory()
 
     def __call__(self, batch: Batch) -> Batch:
-        out = _per_row(batch, self._one, "t_write", {})
+        out = per_row(batch, self._one, "t_write", {})
         out.pop("state", None)
         return out
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        self.store.put_blob(str(row["key"]), row["state"])
+        from samkit.embeddings import StoredState
+
+        data = unpack(row["state"])
+        sizes = [(int(v[0]), int(v[1])) for v in (data["original_size"], data["input_size"])]
+        self.store.put(str(row["key"]), StoredState(data["features"], sizes[0], sizes[1]))
         return row
