@@ -8,6 +8,7 @@ weights: the label files must be byte-identical (only ``summary.json`` differs: 
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import signal
 import socket
@@ -192,3 +193,53 @@ def test_killed_driver_resumes(data: dict[str, Path], cluster: str) -> None:
     assert summary.skipped == done_before  # complete images are not redone
     assert summary.skipped + summary.annotated == N_IMAGES
     _assert_same_labels(data["local"], out)
+
+
+def test_embed_on_cluster_fills_the_store_val_reads(data: dict[str, Path], cluster: str) -> None:
+    from samkit import SAM
+    from samkit.embed import embed
+    from samkit.embeddings import EmbeddingStore, encode_cached, model_key
+
+    local = embed(data["images"], data["ckpt"], data["root"] / "emb_local", progress=False)
+    ray = embed(data["images"], data["ckpt"], data["root"] / "emb_ray", engine="ray",
+                ray={"address": cluster, "cpus_per_actor": 0.5}, progress=False)  # fmt: skip
+    for s in (local, ray):
+        assert (s.encoded, s.errors, s.skipped) == (N_IMAGES, 1, 0), str(s)
+    files = sorted(p.name for p in (data["root"] / "emb_ray" / ray.model_key).iterdir())
+    assert len(files) == N_IMAGES and local.model_key == ray.model_key
+    for name in files:
+        a = np.load(data["root"] / "emb_local" / local.model_key / name)
+        b = np.load(data["root"] / "emb_ray" / ray.model_key / name)
+        for k in ("features", "original_size", "input_size"):
+            np.testing.assert_array_equal(a[k], b[k])
+    # A reader of the store (val, train, label) gets hits, no encoder pass.
+    front = SAM(data["ckpt"], device="cpu")
+    store = EmbeddingStore(data["root"] / "emb_ray", model_key(front))
+    image = data["images"] / "im0.png"
+    encode_cached(front.engine, store, lambda: pytest.fail("encoder ran"), store.key(image))
+    assert store.hits == 1
+    again = embed(data["images"], data["ckpt"], data["root"] / "emb_ray", engine="ray",
+                  ray={"address": cluster}, progress=False)  # fmt: skip
+    assert again.skipped == N_IMAGES and again.encoded == 0
+
+
+@pytest.mark.slow
+def test_predict_everything_folder_on_cluster(data: dict[str, Path], cluster: str) -> None:
+    everything = ["points_per_side=4", "pred_iou_thresh=0", "stability_score_thresh=0"]
+    runs = {}
+    for engine in ("local", "ray"):
+        extra = [f"address={cluster}", "cpus_per_actor=0.5"] if engine == "ray" else []
+        cmd = [sys.executable, "-m", "samkit.cli", "predict", f"model={data['ckpt']}",
+               f"source={data['images']}", "device=cpu", f"project={data['root']}",
+               f"name=everything_{engine}", f"engine={engine}", *everything, *extra]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[engine] = data["root"] / f"everything_{engine}"
+    labels = sorted((runs["local"] / "labels").iterdir())
+    assert len(labels) == N_IMAGES
+    assert any(p.read_text() for p in labels)  # masks were found
+    for p in labels:
+        assert p.read_bytes() == (runs["ray"] / "labels" / p.name).read_bytes()
+    preds = [json.loads((r / "predictions.json").read_text()) for r in runs.values()]
+    assert preds[0]["counts"] == preds[1]["counts"]
+    assert [im["file"] for im in preds[0]["images"]] == [im["file"] for im in preds[1]["images"]]

@@ -8,6 +8,16 @@ skipped on a rerun. Ray is optional: ``pip install 'samkit[ray]'``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from samkit.cluster.runtime import ModelSpec, RayOptions
 
-__all__ = ["ModelSpec", "RayOptions"]
+__all__ = ["ModelSpec", "RayOptions", "ray_options_from_args"]
+
+_CLI_KEYS = ("address", "encoder_actors", "decoder_actors", "detector_actors", "encode_batch",
+             "gpus_per_actor", "cpus_per_actor")  # fmt: skip
+
+
+def ray_options_from_args(args: dict[str, Any]) -> RayOptions:
+    """The Ray keys of a parsed command line (``address=``, ``encoder_actors=`` ...)."""
+    return RayOptions(**{k: args[k] for k in _CLI_KEYS if args.get(k) is not None})

@@ -71,7 +71,9 @@ def everything_on_ray(
             everything=everything, run_dir=str(run_dir), save=save, save_txt=save_txt,
         ))  # fmt: skip
         start = time.perf_counter()
-        with tqdm(total=len(items), unit="img", desc="everything (ray)", disable=not progress) as bar:
+        with tqdm(
+            total=len(items), unit="img", desc="everything (ray)", disable=not progress
+        ) as bar:
             for row in ds.iter_rows():
                 rows[str(row["stem"])] = row
                 bar.update(1)  # its files are written
