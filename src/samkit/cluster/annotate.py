@@ -34,7 +34,7 @@ def annotate_on_ray(
     coco_ids: dict[int, int],
     spec: ModelSpec,
     min_area: int,
-    batch: int,
+    batch: int | None,
     options: RayOptions,
     progress: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -102,7 +102,7 @@ def run_annotate(
     filters: dict[str, Any],
     source_args: dict[str, Any],
     min_area: int,
-    batch: int,
+    batch: int | None,
     overwrite: bool,
     options: RayOptions,
     progress: bool,

@@ -14,7 +14,6 @@ from typing import Any
 
 from samkit.cluster.runtime import RayOptions, model_spec, ray_session, stage_args
 from samkit.cluster.stages import EmbedWriteStage, EncodeStage
-from samkit.errors import SamkitError
 
 __all__ = ["embed_on_ray"]
 
@@ -29,10 +28,7 @@ def embed_on_ray(
     from samkit.embeddings import EmbeddingStore
 
     options = ray if isinstance(ray, RayOptions) else RayOptions.from_kwargs(dict(ray or {}))
-    if front.checkpoint is None:
-        raise SamkitError("engine='ray' needs a model given as a checkpoint path or a name")
-    precision = {k: front._precision[k] for k in ("dtype", "half")}
-    spec = model_spec(front.checkpoint, None, **precision)
+    spec = model_spec(front, None)
     if not todo:
         return
     store_factory = functools.partial(

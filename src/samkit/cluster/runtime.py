@@ -152,7 +152,13 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
 
 
 def model_spec(sam_model: Any, device: str | None, **precision: Any) -> ModelSpec:
-    """A picklable recipe for the SAM model each actor builds for itself."""
+    """A picklable recipe for the SAM model each actor builds for itself: from a checkpoint
+    path or model name, or from a :class:`~samkit.SAM` front built from one (its precision
+    settings carry over)."""
+    checkpoint = getattr(sam_model, "checkpoint", None)
+    if checkpoint is not None and hasattr(sam_model, "_precision"):
+        kept = {k: sam_model._precision[k] for k in ("dtype", "half")}
+        return model_spec(checkpoint, device, **{**kept, **precision})
     if not isinstance(sam_model, (str, os.PathLike)):
         raise SamkitError(
             "sam_model must be a checkpoint path or a model name with engine='ray' (each actor "

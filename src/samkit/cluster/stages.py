@@ -128,8 +128,11 @@ class DetectStage:
 def state_blob(engine: Any) -> bytes:
     """The engine's current image state (embedding and sizes) as a blob."""
     state = engine.get_state()
+    features = state.features
+    if hasattr(features, "detach"):
+        features = features.detach().float().cpu().numpy()
     return pack(
-        features=state.features.float().cpu().numpy(),
+        features=np.asarray(features, dtype=np.float32),
         original_size=np.asarray(state.original_size, np.int64),
         input_size=np.asarray(state.input_size, np.int64),
     )
@@ -137,18 +140,11 @@ def state_blob(engine: Any) -> bytes:
 
 def restore_state(engine: Any, blob: bytes) -> None:
     """Load a :func:`state_blob` into ``engine`` (no encoder pass)."""
-    import torch
-
-    from samkit.predictor import ImageState
+    from samkit.embeddings import StoredState
 
     data = unpack(blob)
-    engine.set_state(
-        ImageState(
-            torch.from_numpy(data["features"]),
-            tuple(int(v) for v in data["original_size"]),  # type: ignore[arg-type]
-            tuple(int(v) for v in data["input_size"]),  # type: ignore[arg-type]
-        )
-    )
+    orig, inp = (data[k].tolist() for k in ("original_size", "input_size"))
+    engine.set_state(StoredState(data["features"], (orig[0], orig[1]), (inp[0], inp[1])))
 
 
 class EncodeStage:
@@ -187,7 +183,7 @@ class DecodeWriteStage:
         names: dict[int, str],
         coco_ids: dict[int, int],
         min_area: int,
-        batch: int,
+        batch: int | None,
     ) -> None:
         self.engine = spec.build().engine
         self.writer = writer_factory()
@@ -203,6 +199,7 @@ class DecodeWriteStage:
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         from samkit.annotate.detectors import Detections
+        from samkit.annotate.run import decode_boxes
 
         d = unpack(row["dets"])
         h, w = int(row["height"]), int(row["width"])
@@ -210,7 +207,7 @@ class DecodeWriteStage:
         masks = np.zeros((0, h, w), dtype=bool)
         if len(dets):
             restore_state(self.engine, row["state"])
-            masks = decode_boxes(self.engine, dets.boxes, self.batch)
+            masks = decode_boxes(self.engine, dets.boxes, h, w, self.batch)
             keep = masks.reshape(len(masks), -1).sum(1) >= max(int(self.min_area), 1)
             row["dropped"] = int(row["dropped"]) + int((~keep).sum())
             dets, masks = dets.select(keep), masks[keep]
@@ -225,21 +222,6 @@ class DecodeWriteStage:
         row["objects"] = len(dets)
         row["classes"] = pack(class_ids=dets.class_ids)
         return row
-
-
-def decode_boxes(engine: Any, boxes: np.ndarray, batch: int) -> np.ndarray:
-    """Masks (N, H, W) bool for boxes (N, 4) XYXY in original-image pixels, decoded ``batch``
-    at a time from the engine's current image (single-mask output, as auto-annotation)."""
-    from samkit.prompts import ObjectPrompt
-
-    chunks = []
-    for start in range(0, len(boxes), batch):
-        objects = [
-            ObjectPrompt(box=np.asarray(b, np.float64)) for b in boxes[start : start + batch]
-        ]
-        low_res, _ = engine.decode(objects, multimask_output=False)
-        chunks.append(engine.upscale(low_res))
-    return np.concatenate(chunks)
 
 
 class EmbedWriteStage:
@@ -257,6 +239,7 @@ class EmbedWriteStage:
         from samkit.embeddings import StoredState
 
         data = unpack(row["state"])
-        sizes = [(int(v[0]), int(v[1])) for v in (data["original_size"], data["input_size"])]
-        self.store.put(str(row["key"]), StoredState(data["features"], sizes[0], sizes[1]))
+        orig, inp = (data[k].tolist() for k in ("original_size", "input_size"))
+        state = StoredState(data["features"], (orig[0], orig[1]), (inp[0], inp[1]))
+        self.store.put(str(row["key"]), state)
         return row
