@@ -422,6 +422,9 @@ MODES: dict[str, Mode] = {
             "prefetch": Key(int, 2, "next images encoded in the background (0: off)"),
             "cache_dir": Key(str, None, "embedding cache (default: <samkit cache>/embeddings)"),
             "recursive": Key(bool, False, "descend into subfolders"),
+            "det_model": Key(
+                str, None, "boxes for auto-annotate proposals: YOLO .pt, label dir, COCO JSON"
+            ),
         },
         positional=("images",),
     ),
