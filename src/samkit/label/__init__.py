@@ -120,7 +120,8 @@ def serve(
     sock.bind((host, port))
     sock.listen(128)  # connections made once the URL is printed wait for the server
     port = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host  # all interfaces
+    shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}/"
     if server.token is not None:
         url += f"?token={server.token}"
