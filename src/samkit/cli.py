@@ -372,8 +372,8 @@ MODES: dict[str, Mode] = {
         positional=("name",),
     ),
     "benchmark": Mode(
-        "samkit.benchmark:cli",
-        "time samkit against the reference packages on this machine (same weights, one run)",
+        "samkit.cli_modes:benchmark",
+        "run benchmarks/bench_engine.py of a source checkout (samkit vs the references)",
         {
             "models": Key(str, "mobile_sam,sam_b", "comma-separated variants"),
             "repeats": Key(int, None, "timed runs per task (default 5 MobileSAM, 3 SAM-B)"),

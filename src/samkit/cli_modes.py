@@ -173,3 +173,28 @@ def download(args: dict[str, Any]) -> int:
     path = resolve_checkpoint(args["name"], download=True, progress=True)
     print(path)
     return 0
+
+
+def benchmark(args: dict[str, Any]) -> int:
+    """``samkit benchmark``: runs ``benchmarks/bench_engine.py`` of the source checkout this
+    samkit is imported from (the benchmark harness is not part of the installed package)."""
+    import subprocess
+    import sys
+
+    import samkit
+
+    script = Path(samkit.__file__).resolve().parents[2] / "benchmarks" / "bench_engine.py"
+    if not script.is_file():
+        raise SamkitError(
+            "samkit benchmark runs benchmarks/bench_engine.py from a source checkout, and this "
+            "samkit is an installed package: clone the repository and run "
+            "`python benchmarks/bench_engine.py --help`"
+        )
+    argv = [sys.executable, str(script), "--models", str(args.get("models") or "mobile_sam,sam_b")]
+    for key in ("repeats", "threads", "json"):
+        if args.get(key) is not None:
+            argv += [f"--{key}", str(args[key])]
+    for key in ("bf16", "reference", "ultralytics", "memory"):
+        if args.get(key) is False:
+            argv.append(f"--no-{key}")
+    return subprocess.call(argv)
