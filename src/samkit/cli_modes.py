@@ -76,14 +76,13 @@ def predict(args: dict[str, Any]) -> int:
         and not Path(source).exists()
     ):
         raise SourceError(f"source {source!r} does not exist")
-    model = SAM(args["model"], device=args["device"])
+    model = SAM(args["model"], device=args["device"], decoder_batch=args["decoder_batch"])
     options: dict[str, Any] = {}
     if prompted:
         options = {
-            "multimask_output": args["multimask"],
+            "multimask_output": args["multimask_output"],
             "keep_all": args["keep_all"],
             "conf": args["conf"],
-            "batch_size": args["batch_size"],
         }
     stream = model.predict(
         source,

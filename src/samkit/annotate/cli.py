@@ -56,7 +56,7 @@ def cli_annotate(args: dict[str, Any]) -> int:
         min_area=args["min_area"],
         overwrite=args["overwrite"],
         recursive=args["recursive"],
-        decoder_batch=args["batch"],
+        decoder_batch=args["decoder_batch"],
         progress=args["progress"],
     )
     return 1 if summary.errors else 0
