@@ -51,13 +51,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from samkit.errors import SamkitError
-from samkit.prompts import ObjectPrompt
+from samkit.prompts import ObjectPrompt, stack_objects
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
     from samkit.predictor import ImageState, SamPredictor
 
-__all__ = ["Engine", "TorchEngine", "as_engine", "stack_objects"]
+__all__ = ["Engine", "TorchEngine", "as_engine"]
 
 
 @runtime_checkable
@@ -101,33 +101,6 @@ class Engine(Protocol):
     def iou_above(self, iou: Any, threshold: float) -> np.ndarray: ...
     def take(self, x: Any, idx: np.ndarray) -> Any: ...
     def to_numpy(self, x: Any) -> np.ndarray: ...
-
-
-def stack_objects(
-    objects: Sequence[ObjectPrompt], original_size: tuple[int, int], image_size: int
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Objects with equal keys -> input-frame NumPy prompts: coords (B, K, 2) float64, labels
-    (B, K) int64, boxes (B, 4) float64 XYXY, mask logits (B, 1, s, s) float32 (None if absent)."""
-    from samkit import transforms
-
-    first = objects[0]
-    coords = labels = boxes = mask_in = None
-    if first.points is not None:
-        pts = np.stack([o.points for o in objects])  # type: ignore[misc]
-        coords = transforms.apply_coords(pts, original_size, image_size)
-        labels = np.stack([o.labels for o in objects])  # type: ignore[misc]
-    if first.box is not None:
-        b = np.stack([o.box for o in objects])  # type: ignore[misc]
-        boxes = transforms.apply_boxes(b, original_size, image_size)
-    if first.mask_logits is not None or first.mask is not None:
-        logits = [
-            o.mask_logits
-            if o.mask_logits is not None
-            else transforms.mask_to_logits_prompt(o.mask, original_size, image_size)  # type: ignore[arg-type]
-            for o in objects
-        ]
-        mask_in = np.stack(logits).astype(np.float32)
-    return coords, labels, boxes, mask_in
 
 
 class TorchEngine:

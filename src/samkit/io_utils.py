@@ -14,6 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from samkit.errors import ArgumentError
+
 __all__ = ["atomic_write_bytes", "atomic_write_text"]
 
 
@@ -34,7 +36,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     target = Path(path)
     if target.is_dir():
-        raise ValueError(f"path must be a file path, got the directory {str(target)!r}")
+        raise ArgumentError(f"path must be a file path, got the directory {str(target)!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = target.stat().st_mode & 0o7777

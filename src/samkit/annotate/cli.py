@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from samkit.errors import ArgumentError
+
 __all__ = ["cli_annotate", "parse_names"]
 
 
@@ -22,7 +24,7 @@ def parse_names(text: str | None) -> Any:
         except json.JSONDecodeError:
             value = ast.literal_eval(stripped)  # literals only
             if not isinstance(value, (list, tuple, dict)):
-                raise ValueError(f"names must be a list or a dict, got {text!r}") from None
+                raise ArgumentError(f"names must be a list or a dict, got {text!r}") from None
             return value
     if Path(stripped).is_file():
         return stripped

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samkit.errors import SamkitError
-from samkit.prompts import ObjectPrompt
+from samkit.prompts import ObjectPrompt, stack_objects
 
 if TYPE_CHECKING:
     from samkit.backends.onnxruntime import OnnxImageState, OnnxPredictor
@@ -98,8 +98,6 @@ class OnnxEngine:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objects with equal :attr:`ObjectPrompt.key` -> low-res logits (B, C, s, s) float32 and
         scores (B, C) float32, C = 3 with ``multimask_output`` else 1."""
-        from samkit.engine import stack_objects
-
         p = self.predictor
         arrays = stack_objects(objects, p.original_size, self.image_size)
         return self._decode_low_res(arrays, multimask_output, decoder_batch)
