@@ -210,75 +210,125 @@ def auto_annotate(
         det_model, names=names, conf=conf, iou=iou, imgsz=imgsz, max_det=max_det,
         classes=classes, device=device,
     )  # fmt: skip
-    all_names = {**_previous_names(out_dir), **source.names}
-    coco_ids = {c: source.coco_id(c) for c in all_names}
-    clashes = label_collisions([rel for _, rel in images])
-    reserved = writer.reserved()
-    summary = AnnotateSummary(images=len(images), output_dir=str(out_dir), formats=list(formats))
-    engine: Engine | None = None
-    start = time.perf_counter()
-
-    def fail(rel: str, message: str) -> None:
-        summary.errors += 1
-        summary.failures.append({"image": rel, "error": message})
-        if verbose:
-            tqdm.write(f"samkit: skipped {rel}: {message}")
-        logger.debug("auto_annotate: %s: %s", rel, message)
-
+    run = _Run(
+        writer, source,
+        AnnotateSummary(len(images), output_dir=str(out_dir), formats=list(formats)),
+        _Segmenter(sam_model, device, decoder_batch), verbose,
+        {"conf": conf, "classes": classes, "max_det": max_det}, max(int(min_area), 1),
+    )  # fmt: skip
+    run.start(out_dir, [rel for _, rel in images])
     bar = tqdm(total=len(images), unit="img", disable=not progress, desc="annotate")
     try:
         for path, rel in images:
-            bar.update(1)
-            if rel in clashes:
-                fail(rel, f"its label file would overwrite the one of {clashes[rel]}")
-                continue
-            if any(p in reserved for p in writer.paths(rel).values()):
-                fail(rel, "its label file name is reserved for the run's own files")
-                continue
-            if not overwrite and writer.is_done(rel):
-                summary.skipped += 1
-                continue
-            try:
-                image = _read_image(path)
-                found = source(image, rel)
-            except SourceError as exc:
-                fail(rel, str(exc))
-                continue
-            h, w = image.shape[:2]
-            dets = filter_boxes(found, h, w, conf=conf, classes=classes, max_det=max_det)
-            summary.dropped += len(found) - len(dets)
-            if len(dets):
-                if engine is None:
-                    engine = _engine(sam_model, device)
-                masks = segment_boxes(engine, image, dets.boxes, decoder_batch)
-                dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
-                keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
-                summary.dropped += int((~keep).sum())
-                dets = dets.select(keep)
-            masks = dets.masks if dets.masks is not None else np.zeros((0, h, w), dtype=bool)
-            for c in dets.class_ids.tolist():
-                all_names.setdefault(int(c), str(c))
-                coco_ids.setdefault(int(c), source.coco_id(int(c)))
-            writer.write(rel, path, h, w, dets.class_ids, dets.scores, masks, all_names, coco_ids)
-            summary.annotated += 1
-            summary.objects += len(dets)
-            summary.empty += len(dets) == 0
-            bar.set_postfix(objects=summary.objects, errors=summary.errors, refresh=False)
+            run.image(path, rel, overwrite)
+            bar.update(1)  # after the image is done
+            bar.set_postfix(objects=run.summary.objects, errors=run.summary.errors, refresh=False)
     except BaseException:
         bar.close()
         if verbose:
             logger.warning(
-                "auto_annotate stopped after %d images; run it again to resume", summary.annotated
+                "auto_annotate stopped after %d images; run it again to resume",
+                run.summary.annotated,
             )
         raise
     bar.close()
-    writer.finalize([rel for _, rel in images], all_names, coco_ids, root)
-    summary.names = dict(all_names)
-    summary.seconds = time.perf_counter() - start
-    writer.write_summary(summary.to_dict())
-    if verbose:
-        print(f"samkit annotate: {summary}")
-    return summary
+    return run.finish([rel for _, rel in images], root)
+
+
+class _Segmenter:
+    """Boxes -> masks through the engine, made on first use (a run without detections never
+    loads the SAM network)."""
+
+    def __init__(self, sam_model: Any, device: str | None, decoder_batch: int | None) -> None:
+        self.sam_model, self.device, self.decoder_batch = sam_model, device, decoder_batch
+        self.engine: Engine | None = None
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if self.engine is None:
+            self.engine = _engine(self.sam_model, self.device)
+        return segment_boxes(self.engine, image, boxes, self.decoder_batch)
+
+
+@dataclass
+class _Run:
+    """One auto-annotation run, image by image: read -> detect -> filter -> segment -> write."""
+
+    writer: DatasetWriter
+    source: Any
+    summary: AnnotateSummary
+    segment: _Segmenter
+    verbose: bool
+    box_filter: dict[str, Any]
+    min_area: int
+    names: dict[int, str] = field(default_factory=dict)
+    coco_ids: dict[int, int] = field(default_factory=dict)
+    clashes: dict[str, str] = field(default_factory=dict)
+    reserved: set[Any] = field(default_factory=set)
+    t0: float = 0.0
+
+    def start(self, out_dir: Path, rels: list[str]) -> None:
+        self.names = {**_previous_names(out_dir), **self.source.names}
+        self.coco_ids = {c: self.source.coco_id(c) for c in self.names}
+        self.clashes = label_collisions(rels)
+        self.reserved = set(self.writer.reserved())
+        self.t0 = time.perf_counter()
+
+    def fail(self, rel: str, message: str) -> None:
+        self.summary.errors += 1
+        self.summary.failures.append({"image": rel, "error": message})
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"samkit: skipped {rel}: {message}")
+        logger.debug("auto_annotate: %s: %s", rel, message)
+
+    def image(self, path: Path, rel: str, overwrite: bool) -> None:
+        """Label one image (or count it as skipped / failed)."""
+        if rel in self.clashes:
+            return self.fail(rel, f"its label file would overwrite the one of {self.clashes[rel]}")
+        if any(p in self.reserved for p in self.writer.paths(rel).values()):
+            return self.fail(rel, "its label file name is reserved for the run's own files")
+        if not overwrite and self.writer.is_done(rel):
+            self.summary.skipped += 1
+            return None
+        try:
+            image = _read_image(path)
+            found = self.source(image, rel)
+        except SourceError as exc:
+            return self.fail(rel, str(exc))
+        h, w = image.shape[:2]
+        dets = filter_boxes(found, h, w, **self.box_filter)
+        self.summary.dropped += len(found) - len(dets)
+        if len(dets):
+            masks = self.segment(image, dets.boxes)
+            dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
+            keep = masks.reshape(len(masks), -1).sum(1) >= self.min_area
+            self.summary.dropped += int((~keep).sum())
+            dets = dets.select(keep)
+        self.write(rel, path, (h, w), dets)
+        return None
+
+    def write(self, rel: str, path: Path, hw: tuple[int, int], dets: Detections) -> None:
+        h, w = hw
+        masks = dets.masks if dets.masks is not None else np.zeros((0, h, w), dtype=bool)
+        for c in dets.class_ids.tolist():
+            self.names.setdefault(int(c), str(c))
+            self.coco_ids.setdefault(int(c), self.source.coco_id(int(c)))
+        self.writer.write(
+            rel, path, h, w, dets.class_ids, dets.scores, masks, self.names, self.coco_ids
+        )
+        self.summary.annotated += 1
+        self.summary.objects += len(dets)
+        self.summary.empty += len(dets) == 0
+
+    def finish(self, rels: list[str], root: Any) -> AnnotateSummary:
+        self.writer.finalize(rels, self.names, self.coco_ids, root)
+        self.summary.names = dict(self.names)
+        self.summary.seconds = time.perf_counter() - self.t0
+        self.writer.write_summary(self.summary.to_dict())
+        if self.verbose:
+            print(f"samkit annotate: {self.summary}")
+        return self.summary
 
 
 def _engine(sam_model: Any, device: str | None) -> Engine:
