@@ -50,12 +50,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from samkit.backends.common import PredictorImages
 from samkit.errors import SamkitError
 from samkit.prompts import ObjectPrompt, stack_objects
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
-    from samkit.predictor import ImageState, SamPredictor
+    from samkit.predictor import SamPredictor
 
 __all__ = ["Engine", "TorchEngine", "as_engine"]
 
@@ -103,7 +104,7 @@ class Engine(Protocol):
     def to_numpy(self, x: Any) -> np.ndarray: ...
 
 
-class TorchEngine:
+class TorchEngine(PredictorImages):
     """:class:`Engine` over the torch :class:`~samkit.predictor.SamPredictor`.
 
     ``TorchEngine(model, device=..., dtype=..., half=..., compile=..., decoder_batch=...,
@@ -158,32 +159,6 @@ class TorchEngine:
     def dtype(self) -> Any:
         """The encoder's compute ``torch.dtype``."""
         return self.predictor.dtype
-
-    # ----------------------------------------------------------------- image
-    @property
-    def is_image_set(self) -> bool:
-        return self.predictor.is_image_set
-
-    def encode(self, image_rgb: np.ndarray) -> ImageState:
-        """Encode (H, W, 3) uint8 RGB; it becomes the current image. Returns its state."""
-        self.predictor.set_image(image_rgb, image_format="RGB")
-        return self.predictor.get_image_state()
-
-    def set_image(self, image_rgb: np.ndarray) -> None:
-        self.predictor.set_image(image_rgb, image_format="RGB")
-
-    def reset_image(self) -> None:
-        self.predictor.reset_image()
-
-    def get_state(self) -> ImageState:
-        return self.predictor.get_image_state()
-
-    def set_state(self, state: Any) -> None:
-        self.predictor.set_image_state(state)
-
-    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        state = self.predictor.get_image_state()
-        return tuple(state.input_size), tuple(state.original_size)  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- prompts
     def decode(

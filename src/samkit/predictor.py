@@ -366,12 +366,8 @@ class SamPredictor:
         if batch < 1:
             raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
         dt = self.decoder_dtype if dtype is None else dtype
-        if total <= batch:
-            return self._decode_chunk(
-                state, point_coords, point_labels, boxes, mask_input, multimask_output, dt
-            )
         lows, scores = [], []
-        for i in range(0, total, batch):
+        for i in range(0, max(total, 1), batch):  # one pass at least (empty batches too)
             sel = slice(i, i + batch)
             low, score = self._decode_chunk(
                 state,
@@ -384,6 +380,8 @@ class SamPredictor:
             )
             lows.append(low)
             scores.append(score)
+        if len(lows) == 1:
+            return lows[0], scores[0]
         return torch.cat(lows), torch.cat(scores)
 
     def _decode_chunk(
