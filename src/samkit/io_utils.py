@@ -16,7 +16,7 @@ from pathlib import Path
 
 from samkit.errors import ArgumentError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "increment_path"]
 
 
 @functools.cache
@@ -63,3 +63,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def increment_path(project: str | os.PathLike[str], name: str, exist_ok: bool = False) -> Path:
+    """Create and return a new run folder ``project/name``, ``project/name2``, ... (never an
+    existing one unless ``exist_ok``)."""
+    base = Path(project) / name
+    if exist_ok:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        candidate = base if n == 1 else base.with_name(f"{name}{n}")
+        try:
+            candidate.mkdir()  # atomic: two runs never get the same folder
+            return candidate
+        except FileExistsError:
+            n += 1
