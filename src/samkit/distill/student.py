@@ -65,7 +65,12 @@ def build_student(student: StudentSpec, teacher: Sam) -> Sam:
         encoder_config = student_encoder_config(_config_of(source, "student").encoder, size)
         weights = source.image_encoder.state_dict()
     else:
-        encoder_config = student_encoder_config(student or "mobile_sam", size)
+        spec = (
+            student
+            if isinstance(student, (ViTConfig, TinyViTConfig))
+            else str(student or "mobile_sam")
+        )
+        encoder_config = student_encoder_config(spec, size)
     model = build_from_config(replace(teacher_config, encoder=encoder_config))
     if weights is not None:
         model.image_encoder.load_state_dict(weights)
