@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Results": "samkit.results",
     "model_summary": "samkit.summary",
     "auto_annotate": "samkit.annotate",
+    "distill": "samkit.distillation.api",
 }
 
 __all__ = ["__version__", *_EXPORTS]

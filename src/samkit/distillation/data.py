@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from samkit import transforms
-from samkit.distill.cache import ImageSample, TeacherCache
+from samkit.distillation.cache import ImageSample, TeacherCache
 from samkit.modeling import Sam
 
 __all__ = ["EmbeddingPairs", "TeacherEncoder", "model_input"]
@@ -79,7 +79,7 @@ class EmbeddingPairs(torch.utils.data.Dataset):
     Each item is a dict: ``image`` (3, S, S) float32 normalised padded input, ``target``
     (C, g, g) float32 teacher embedding of exactly that input, ``input_size`` (2,) int64 (h, w)
     of the image inside the padded input, ``flip`` bool. ``hashes``: the samples' content
-    hashes from :func:`samkit.distill.cache.fill` ("" marks an unreadable sample, left out).
+    hashes from :func:`samkit.distillation.cache.fill` ("" marks an unreadable sample, left out).
     """
 
     def __init__(

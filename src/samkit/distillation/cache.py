@@ -17,7 +17,6 @@ teacher's targets.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -27,12 +26,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
+from samkit.embeddings import EmbeddingStore
 from samkit.errors import SamkitError
 from samkit.io_utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["CacheMismatchError", "FillReport", "ImageSample", "TeacherCache", "model_key"]
+__all__ = ["CacheMismatchError", "FillReport", "ImageSample", "TeacherCache", "fill"]
 
 FORMAT = 1
 
@@ -48,17 +47,6 @@ class ImageSample(Protocol):
     def path(self) -> Path: ...
 
     def image(self) -> np.ndarray: ...
-
-
-def model_key(module: torch.nn.Module, extra: str = "") -> str:
-    """Hex SHA-256 of a module's tensors (names, dtypes, shapes and values) plus ``extra``
-    (e.g. the config's repr): equal weights give equal keys whatever file they came from."""
-    digest = hashlib.sha256(extra.encode())
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def entry_key(image_hash: str, flip: bool) -> str:
@@ -78,8 +66,8 @@ class FillReport:
 class TeacherCache:
     """Teacher image embeddings on disk, (C, g, g) float16 per (image content hash, flip).
 
-    ``root``: the cache folder (created). ``teacher``: :func:`model_key` of the teacher's image
-    encoder; ``teacher_name`` is for messages only. ``image_size``: the model input side S the
+    ``root``: the cache folder (created). ``teacher``: :func:`samkit.embeddings.model_key` of
+    the teacher; ``teacher_name`` is for messages only. ``image_size``: the model input side S the
     embeddings were computed at. ``embed_shape``: (C, g, g). ``shard_size``: entries per shard
     (64 x 64 x 256 fp16 is 2 MiB per entry).
 
@@ -202,13 +190,6 @@ class TeacherCache:
         self._write_index()
 
 
-def file_hash(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (an image's identity in the cache, whatever its path)."""
-    from samkit.weights import sha256sum
-
-    return sha256sum(path)
-
-
 def fill(
     cache: TeacherCache,
     samples: Iterable[ImageSample],
@@ -230,7 +211,7 @@ def fill(
     todo: dict[bool, list[tuple[str, str, np.ndarray]]] = {f: [] for f in flips}
     for sample in samples:
         try:
-            digest = file_hash(sample.path)
+            digest = EmbeddingStore.key(sample.path)
             missing = [f for f in flips if entry_key(digest, f) not in cache]
             image = sample.image() if missing else None
         except (OSError, ValueError, SamkitError) as exc:
