@@ -334,6 +334,47 @@ MODES: dict[str, Mode] = {
         },
         positional=("data",),
     ),
+    "val": Mode(
+        "samkit.evaluation.cli:cli_val",
+        "measure models on a labelled dataset: box / point / center / clicks / everything / ...",
+        {
+            "model": Key(str, "sam_b.pt", "checkpoint(s) or ONNX folder(s); a,b for side by side"),
+            "data": Key(
+                str, None, "COCO JSON, data.yaml, YOLO / LabelMe / mask-PNG folder", required=True
+            ),
+            "images": Key(str, None, "image folder when not beside the annotations"),
+            "protocols": Key(
+                str, "box,point", "box, point, center, clicks, everything, detections, teacher"
+            ),
+            "device": _DEVICE,
+            "backend": Key(str, None, "torch or onnxruntime (default: by model path)"),
+            "cache": Key(str, None, "folder for a disk embedding cache"),
+            "select": Key(
+                str, None, "mask selection: single, best, first, oracle (default per protocol)"
+            ),
+            "box_jitter": Key(float, 0.0, "box noise std as a fraction of the box side"),
+            "min_area": Key(int, 0, "leave out instances with fewer pixels"),
+            "averaging": Key(str, "instance", "instance or image"),
+            "max_clicks": Key(int, 20, "clicks per instance (clicks protocol)"),
+            "early_stop": Key(bool, True, "stop clicking at IoU 0.90 after 5 clicks"),
+            "seed": Key(int, 0, "seed of every random choice"),
+            "batch": Key(int, 16, "instances decoded together"),
+            "detections": Key(
+                str,
+                None,
+                "detections: detector checkpoint, results/instances JSON, YOLO box folder",
+            ),
+            "teacher": Key(str, None, "teacher: the teacher model"),
+            "points_per_side": Key(int, None, "everything: grid points per side (32)"),
+            "max_images": Key(int, None, "evaluate the first N images"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "val", "run folder name (numbered: val, val2, ...)"),
+            "save": Key(bool, True, "write metrics.json, instances.csv and plots"),
+            "plots": Key(bool, True, "write plots"),
+            "progress": Key(bool, True, "progress bar with images/s"),
+        },
+        positional=("data",),
+    ),
     "label": Mode(
         "samkit.label.cli:cli_label",
         "browser annotator: a click becomes a mask, saved as COCO / YOLO-seg / LabelMe",
@@ -352,6 +393,9 @@ MODES: dict[str, Mode] = {
             "prefetch": Key(int, 2, "next images encoded in the background (0: off)"),
             "cache_dir": Key(str, None, "embedding cache (default: <samkit cache>/embeddings)"),
             "recursive": Key(bool, False, "descend into subfolders"),
+            "det_model": Key(
+                str, None, "boxes for auto-annotate proposals: YOLO .pt, label dir, COCO JSON"
+            ),
         },
         positional=("images",),
     ),

@@ -332,6 +332,21 @@ class SAM:
             out[start : start + step] = self.engine.upscale(low[start : start + step])
         return out
 
+    # ------------------------------------------------------------------ validation
+    def val(
+        self,
+        data: str | os.PathLike[str],
+        images: str | os.PathLike[str] | None = None,
+        protocols: Any = ("box", "point"),
+        **kwargs: Any,
+    ) -> Any:
+        """Measure this model on a labelled dataset, as Ultralytics' ``model.val(data=...)``;
+        see :func:`samkit.evaluation.val` for protocols and options. Returns its ValResults
+        (``.metrics["box"]["miou"]`` ...)."""
+        from samkit.evaluation import val
+
+        return val(self, data, images, protocols, **kwargs)
+
     # ------------------------------------------------------------------ everything
     def _automatic(self, settings: dict[str, Any]) -> Any:
         """The mask generator for these segment-everything settings (the last one is cached).
