@@ -191,7 +191,6 @@ def test_distill_lowers_embedding_error_and_raises_agreement(images: Path, tmp_p
         cache=str(tmp_path / "cache"),
         batch=2,
         warmup=0,
-        agreement_points=4,
         project=str(tmp_path / "runs"),
         progress=False,
     )
@@ -219,7 +218,9 @@ def test_distill_lowers_embedding_error_and_raises_agreement(images: Path, tmp_p
 
 
 # ---------------------------------------------------------------------------- reference loaders
-def _mobile_sam_masks(path: Path, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+def _mobile_sam_masks(
+    path: Path, image: np.ndarray, box: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     import warnings
 
     with warnings.catch_warnings():
@@ -231,21 +232,31 @@ def _mobile_sam_masks(path: Path, image: np.ndarray, box: np.ndarray) -> np.ndar
     ref.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # strict
     predictor = RefPredictor(ref.eval())
     predictor.set_image(image)
-    return predictor.predict(box=box, multimask_output=False)[0][0]
+    masks, _, logits = predictor.predict(box=box, multimask_output=False)
+    return masks[0], logits[0]
 
 
-def _samkit_masks(path: Path, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+def _samkit_masks(path: Path, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mask (H, W) bool and low-res logits (256, 256) for one box."""
     from samkit.predictor import SamPredictor
 
     predictor = SamPredictor(build_sam(path))
     predictor.set_image(image)
-    return predictor.predict(box=box, multimask_output=False)[0][0]
+    masks, _, logits = predictor.predict(box=box, multimask_output=False)
+    return masks[0], logits[0]
 
 
-def _assert_same_masks(ours: np.ndarray, theirs: np.ndarray, who: str) -> None:
-    differ = float(np.mean(ours != theirs))
-    print(f"{who}: {ours.sum()} vs {theirs.sum()} mask pixels, {differ:.2e} differ")
+def _assert_same_masks(
+    ours: tuple[np.ndarray, np.ndarray], theirs: tuple[np.ndarray, ...], who: str
+) -> None:
+    differ = float(np.mean(ours[0] != theirs[0]))
+    print(f"{who}: {ours[0].sum()} vs {theirs[0].sum()} mask pixels, {differ:.2e} differ", end="")
     assert differ < 1e-3
+    if len(theirs) > 1:  # low-res logits
+        err = float(np.abs(ours[1] - theirs[1]).max())
+        print(f", logits max |diff| {err:.2e} (scale {np.abs(ours[1]).max():.2f})", end="")
+        assert err < 1e-3 * max(1.0, float(np.abs(ours[1]).max()))
+    print()
 
 
 def test_mobile_sam_student_checkpoint_loads_in_mobile_sam_reference(
@@ -260,9 +271,9 @@ def test_mobile_sam_student_checkpoint_loads_in_mobile_sam_reference(
     assert build_sam(path).variant == "mobile_sam"
     image = open_dataset(images)[0].image()
     box = np.array([20.0, 15.0, 90.0, 80.0])
-    ours = _samkit_masks(path, image, box)
-    assert 0 < ours.sum() < ours.size
-    _assert_same_masks(ours, _mobile_sam_masks(path, image, box), "MobileSAM")
+    _assert_same_masks(
+        _samkit_masks(path, image, box), _mobile_sam_masks(path, image, box), "MobileSAM"
+    )
 
 
 @pytest.mark.slow
@@ -286,7 +297,7 @@ def test_distilled_mobile_sam_in_references_and_ultralytics(
         val=str(tmp_path / "val"),
         epochs=1,
         batch=2,
-        agreement_points=0,
+        agreement=False,
         cache=str(tmp_path / "cache"),
         project=str(tmp_path / "runs"),
         progress=False,
@@ -296,10 +307,22 @@ def test_distilled_mobile_sam_in_references_and_ultralytics(
     image = sample.image()
     boxes = [np.array(b, float) for b in ([20, 15, 90, 80], [0, 0, 127, 95], [60, 40, 120, 90])]
     ours = [_samkit_masks(path, image, box) for box in boxes]
-    assert any(0 < m.sum() < m.size for m in ours)  # not every mask degenerate
+    assert any(0 < m.sum() < m.size for m, _ in ours)  # not every mask degenerate
     predictor = ultralytics.SAM(str(path))
-    for box, mask in zip(boxes, ours, strict=True):
-        _assert_same_masks(mask, _mobile_sam_masks(path, image, box), "MobileSAM")
+    for box, mine in zip(boxes, ours, strict=True):
+        _assert_same_masks(mine, _mobile_sam_masks(path, image, box), "MobileSAM")
         results = predictor(str(sample.path), bboxes=[box.tolist()], verbose=False)
         theirs = results[0].masks.data[0].cpu().numpy().astype(bool)
-        _assert_same_masks(mask, theirs, "Ultralytics")
+        _assert_same_masks(mine, (theirs,), "Ultralytics")
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_usage_and_setting_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from samkit.cli import main
+
+    assert main(["distill", "teacher=sam_b"]) == 2  # data is required
+    assert "samkit: error:" in capsys.readouterr().err
+    assert main(["distill", f"data={tmp_path}", "loss=l3"]) == 1
+    assert "loss must be one of mse, huber, l1, got 'l3'" in capsys.readouterr().err
+    assert main(["distill", f"data={tmp_path}", "stage=3"]) == 1
+    assert "stage must be 1 or 2" in capsys.readouterr().err

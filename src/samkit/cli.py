@@ -416,7 +416,7 @@ MODES: dict[str, Mode] = {
             "prompt_weight": Key(float, 1.0, "stage 2: weight of the mask loss"),
             "prompts": Key(int, 4, "stage 2: random points (and their boxes) per image"),
             "train_decoder": Key(bool, False, "stage 2: train the decoder too"),
-            "agreement_points": Key(int, 4, "teacher-agreement points per held-out image"),
+            "agreement": Key(bool, True, "teacher agreement (val's teacher protocol) each epoch"),
             "epochs": Key(int, 8, "passes over the training images"),
             "batch": Key(int, 8, "images per optimiser step (all processes together)"),
             "accumulate": Key(int, 1, "micro-batches per optimiser step"),

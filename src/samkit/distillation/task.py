@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from samkit.distillation import cache as cache_mod
-from samkit.distillation.agreement import teacher_agreement
 from samkit.distillation.data import EmbeddingPairs, TeacherEncoder
 from samkit.distillation.losses import EMBEDDING_LOSSES, embedding_loss, prompt_loss
 from samkit.distillation.student import StudentSpec, build_student, official_state_dict
@@ -59,7 +58,7 @@ class DistillSettings:
     prompt_weight: float = 1.0
     prompts: int = 4
     train_decoder: bool = False
-    agreement_points: int = 4
+    agreement: bool = True
     shard_size: int = 32
 
     def check(self) -> None:
@@ -71,7 +70,7 @@ class DistillSettings:
             )
         if self.stage not in (1, 2):
             raise SamkitError(f"stage must be 1 or 2, got {self.stage}")
-        for key in ("val_images", "prompts", "agreement_points"):
+        for key in ("val_images", "prompts"):
             if int(getattr(self, key)) < 0:
                 raise SamkitError(f"{key} must be >= 0, got {getattr(self, key)}")
 
@@ -147,6 +146,7 @@ class DistillTask(TrainTask):
         self.settings = settings
         self._teacher_net, self._student_net = teacher, student
         self.unused_parameters = settings.stage == 2
+        self._teacher_front: Any = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: DistContext) -> None:
@@ -166,8 +166,9 @@ class DistillTask(TrainTask):
         self.teacher, self.net = teacher, DistillModule(student, teacher, s)
         self.cache, self.teacher_encoder = self._open_cache(teacher)
         samples = _open_images(s.data, s.images)
-        held = _open_images(s.val, None) if s.val else samples[len(samples) - s.val_images :]
-        train = samples if s.val else samples[: len(samples) - s.val_images]
+        # Held out: the val images, else the FIRST val_images of data (val's max_images).
+        held = _open_images(s.val, None) if s.val else samples[: s.val_images]
+        train = samples if s.val else samples[s.val_images :]
         if not train:
             raise SamkitError(f"data: no training images left in {s.data} after the held-out ones")
         flips = (False, True) if s.flip else (False,)
@@ -263,18 +264,41 @@ class DistillTask(TrainTask):
             errors.append(float(embedding_loss(emb, item["target"][None].to(emb.device))))
         student.train(was_training)
         out = {"val/embed_mse": float(np.mean(errors)) if errors else float("nan")}
-        if self.settings.agreement_points > 0 and self.held:
-            agreement = teacher_agreement(
-                student,
-                self.teacher,
-                [s.image() for s in self.held],
-                points_per_image=self.settings.agreement_points,
-            )
-            out.update({"val/point_mIoU": agreement.point, "val/box_mIoU": agreement.box})
-            out["fitness"] = (agreement.point + agreement.box) / 2
+        if self.settings.agreement and self.held:
+            point, box = self._agreement(student)
+            out.update({"val/point_mIoU": point, "val/box_mIoU": box})
+            out["fitness"] = (point + box) / 2
         else:
             out["fitness"] = -out["val/embed_mse"]
         return out
+
+    def _agreement(self, student: Sam) -> tuple[float, float]:
+        """Teacher agreement on the held-out images through ``samkit val``'s ``teacher``
+        protocol (point and box mIoU; the student's training mode is restored)."""
+        from samkit.evaluation import val
+        from samkit.model import SAM
+
+        s = self.settings
+        if self._teacher_front is None:  # kept: val caches its embeddings with the object
+            self._teacher_front = SAM(self.teacher)
+        was_training = student.training
+        try:
+            result = val(
+                SAM(student),  # a new front each time: no embeddings of an older student
+                s.val or s.data,
+                None if s.val else s.images,
+                "teacher",
+                teacher=self._teacher_front,
+                save=False,
+                plots=False,
+                verbose=False,
+                progress=False,
+                max_images=None if s.val else s.val_images,
+            )
+        finally:
+            student.train(was_training)
+        metrics = result.metrics["teacher"]
+        return float(metrics["point_miou"]), float(metrics["box_miou"])
 
     def weights(self) -> dict[str, torch.Tensor]:
         return official_state_dict(self.net.student)
