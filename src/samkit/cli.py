@@ -405,7 +405,7 @@ MODES: dict[str, Mode] = {
         {
             "teacher": Key(str, "sam_h", "teacher checkpoint or model name"),
             "student": Key(str, "mobile_sam", "student architecture name, or a checkpoint file"),
-            "data": Key(str, None, "folder of images (or any dataset samkit val reads)", required=True),
+            "data": Key(str, None, "image folder or any dataset samkit val reads", required=True),
             "images": Key(str, None, "image folder when not beside the annotations"),
             "val": Key(str, None, "held-out images (default: the last val_images of data)"),
             "val_images": Key(int, 8, "images held out of data when val is not given"),
