@@ -307,12 +307,25 @@ def test_distilled_mobile_sam_in_references_and_ultralytics(
     image = sample.image()
     boxes = [np.array(b, float) for b in ([20, 15, 90, 80], [0, 0, 127, 95], [60, 40, 120, 90])]
     ours = [_samkit_masks(path, image, box) for box in boxes]
-    assert any(0 < m.sum() < m.size for m, _ in ours)  # not every mask degenerate
     predictor = ultralytics.SAM(str(path))
+    # Masks of random decoders may be all empty: compare the image embeddings too.
+    from samkit.predictor import SamPredictor
+
+    engine = SamPredictor(build_sam(path))
+    x, _ = engine.preprocess(image)
+    with torch.no_grad():
+        theirs = predictor.model.image_encoder.eval()(x)
+        mine = engine.model.image_encoder(x)
+    err = float((theirs - mine).abs().max())
+    print(f"Ultralytics vs samkit embedding max |diff| {err:.2e}")
+    assert err < 1e-3 * float(mine.abs().max())
     for box, mine in zip(boxes, ours, strict=True):
         _assert_same_masks(mine, _mobile_sam_masks(path, image, box), "MobileSAM")
         results = predictor(str(sample.path), bboxes=[box.tolist()], verbose=False)
-        theirs = results[0].masks.data[0].cpu().numpy().astype(bool)
+        masks = results[0].masks
+        theirs = np.zeros_like(mine[0])  # Ultralytics drops empty masks
+        if masks is not None and len(masks.data):
+            theirs = masks.data[0].cpu().numpy().astype(bool)
         _assert_same_masks(mine, (theirs,), "Ultralytics")
 
 
@@ -326,3 +339,43 @@ def test_cli_usage_and_setting_errors(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "loss must be one of mse, huber, l1, got 'l3'" in capsys.readouterr().err
     assert main(["distill", f"data={tmp_path}", "stage=3"]) == 1
     assert "stage must be 1 or 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stage2_prompts_in_the_loop_from_a_stage1_checkpoint(images: Path, tmp_path: Path) -> None:
+    """Stage 2 continues from stage 1's best.pt (student=<file>), trains the decoder too, logs
+    the mask term, and lowers it. (Measured here: teacher agreement box 0.747 -> 0.672, point
+    0.314 -> 0.197 after 10 stage-2 steps at lr 1e-4 with the decoder trained: printed, not
+    asserted; on this tiny random setup stage 2 is not yet shown to help.)"""
+    import samkit
+
+    teacher = make_teacher()
+    common = dict(
+        data=str(images),
+        val_images=4,
+        cache=str(tmp_path / "cache"),
+        batch=2,
+        warmup=0,
+        project=str(tmp_path / "runs"),
+        progress=False,
+    )
+    one = samkit.distill(
+        teacher_model=teacher, student_model=make_student(), epochs=6, lr=5e-3, **common
+    )
+    two = samkit.distill(
+        teacher_model=teacher,
+        student=str(one.best),
+        stage=2,
+        prompts=2,
+        train_decoder=True,
+        epochs=2,
+        lr=1e-4,
+        **common,
+    )
+    a, b = max(one.rows, key=lambda r: r["fitness"]), two.rows[-1]
+    print(
+        f"stage 1 best: box {a['val/box_mIoU']:.3f} point {a['val/point_mIoU']:.3f}; "
+        f"stage 2: box {b['val/box_mIoU']:.3f} point {b['val/point_mIoU']:.3f}, "
+        f"mask loss {two.rows[0]['train/masks']:.3f} -> {b['train/masks']:.3f}"
+    )
+    assert "train/masks" in b and 0 < b["train/masks"] < two.rows[0]["train/masks"]
