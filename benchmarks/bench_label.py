@@ -239,6 +239,9 @@ def _report(r: dict[str, Any]) -> None:
     )
     print(f"  p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(lat):.1f} ms "
           f"(server decode p50 {_pct(server, 50):.1f} ms; in-process predict {ref['decode_ms']:.1f} ms)")  # fmt: skip
+    extra = [a - b for a, b in zip(lat, server, strict=False)]
+    print(f"  page and transport on top of the server's decode (RLE both ways, HTTP, drawing): "
+          f"p50 {_pct(extra, 50):.1f} ms, p95 {_pct(extra, 95):.1f} ms")  # fmt: skip
     print(f"  p50 = {p50 / ref['decode_ms']:.2f}x the in-process predict; "
           f"target p95 <= 150 ms: {'PASS' if p95 <= 150 else 'FAIL'}")  # fmt: skip
     print("\nfirst mask on a new image (key D -> mask on screen), median of rounds:")

@@ -395,3 +395,23 @@ def test_cli_usage_errors(images: list[Path], capsys: pytest.CaptureFixture[str]
     assert "prefetch must be >= 0" in capsys.readouterr().err
     assert main(["label", str(images[0].parent), "clases=a"]) == 2
     assert "Did you mean 'classes'" in capsys.readouterr().err
+
+
+def test_unreadable_images_are_reported_not_fatal(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in images[:2]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.png").write_bytes(b"not a png")
+    server = build(
+        data, str(ckpt), CLASSES, output_dir=tmp_path / "o", cache_dir=tmp_path / "c", prefetch=0
+    )
+    assert [e.rel for e in server.store.entries] == ["img00.png", "img01.png"]
+    assert any("broken.png" in p for p in server.store.problems)
+    (data / "img01.png").write_bytes(b"gone bad")  # changed after the start
+    client = TestClient(server.app)
+    answer = client.post("/api/images/1/predict", json={"points": [[5, 5]], "labels": [1]})
+    assert answer.status_code == 409 and answer.json()["detail"].startswith("id:")
+    assert client.post("/api/images/0/predict", json={"box": [1, 1, 9, 9]}).status_code == 200

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import PromptError
+from samkit.errors import PromptError, SourceError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
 from samkit.label.proposals import Proposer, parse_proposals
 
@@ -117,6 +117,10 @@ def create_app(
     async def bad_request(request: Any, exc: Exception) -> Any:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(SourceError)
+    async def unreadable(request: Any, exc: Exception) -> Any:  # changed on disk since start
+        return JSONResponse({"detail": f"id: {exc}"}, status_code=409)
+
     _page_routes(app, ctx)
     _image_routes(app, ctx)
     _label_routes(app, ctx)
@@ -185,7 +189,10 @@ def _image_routes(app: Any, ctx: _Context) -> None:
             ctx.segmenter.prefetch([(ctx.key(x), ctx.loader(x)) for x in ahead])
         media = _BROWSER_IMAGES.get(e.path.suffix.lower())
         if media is not None:
-            return Response(e.path.read_bytes(), media_type=media)
+            try:
+                return Response(e.path.read_bytes(), media_type=media)
+            except OSError as exc:
+                raise SourceError(f"cannot read {e.rel}: {exc}") from None
         from PIL import Image
 
         buf = io.BytesIO()
