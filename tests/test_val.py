@@ -293,6 +293,10 @@ def test_coco_edge_cases_through_val(tmp_path, tiny):
     d = json.loads((res.save_dir / "metrics.json").read_text())["dataset"]
     assert (d["images"], d["annotations"], d["crowd_skipped"], len(d["problems"])) == (2, 3, 2, 4)
     assert res.metrics["box"]["n"] == 3 and res.metrics["box"]["images"] == 2
+    (tmp_path / "b.png").write_bytes(b"not a png")  # a bad file: reported, the run goes on
+    res = val(tiny, data, protocols="box", device="cpu", save=False, verbose=False)
+    assert res.metrics["box"]["n"] == 2 and len(res.dataset["problems"]) == 5
+    assert res.dataset["problems"][-1]["file"] == str(tmp_path / "b.png")
 
 
 # ------------------------------------------------------------------------------ cache, runs, CLI
