@@ -366,6 +366,12 @@ def test_everything_detections_and_teacher_protocols(tmp_path, tiny, shapes):
     )
     assert det["n"] == n and det["detections"] == n and 0.0 <= det["ap"] <= 1.0
     assert te["miou"] == 1.0 and te["n"] == 2 * n  # a model agrees with itself
+    # unlabelled images: a 3x3 grid of points, then the boxes of the teacher's masks
+    other = save_random_checkpoint(tmp_path / "other.pt", TINY_CONFIG, seed=2)
+    free = val(other, shapes.parent / "images", protocols="teacher", teacher=model, save=False,
+               verbose=False)  # fmt: skip
+    t = free.metrics["teacher"]
+    assert free.dataset["format"] == "images" and t["n"] > 18 and 0.0 < t["miou"] < 1.0
 
 
 def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):
