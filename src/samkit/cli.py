@@ -283,11 +283,24 @@ EVERYTHING_KEYS: dict[str, Key] = {
     "bf16": Key(bool, None, "everything: bfloat16 decoder (faster, opt-in)"),
 }
 
+# Where batch jobs run (predict everything over a folder, annotate, embed): this process or
+# a Ray cluster (samkit.cluster.RayOptions has the same names).
+ENGINE_KEYS: dict[str, Key] = {
+    "engine": Key(str, "local", "local (this process) or ray (a Ray cluster: samkit[ray])"),
+    "address": Key(str, None, "ray: cluster address, e.g. 10.0.0.1:6379 (default: local Ray)"),
+    "encoder_actors": Key(int, 1, "ray: actors running the image encoder (one per GPU)"),
+    "decoder_actors": Key(int, 1, "ray: CPU actors decoding and writing"),
+    "detector_actors": Key(int, 1, "ray: actors running the detector (annotate)"),
+    "encode_batch": Key(int, 1, "ray: images per encoder-actor call"),
+    "gpus_per_actor": Key(float, 0.0, "ray: GPUs reserved by each encoder actor"),
+    "cpus_per_actor": Key(float, 1.0, "ray: CPUs reserved by each actor"),
+}
+
 MODES: dict[str, Mode] = {
     "predict": Mode(
         "samkit.cli_modes:predict",
         "segment a source with prompts (points/labels/bboxes/masks), or everything without",
-        {**PREDICT_KEYS, **EVERYTHING_KEYS},
+        {**PREDICT_KEYS, **EVERYTHING_KEYS, **ENGINE_KEYS},
     ),
     "export": Mode(
         "samkit.export:cli_export",
@@ -331,8 +344,24 @@ MODES: dict[str, Mode] = {
             "recursive": Key(bool, False, "descend into subfolders"),
             "batch": Key(int, None, "boxes per decoder pass (default: the engine's)"),
             "progress": Key(bool, True, "progress bar with images/s and ETA"),
+            **ENGINE_KEYS,
         },
         positional=("data",),
+    ),
+    "embed": Mode(
+        "samkit.cli_modes:embed",
+        "precompute image embeddings into a store that val, train, distill and label read",
+        {
+            "source": Key(str, None, "folder of images (or an image, a glob)", required=True),
+            "model": _MODEL,
+            "store": Key(str, "embeddings", "store folder (<store>/<model key>/<image>.npz)"),
+            "device": _DEVICE,
+            "dtype": Key(str, "float32", "storage precision: float32 (lossless) or float16"),
+            "recursive": Key(bool, False, "descend into subfolders"),
+            "progress": Key(bool, True, "progress bar"),
+            **ENGINE_KEYS,
+        },
+        positional=("source",),
     ),
     "val": Mode(
         "samkit.evaluation.cli:cli_val",
@@ -393,6 +422,9 @@ MODES: dict[str, Mode] = {
             "prefetch": Key(int, 2, "next images encoded in the background (0: off)"),
             "cache_dir": Key(str, None, "embedding cache (default: <samkit cache>/embeddings)"),
             "recursive": Key(bool, False, "descend into subfolders"),
+            "det_model": Key(
+                str, None, "boxes for auto-annotate proposals: YOLO .pt, label dir, COCO JSON"
+            ),
         },
         positional=("images",),
     ),

@@ -27,7 +27,14 @@ from samkit.engine import Engine, as_engine
 from samkit.errors import ArgumentError, SourceError
 from samkit.polygons import PolygonMode
 
-__all__ = ["AnnotateSummary", "auto_annotate", "filter_boxes", "segment_boxes"]
+__all__ = [
+    "AnnotateRun",
+    "AnnotateSummary",
+    "auto_annotate",
+    "decode_boxes",
+    "filter_boxes",
+    "segment_boxes",
+]
 
 logger = logging.getLogger("samkit")
 
@@ -51,6 +58,7 @@ class AnnotateSummary:
     formats: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -64,6 +72,40 @@ class AnnotateSummary:
             f"{self.empty} empty), {self.skipped} skipped, {self.errors} errors, "
             f"{self.dropped} detections dropped in {self.seconds:.1f}s -> {self.output_dir}"
         )
+
+
+@dataclass
+class AnnotateRun:
+    """One run's shared state: where labels go, the box source, the class names and COCO ids
+    seen so far, the summary, and which images may not be written (label-name clashes)."""
+
+    writer: DatasetWriter
+    source: Any
+    names: dict[int, str]
+    coco_ids: dict[int, int]
+    summary: AnnotateSummary
+    polygon_mode: PolygonMode | None
+    clashes: dict[str, str]
+    reserved: set[Path]
+    verbose: bool = True
+
+    def refuse(self, rel: str) -> str | None:
+        """Why the image at ``rel`` may not be labelled, or None."""
+        if rel in self.clashes:
+            return f"its label file would overwrite the one of {self.clashes[rel]}"
+        if any(p in self.reserved for p in self.writer.paths(rel).values()):
+            return "its label file name is reserved for the run's own files"
+        return None
+
+    def fail(self, rel: str, message: str) -> None:
+        """Count and report an image that failed."""
+        from tqdm.auto import tqdm
+
+        self.summary.errors += 1
+        self.summary.failures.append({"image": rel, "error": message})
+        if self.verbose:
+            tqdm.write(f"samkit: skipped {rel}: {message}")
+        logger.debug("auto_annotate: %s: %s", rel, message)
 
 
 def filter_boxes(
@@ -104,12 +146,20 @@ def segment_boxes(
     ``batch`` is the old spelling), single-mask output as Ultralytics' auto-annotation,
     upsampled to full resolution in chunks of bounded memory. ``engine``: an
     :class:`~samkit.engine.Engine` or anything :func:`~samkit.engine.as_engine` takes."""
-    from samkit.prompts import ObjectPrompt
-
     engine = as_engine(engine)
     decoder_batch = decoder_batch if decoder_batch is not None else batch
     engine.set_image(image)
-    h, w = image.shape[:2]
+    return decode_boxes(engine, boxes, image.shape[0], image.shape[1], decoder_batch)
+
+
+def decode_boxes(
+    engine: Engine, boxes: np.ndarray, height: int, width: int, decoder_batch: int | None = None
+) -> np.ndarray:
+    """Masks (N, H, W) bool for boxes (N, 4) XYXY on the engine's current image (set by
+    ``set_image`` or restored by ``set_state``), as :func:`segment_boxes` decodes them."""
+    from samkit.prompts import ObjectPrompt
+
+    h, w = height, width
     out = np.zeros((len(boxes), h, w), dtype=bool)
     if not len(boxes):
         return out
@@ -153,6 +203,8 @@ def auto_annotate(
     batch: int | None = None,
     progress: bool = True,
     verbose: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    ray: Any = None,
 ) -> AnnotateSummary:
     """Turn a folder of images into a segmentation dataset: boxes from ``det_model`` prompt SAM.
 
@@ -187,6 +239,11 @@ def auto_annotate(
         decoder_batch: boxes per decoder pass (default: the engine's); ``batch`` is its old
             spelling.
         progress, verbose: progress bar (images/s, ETA); per-image errors and the summary.
+        engine: ``"local"`` (this process) or ``"ray"``: the same files, made by a Ray Data
+            pipeline of detector, encoder and decoder/writer actors (``pip install
+            'samkit[ray]'``); see :mod:`samkit.cluster`.
+        ray: with ``engine="ray"``, a :class:`~samkit.cluster.RayOptions` or its fields as a
+            dict (``address``, ``encoder_actors``, ``decoder_actors``, ``gpus_per_actor``...).
 
     Returns:
         The run's :class:`AnnotateSummary`, also written to ``output_dir/summary.json``.
@@ -196,6 +253,8 @@ def auto_annotate(
     from tqdm.auto import tqdm
 
     formats = parse_formats(format)
+    if engine not in ("local", "ray"):
+        raise ArgumentError(f"engine must be 'local' or 'ray', got {engine!r}")
     decoder_batch = decoder_batch if decoder_batch is not None else batch
     if decoder_batch is not None and int(decoder_batch) < 1:
         raise ArgumentError(f"decoder_batch must be >= 1, got {decoder_batch!r}")
@@ -212,28 +271,36 @@ def auto_annotate(
     )  # fmt: skip
     all_names = {**_previous_names(out_dir), **source.names}
     coco_ids = {c: source.coco_id(c) for c in all_names}
-    clashes = label_collisions([rel for _, rel in images])
-    reserved = writer.reserved()
     summary = AnnotateSummary(images=len(images), output_dir=str(out_dir), formats=list(formats))
-    engine: Engine | None = None
+    run = AnnotateRun(
+        writer, source, all_names, coco_ids, summary, polygon_mode,
+        label_collisions([rel for _, rel in images]), writer.reserved(), verbose,
+    )  # fmt: skip
+    fail = run.fail
+    sam_engine: Engine | None = None
     start = time.perf_counter()
+    images_left = list(images)
+    if engine == "ray":
+        from samkit.cluster import RayOptions
+        from samkit.cluster.annotate import run_annotate
 
-    def fail(rel: str, message: str) -> None:
-        summary.errors += 1
-        summary.failures.append({"image": rel, "error": message})
-        if verbose:
-            tqdm.write(f"samkit: skipped {rel}: {message}")
-        logger.debug("auto_annotate: %s: %s", rel, message)
-
-    bar = tqdm(total=len(images), unit="img", disable=not progress, desc="annotate")
+        source_args = dict(det_model=det_model, names=names, conf=conf, iou=iou, imgsz=imgsz,
+                           max_det=max_det, classes=classes, device=device)  # fmt: skip
+        filters = dict(conf=conf, classes=classes, max_det=max_det)
+        opts = ray if isinstance(ray, RayOptions) else RayOptions.from_kwargs(dict(ray or {}))
+        summary.stage_seconds = run_annotate(
+            run, images, sam_model=sam_model, device=device, filters=filters,
+            source_args=source_args, min_area=min_area, batch=decoder_batch,
+            overwrite=overwrite, options=opts, progress=progress,
+        )  # fmt: skip
+        images_left = []
+    bar = tqdm(total=len(images_left), unit="img", disable=not progress, desc="annotate")
     try:
-        for path, rel in images:
+        for path, rel in images_left:
             bar.update(1)
-            if rel in clashes:
-                fail(rel, f"its label file would overwrite the one of {clashes[rel]}")
-                continue
-            if any(p in reserved for p in writer.paths(rel).values()):
-                fail(rel, "its label file name is reserved for the run's own files")
+            problem = run.refuse(rel)
+            if problem:
+                fail(rel, problem)
                 continue
             if not overwrite and writer.is_done(rel):
                 summary.skipped += 1
@@ -248,9 +315,9 @@ def auto_annotate(
             dets = filter_boxes(found, h, w, conf=conf, classes=classes, max_det=max_det)
             summary.dropped += len(found) - len(dets)
             if len(dets):
-                if engine is None:
-                    engine = _engine(sam_model, device)
-                masks = segment_boxes(engine, image, dets.boxes, decoder_batch)
+                if sam_engine is None:
+                    sam_engine = _engine(sam_model, device)
+                masks = segment_boxes(sam_engine, image, dets.boxes, decoder_batch)
                 dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
                 keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
                 summary.dropped += int((~keep).sum())
