@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "samkit.errors",
     "DownloadError": "samkit.errors",
     "PromptError": "samkit.errors",
+    "SourceError": "samkit.errors",
+    "ArgumentError": "samkit.errors",
     "build_sam": "samkit.build",
     "sam_model_registry": "samkit.build",
     "Sam": "samkit.modeling.sam",
