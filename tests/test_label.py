@@ -415,3 +415,33 @@ def test_unreadable_images_are_reported_not_fatal(
     answer = client.post("/api/images/1/predict", json={"points": [[5, 5]], "labels": [1]})
     assert answer.status_code == 409 and answer.json()["detail"].startswith("id:")
     assert client.post("/api/images/0/predict", json={"box": [1, 1, 9, 9]}).status_code == 200
+
+
+def test_if_match_guards_edits_of_the_same_image(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    """Two annotators read image 0; the second save with the old version gets 412 and nothing
+    of the first is lost. Without If-Match the last writer wins."""
+    client = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
+    a = np.zeros((96, 128), bool)
+    a[5:20, 5:30] = True
+    b = np.zeros((96, 128), bool)
+    b[50:70, 60:90] = True
+    first = client.get("/api/images/0/annotations")
+    version = first.headers["ETag"]
+    one = [{"label": "cat", "rle": coco_rle(a)}]
+    saved = client.put("/api/images/0/annotations", json=one, headers={"If-Match": version})
+    assert saved.status_code == 200 and saved.headers["ETag"] != version
+    other = [{"label": "dog", "rle": coco_rle(b)}]
+    stale = client.put("/api/images/0/annotations", json=other, headers={"If-Match": version})
+    assert stale.status_code == 412 and stale.json()["detail"].startswith("If-Match")
+    assert client.get("/api/images/0/annotations").json() == one
+    now = client.get("/api/images/0/annotations").headers["ETag"]
+    assert now == saved.headers["ETag"]
+    both = one + other
+    assert (
+        client.put("/api/images/0/annotations", json=both, headers={"If-Match": now}).status_code
+        == 200
+    )
+    assert client.put("/api/images/0/annotations", json=other).status_code == 200  # no If-Match
+    assert client.get("/api/images/0/annotations").json() == other

@@ -13,6 +13,7 @@ saved, with their objects included.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -33,7 +34,7 @@ from samkit.io_utils import atomic_write_text
 from samkit.masks import coco_rle, rle_to_mask
 from samkit.polygons import polygons_to_mask
 
-__all__ = ["CLASSES_FILE", "AnnotationStore", "ImageEntry"]
+__all__ = ["CLASSES_FILE", "AnnotationStore", "Conflict", "ImageEntry"]
 
 logger = logging.getLogger("samkit")
 
@@ -191,12 +192,24 @@ class AnnotationStore:
         return image_id in self._objects
 
     def get(self, image_id: int) -> list[dict[str, Any]]:
-        with self._locks[image_id]:
-            return [dict(o) for o in self._objects.get(image_id, [])]
+        return self.get_versioned(image_id)[0]
 
-    def put(self, image_id: int, objects: Sequence[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    def get_versioned(self, image_id: int) -> tuple[list[dict[str, Any]], str]:
+        """The objects of an image and their version (an ETag: a hash of the objects)."""
+        with self._locks[image_id]:
+            objects = [dict(o) for o in self._objects.get(image_id, [])]
+        return objects, _version(objects)
+
+    def put(
+        self,
+        image_id: int,
+        objects: Sequence[tuple[str, np.ndarray]],
+        expected: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Replace the objects of an image with ``(label, mask (H, W) bool)`` pairs and write its
-        files atomically; returns the stored objects."""
+        files atomically; returns the stored objects. With ``expected`` (a version from
+        :meth:`get_versioned`) the write happens only if nobody changed the image since:
+        :class:`Conflict` otherwise."""
         entry = self.entries[image_id]
         ids = np.array([self._class_id(label) for label, _ in objects], dtype=np.int64)
         masks = (
@@ -207,6 +220,10 @@ class AnnotationStore:
         stored = [{"label": label, "rle": coco_rle(m)} for label, m in objects]
         self._save_classes()
         with self._locks[image_id]:
+            if expected is not None:
+                current = _version(self._objects.get(image_id, []))
+                if expected != current:
+                    raise Conflict(current)
             self._write(entry, ids, masks, self.writer)
             self._objects[image_id] = stored
         return [dict(o) for o in stored]
@@ -246,6 +263,15 @@ class AnnotationStore:
                     self._write(e, ids, masks, writer)
                 writer.finalize([e.rel for e in done], names, coco_ids, root)
                 return _zip_folder(Path(tmp)), "application/zip"
+
+
+class Conflict(Exception):
+    """A write based on an outdated version; ``args[0]`` is the current version."""
+
+
+def _version(objects: Sequence[dict[str, Any]]) -> str:
+    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha1(text.encode()).hexdigest()[:20] + '"'
 
 
 def _zip_folder(folder: Path) -> bytes:
