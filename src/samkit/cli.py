@@ -453,6 +453,7 @@ MODES: dict[str, Mode] = {
             "prompt_weight": Key(float, 1.0, "stage 2: weight of the mask loss"),
             "prompts": Key(int, 4, "stage 2: random points (and their boxes) per image"),
             "train_decoder": Key(bool, False, "stage 2: train the decoder too"),
+            "gt_prompts": Key(bool, True, "stage 2, labelled data: prompts from the GT masks"),
             "agreement": Key(bool, True, "teacher agreement (val's teacher protocol) each epoch"),
             "epochs": Key(int, 8, "passes over the training images"),
             "batch": Key(int, 8, "images per optimiser step (all processes together)"),

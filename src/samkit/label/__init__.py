@@ -83,7 +83,7 @@ def build(
         output_dir = base.absolute().parent / f"{base.absolute().name}_labels"
     if host not in LOCAL_HOSTS and token is None:
         token = secrets.token_urlsafe(18)
-    store = AnnotationStore(items, output_dir, names, fmts)
+    store = AnnotationStore(items, output_dir, names, fmts, root=root)
     if not store.classes:
         raise ArgumentError("classes: give at least one class name, e.g. classes=person,car")
     cache = Path(cache_dir) if cache_dir is not None else samkit_cache() / "embeddings"
