@@ -354,6 +354,8 @@ def test_cli_val_side_by_side_and_usage_errors(tmp_path, tiny, shapes, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("samkit: error: protocols must be among")
     assert main(["val", f"data={shapes}", "select=top"]) == 2
+    assert main(["val", f"data={tmp_path / 'missing.json'}"]) == 2
+    assert "data" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ other protocols
