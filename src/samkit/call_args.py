@@ -122,7 +122,7 @@ def check_imgsz(imgsz: Any, model_size: int) -> None:
 def with_outputs(results: Iterator[Results], opts: CallOptions) -> Iterator[Results]:
     """Pass ``results`` through, printing (``verbose``) and writing (``save`` / ``save_txt``)
     each into a new run folder ``project/name``, ``project/name2``, ..."""
-    from samkit.cli_modes import increment_path
+    from samkit.io_utils import increment_path
 
     run_dir: Path | None = None
     for i, result in enumerate(results):

@@ -226,6 +226,8 @@ class SAM:
             "decoder_batch": decoder_batch_arg(decoder_batch, batch_size),
         }
         if not prompted:
+            if options["decoder_batch"] is not None:
+                everything.setdefault("decoder_batch", options["decoder_batch"])
             self._automatic(everything)  # validate settings before the first image
         runner = self._run(source, prompted, prompts, options, everything, recursive, progress)
         if call.writes or call.verbose:
@@ -354,6 +356,21 @@ class SAM:
         for start in range(0, len(low), step):
             out[start : start + step] = self.engine.upscale(low[start : start + step])
         return out
+
+    # ------------------------------------------------------------------ validation
+    def val(
+        self,
+        data: str | os.PathLike[str],
+        images: str | os.PathLike[str] | None = None,
+        protocols: Any = ("box", "point"),
+        **kwargs: Any,
+    ) -> Any:
+        """Measure this model on a labelled dataset, as Ultralytics' ``model.val(data=...)``;
+        see :func:`samkit.evaluation.val` for protocols and options. Returns its ValResults
+        (``.metrics["box"]["miou"]`` ...)."""
+        from samkit.evaluation import val
+
+        return val(self, data, images, protocols, **kwargs)
 
     # ------------------------------------------------------------------ everything
     def _automatic(self, settings: dict[str, Any]) -> Any:
