@@ -13,7 +13,7 @@ import numpy as np
 
 from samkit.errors import SamkitError, SourceError
 
-__all__ = ["download", "increment_path", "info", "models", "predict"]
+__all__ = ["download", "embed", "increment_path", "info", "models", "predict", "write_result"]
 
 logger = logging.getLogger("samkit")
 
@@ -61,7 +61,7 @@ def _stem(result: Any, used: set[str]) -> str:
 def predict(args: dict[str, Any]) -> int:
     """``samkit predict``: segment, then write overlays, labels and predictions.json into a
     new run folder."""
-    from samkit.cli import EVERYTHING_KEYS, PREDICT_KEYS
+    from samkit.cli import EVERYTHING_KEYS, UsageError
     from samkit.model import SAM
 
     prompts = {k: args[k] for k in ("points", "labels", "bboxes")}
@@ -76,6 +76,12 @@ def predict(args: dict[str, Any]) -> int:
         and not Path(source).exists()
     ):
         raise SourceError(f"source {source!r} does not exist")
+    from samkit.annotate.cli import engine_args
+
+    if engine_args(args):
+        if prompted:
+            raise UsageError("engine=ray runs segment everything over a folder: give no prompts")
+        return _predict_on_ray(args, everything)
     model = SAM(args["model"], device=args["device"])
     options: dict[str, Any] = {}
     if prompted:
@@ -102,16 +108,36 @@ def predict(args: dict[str, Any]) -> int:
         if run_dir is None:
             run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
         stem = _stem(result, used)
-        if args["save"]:
-            result.save(run_dir / f"{stem}.jpg")
-        if args["save_txt"]:
-            result.save_txt(run_dir / "labels" / f"{stem}.txt")
+        write_result(result, run_dir, stem, args["save"], args["save_txt"])
         if args["save_json"]:
             images.append({"file": stem, **result.summary()})
         n_masks += len(result)
     skipped = model.last_run.skipped
     if run_dir is None:
         raise SourceError(f"no readable image in {source!r} ({len(skipped)} skipped)")
+    return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
+
+
+def write_result(result: Any, run_dir: Path, stem: str, save: bool, save_txt: bool) -> None:
+    """One image's files in a predict run folder: overlay ``<stem>.jpg`` and YOLO-seg
+    ``labels/<stem>.txt``."""
+    if save:
+        result.save(run_dir / f"{stem}.jpg")
+    if save_txt:
+        result.save_txt(run_dir / "labels" / f"{stem}.txt")
+
+
+def _finish_predict(
+    args: dict[str, Any],
+    everything: dict[str, Any],
+    run_dir: Path,
+    images: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+    n_masks: int,
+) -> int:
+    """Write ``predictions.json`` and print the run's one-line summary."""
+    from samkit.cli import PREDICT_KEYS
+
     if args["save_json"]:
         from samkit.io_utils import atomic_write_text
 
@@ -120,12 +146,58 @@ def predict(args: dict[str, Any]) -> int:
             "args": keys,
             "images": images,
             "skipped": skipped,
-            "counts": {"images": len(used), "masks": n_masks, "skipped": len(skipped)},
+            "counts": {"images": len(images), "masks": n_masks, "skipped": len(skipped)},
         }
         atomic_write_text(run_dir / "predictions.json", json.dumps(summary))
     extra = f", {len(skipped)} skipped" if skipped else ""
-    print(f"{len(used)} image(s), {n_masks} mask(s){extra} -> {run_dir}")
+    print(f"{len(images)} image(s), {n_masks} mask(s){extra} -> {run_dir}")
     return 0
+
+
+def _predict_on_ray(args: dict[str, Any], everything: dict[str, Any]) -> int:
+    """``samkit predict source=folder/ engine=ray``: segment everything on a Ray cluster."""
+    from samkit.annotate.images import list_images
+    from samkit.cli import UsageError
+    from samkit.cluster import ray_options_from_args
+    from samkit.cluster.everything import everything_on_ray
+    from samkit.cluster.runtime import model_spec
+    from samkit.model import SAM
+
+    options = ray_options_from_args(args)
+    if Path(args["source"]).is_file():
+        raise UsageError("engine=ray segments a folder (or a glob) of images; source is one file")
+    _, found = list_images(args["source"], args["recursive"])
+    SAM(args["model"], device=args["device"])._automatic(everything)  # settings checked first
+    used: set[str] = set()
+    pairs = []
+    for path, _rel in found:
+        stem, k = path.stem, 2
+        while stem in used:
+            stem, k = f"{path.stem}_{k}", k + 1
+        used.add(stem)
+        pairs.append((str(path), stem))
+    run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
+    images, skipped, _ = everything_on_ray(
+        pairs, model_spec(args["model"], args["device"]), everything, run_dir,
+        save=args["save"], save_txt=args["save_txt"], options=options,
+        progress=args["progress"] is not False,
+    )  # fmt: skip
+    n_masks = sum(len(im["objects"]) for im in images)
+    return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
+
+
+def embed(args: dict[str, Any]) -> int:
+    """``samkit embed``: precompute embeddings into a store; exit 1 when some images failed."""
+    from samkit.annotate.cli import engine_args
+    from samkit.embed import embed as run_embed
+
+    summary = run_embed(
+        args["source"], args["model"], args["store"], device=args["device"],
+        dtype=args["dtype"], recursive=args["recursive"], progress=args["progress"],
+        **engine_args(args),
+    )  # fmt: skip
+    print(f"samkit embed: {summary}")
+    return 1 if summary.errors else 0
 
 
 def info(args: dict[str, Any]) -> int:

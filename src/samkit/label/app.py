@@ -1,0 +1,259 @@
+"""The annotator's HTTP API and page (FastAPI).
+
+Routes (coordinates in original-image pixels, masks as COCO RLE ``{"size": [h, w], "counts":
+str}``):
+
+- ``GET /`` the page; ``GET /static/...`` its script and style (shipped in the package);
+- ``GET /api/config`` -> ``{"classes": [...], "model": str}``;
+- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated"}, ...]``;
+- ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
+- ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
+  (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
+- ``GET`` / ``PUT /api/images/{id}/annotations`` -> ``[{"label", "rle"}, ...]``;
+- ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files;
+- ``POST /api/images/{id}/proposals`` with ``{"kind": "everything" | "detector", ...}`` ->
+  ``{"proposals": [{"rle", "score", "label"}, ...]}`` to accept or reject on the page.
+
+Bad bodies get 422 with ``{"detail": "<field>: <what was expected>"}``. With a ``token`` every
+request needs ``Authorization: Bearer <token>`` (the page itself also takes ``?token=``).
+Endpoints are plain functions: the server runs them on a thread pool, so annotators on
+different images proceed in parallel except for the model itself (one lock).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from samkit.embeddings import EmbeddingStore
+from samkit.errors import PromptError, SourceError
+from samkit.label.checks import BadRequest, parse_annotations, parse_predict
+from samkit.label.proposals import Proposer, parse_proposals
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from samkit.label.segmenter import Segmenter
+    from samkit.label.store import AnnotationStore, ImageEntry
+
+__all__ = ["create_app"]
+
+_BROWSER_IMAGES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+                   ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp"}  # fmt: skip
+
+
+def _import_fastapi() -> Any:
+    try:
+        import fastapi
+    except ImportError:
+        raise ImportError(
+            "samkit label needs FastAPI and uvicorn: pip install 'samkit[label]'"
+        ) from None
+    return fastapi
+
+
+@dataclass
+class _Context:
+    """What the routes share: the store, the segmenter, the proposer and the settings."""
+
+    store: AnnotationStore
+    segmenter: Segmenter
+    proposer: Proposer
+    prefetch: int
+    model_name: str
+    http: Any  # the fastapi module
+    keys: dict[int, str] = field(default_factory=dict)
+
+    def entry(self, image_id: int) -> ImageEntry:
+        entries = self.store.entries
+        if not 0 <= image_id < len(entries):
+            raise self.http.HTTPException(
+                404, f"id: no image {image_id} (ids are 0..{len(entries) - 1})"
+            )
+        return entries[image_id]
+
+    def key(self, e: ImageEntry) -> str:
+        """The embedding store's key of an image: its file's content hash (once per run)."""
+        if e.id not in self.keys:
+            self.keys[e.id] = EmbeddingStore.key(e.path)
+        return self.keys[e.id]
+
+    @staticmethod
+    def loader(e: ImageEntry) -> Callable[[], np.ndarray]:
+        from samkit.sources import read_image
+
+        return lambda: read_image(e.path)
+
+
+def create_app(
+    store: AnnotationStore,
+    segmenter: Segmenter,
+    *,
+    token: str | None = None,
+    prefetch: int = 2,
+    model_name: str = "",
+    detector: Any = None,
+) -> FastAPI:
+    """The annotator app over a store and a segmenter; ``prefetch`` next images are encoded in
+    the background when an image is opened (0: encode on the first click only); ``detector``
+    a box source (:func:`samkit.annotate.detectors.make_box_source`) for proposals."""
+    fastapi = _import_fastapi()
+    from fastapi.responses import JSONResponse
+
+    app = fastapi.FastAPI(title="samkit label", docs_url=None, redoc_url=None)
+    ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi)
+    if token is not None:
+        _require_token(app, token)
+
+    @app.exception_handler(BadRequest)
+    @app.exception_handler(PromptError)
+    async def bad_request(request: Any, exc: Exception) -> Any:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(SourceError)
+    async def unreadable(request: Any, exc: Exception) -> Any:  # changed on disk since start
+        return JSONResponse({"detail": f"id: {exc}"}, status_code=409)
+
+    _page_routes(app, ctx)
+    _image_routes(app, ctx)
+    _label_routes(app, ctx)
+    return app
+
+
+def _require_token(app: Any, token: str) -> None:
+    """Every request needs ``Authorization: Bearer <token>`` (or ``?token=`` for the page)."""
+    from fastapi.responses import JSONResponse
+
+    @app.middleware("http")
+    async def require_token(request: Any, call_next: Any) -> Any:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            given = header[7:]
+        else:
+            given = request.query_params.get("token", "")
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            return JSONResponse(
+                {
+                    "detail": "authorization: send 'Authorization: Bearer <token>' (printed at start)"
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+
+def _page_routes(app: Any, ctx: _Context) -> None:
+    from fastapi.responses import Response
+    from fastapi.staticfiles import StaticFiles
+
+    static = resources.files("samkit.label") / "static"
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Any:
+        return Response((static / "index.html").read_bytes(), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/api/config")
+    def config() -> dict[str, Any]:
+        has_detector = ctx.proposer.detector is not None
+        return {"classes": list(ctx.store.classes), "model": ctx.model_name,
+                "detector": has_detector}  # fmt: skip
+
+
+def _image_routes(app: Any, ctx: _Context) -> None:
+    from fastapi.responses import Response
+
+    json_body = ctx.http.Body(None)  # any JSON: checked by samkit.label.checks
+
+    @app.get("/api/images")
+    def images() -> list[dict[str, Any]]:
+        return [
+            {"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
+             "annotated": ctx.store.annotated(e.id)}
+            for e in ctx.store.entries
+        ]  # fmt: skip
+
+    @app.get("/api/images/{image_id}/file")
+    def image_file(image_id: int) -> Any:
+        e = ctx.entry(image_id)
+        if ctx.prefetch > 0:
+            ahead = ctx.store.entries[e.id : e.id + 1 + ctx.prefetch]
+            ctx.segmenter.prefetch([(ctx.key(x), ctx.loader(x)) for x in ahead])
+        media = _BROWSER_IMAGES.get(e.path.suffix.lower())
+        if media is not None:
+            try:
+                return Response(e.path.read_bytes(), media_type=media)
+            except OSError as exc:
+                raise SourceError(f"cannot read {e.rel}: {exc}") from None
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(ctx.loader(e)()).save(buf, format="PNG")
+        return Response(buf.getvalue(), media_type="image/png")
+
+    @app.post("/api/images/{image_id}/predict")
+    def predict(image_id: int, body: Any = json_body) -> dict[str, Any]:
+        from samkit.masks import coco_rle
+
+        e = ctx.entry(image_id)
+        req = parse_predict(body, e.width, e.height)
+        start = time.perf_counter()
+        pred = ctx.segmenter.predict(
+            ctx.key(e), ctx.loader(e), req.points, req.labels, req.box, req.multimask,
+            req.mask_input, req.mask_index,
+        )  # fmt: skip
+        masks = [
+            {"rle": coco_rle(m), "score": float(s)}
+            for m, s in zip(pred.masks, pred.scores, strict=True)
+        ]
+        ms = round(1000 * (time.perf_counter() - start), 1)
+        return {"id": pred.id, "masks": masks, "server_ms": ms}
+
+    @app.post("/api/images/{image_id}/proposals")
+    def proposals(image_id: int, body: Any = json_body) -> dict[str, Any]:
+        e = ctx.entry(image_id)
+        req = parse_proposals(body, ctx.proposer.detector is not None)
+        if req["kind"] == "detector":
+            found = ctx.proposer.detections(ctx.key(e), ctx.loader(e), e.rel, ctx.store.classes)
+        else:
+            found = ctx.proposer.everything(
+                ctx.loader(e)(), req["points_per_side"], req["pred_iou_thresh"],
+                req["stability_score_thresh"],
+            )  # fmt: skip
+        return {"proposals": found}
+
+
+def _label_routes(app: Any, ctx: _Context) -> None:
+    from fastapi.responses import Response
+
+    json_body = ctx.http.Body(None)
+
+    @app.get("/api/images/{image_id}/annotations")
+    def get_annotations(image_id: int) -> list[dict[str, Any]]:
+        return ctx.store.get(ctx.entry(image_id).id)
+
+    @app.put("/api/images/{image_id}/annotations")
+    def put_annotations(image_id: int, body: Any = json_body) -> list[dict[str, Any]]:
+        e = ctx.entry(image_id)
+        objects = parse_annotations(body, e.width, e.height, ctx.store.classes)
+        return ctx.store.put(e.id, objects)
+
+    @app.get("/api/export")
+    def export(format: str = "coco") -> Any:
+        if format not in ("coco", "yolo", "labelme"):
+            raise ctx.http.HTTPException(
+                422, f"format: expected coco, yolo or labelme, got {format!r}"
+            )
+        data, media = ctx.store.export(format)
+        headers = {}
+        if media == "application/zip":
+            headers["Content-Disposition"] = f'attachment; filename="{format}_labels.zip"'
+        return Response(data, media_type=media, headers=headers)
