@@ -20,7 +20,6 @@ from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.train.data import ImageItem, prepare_item
 from samkit.train.distributed import DistContext
-from samkit.train.heldout import heldout_miou
 from samkit.train.lora import merged_state_dict, unused_tensors
 from samkit.train.losses import LossWeights
 from samkit.train.model import PromptedSam, PromptSettings, StepItem, select_trainable
@@ -79,26 +78,27 @@ class FineTuneSettings:
 
 def _split(
     data: str, val: str | None, fraction: float, seed: int, min_area: int
-) -> tuple[list[Sample], list[Sample]]:
-    """(train samples, held-out samples)."""
+) -> tuple[Dataset, Dataset | None]:
+    """(training images, held-out images or None)."""
     if not data:
         raise SamkitError(
             "data=... is required: a COCO JSON, YOLO data.yaml, LabelMe or mask folder"
         )
     if str(data).endswith((".yaml", ".yml")) and val is None:
-        return list(open_dataset(data, split="train", min_area=min_area)), list(
-            open_dataset(data, split="val", min_area=min_area)
+        return (
+            open_dataset(data, split="train", min_area=min_area),
+            open_dataset(data, split="val", min_area=min_area),
         )
-    ds: Dataset = open_dataset(data, min_area=min_area)
+    ds = open_dataset(data, min_area=min_area)
     if val is not None:
-        return list(ds), list(open_dataset(val, min_area=min_area))
+        return ds, open_dataset(val, min_area=min_area)
     if not 0 <= fraction < 1:
         raise SamkitError(f"val_fraction must be in [0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(len(ds))
     n_val = round(len(ds) * fraction)
     held = sorted(order[:n_val].tolist())
     keep = sorted(order[n_val:].tolist())
-    return [ds[i] for i in keep], [ds[i] for i in held]
+    return ds.subset(keep), (ds.subset(held) if held else None)
 
 
 class FineTuneTask(TrainTask):
@@ -114,6 +114,7 @@ class FineTuneTask(TrainTask):
         self.settings = settings
         self.seed = seed
         self.network = network
+        self.val_store: EmbeddingStore | None = None
         self.unused_parameters = "prompt_encoder" in settings.parts()
 
     # ------------------------------------------------------------------ setup
@@ -132,7 +133,7 @@ class FineTuneTask(TrainTask):
             self.encoder_trains,
         )
         train, held = _split(s.data, s.val, s.val_fraction, self.seed, s.min_area)
-        self.val_samples = held
+        self.val_data = held
         self.store = self._store(checkpoint)
         self.items = self._prepare(train)
         if not self.items:
@@ -148,7 +149,7 @@ class FineTuneTask(TrainTask):
             "train: %d images, %d objects; held-out: %d images; training %s",
             len(self.items),
             sum(int(it.targets.shape[0]) for it in self.items),
-            len(held),
+            0 if held is None else len(held),
             ", ".join(s.parts()) + (f" + LoRA r={s.lora_rank}" if s.lora_rank else ""),
         )
 
@@ -174,7 +175,7 @@ class FineTuneTask(TrainTask):
         )
         return EmbeddingStore(root, key, memory_items=0)
 
-    def _prepare(self, samples: list[Sample]) -> list[ImageItem]:
+    def _prepare(self, samples: Dataset) -> list[ImageItem]:
         items, kept = [], []
         size = self.sam.image_size
         for sample in samples:
@@ -250,34 +251,23 @@ class FineTuneTask(TrainTask):
         return out
 
     def validate(self, epoch: int) -> dict[str, float]:
-        if not self.val_samples:
+        """Held-out mIoU through ``samkit val`` (protocols ``box`` and ``point``); with a frozen
+        encoder the held-out embeddings are computed once and kept for every epoch."""
+        if self.val_data is None:
             return {}
-        embed = self._val_embedding()
-        with torch.no_grad():
-            scores = heldout_miou(self.sam, self.val_samples, embed)
+        from samkit.evaluation import val
+        from samkit.model import SAM
+
+        front = SAM(self.sam, device=str(self.ctx.device))
+        if not self.encoder_trains and self.val_store is None:
+            self.val_store = EmbeddingStore(
+                None, self.store.model_key + "-val", memory_items=1 << 30
+            )
+        res = val(front, self.val_data, protocols=("box", "point"), cache=None if self.encoder_trains else self.val_store,
+                  save=False, plots=False, verbose=False, progress=False)  # fmt: skip
         self.net.train()
-        return {
-            "val/box_mIoU": scores["box"],
-            "val/point_mIoU": scores["point"],
-            "val/mIoU": (scores["box"] + scores["point"]) / 2,
-        }
-
-    def _val_embedding(self) -> Any:
-        from samkit.predictor import SamPredictor
-
-        predictor = SamPredictor(self.sam)
-
-        def embed(i: int, sample: Sample) -> Any:
-            key = "val-" + EmbeddingStore.key(sample.path)
-            if not self.encoder_trains and (hit := self.store.get(key)) is not None:
-                return hit
-            predictor.set_image(sample.image())
-            state = predictor.get_image_state()
-            if not self.encoder_trains:
-                self.store.put(key, state)
-            return state
-
-        return embed
+        box, point = float(res.metrics["box"]["miou"]), float(res.metrics["point"]["miou"])
+        return {"val/box_mIoU": box, "val/point_mIoU": point, "val/mIoU": (box + point) / 2}
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The official layout: LoRA merged; for TinyViT the classifier tensors MobileSAM's
