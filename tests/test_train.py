@@ -13,7 +13,7 @@ import torch
 from samkit.build import build_from_config, build_sam
 from samkit.cli import main
 from samkit.train.api import train
-from train_helpers import TINY_TRAIN_CONFIG, one_thread, shapes_split
+from train_helpers import TINY_TRAIN_CONFIG, box_fill_miou, one_thread, shapes_split
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +130,39 @@ def test_cli_train_runs(
     assert "results saved to" in capsys.readouterr().out
     assert (tmp_path / "train" / "weights" / "best.pt").is_file()
     assert main(["train", "model=x.pt", f"data={tmp_path / 'missing'}"]) == 1
+
+
+@pytest.mark.slow
+def test_finetuning_learns_shapes(tmp_path: Path) -> None:
+    """The must-show: fine-tuning on this CPU raises held-out box mIoU well above the starting
+    model and above "fill the box", and point mIoU above the starting model.
+
+    Setup, and why: a randomly initialised SAM's decoder first collapses to empty masks (focal
+    loss with 20x weight rewards predicting background) and only escapes after ~100-150 steps
+    (measured: a 4-image batch, mixed prompts); with a frozen random encoder the embedding of a
+    16-pixel patch cannot say where inside the patch a boundary runs. So: 256-pixel input, a
+    2-block ViT and a 64-wide decoder (TINY_TRAIN_CONFIG; ~0.15 s of CPU per step), the encoder
+    trained together with the decoder, lr 2e-3 with warm-up and cosine decay, 480 steps.
+    """
+    train_data, val_data = shapes_split(tmp_path / "shapes", 48, 12, seed=1)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "start.pt"
+    torch.save(build_from_config(TINY_TRAIN_CONFIG).state_dict(), ckpt)
+    from samkit.evaluation import val
+
+    start = val(str(ckpt), val_data, protocols=("box", "point"), save=False, plots=False,
+                verbose=False, progress=False, device="cpu").metrics  # fmt: skip
+    fill = box_fill_miou(val_data)
+    result = train(model=str(ckpt), data=str(train_data), val=str(val_data), epochs=40, batch=4,
+                   lr=2e-3, train="decoder,encoder", clicks=0, project=str(tmp_path / "runs"),
+                   progress=False, device="cpu")  # fmt: skip
+    assert result is not None
+    tuned = val(str(result.best), val_data, protocols=("box", "point"), save=False, plots=False,
+                verbose=False, progress=False, device="cpu").metrics  # fmt: skip
+    box0, box1 = start["box"]["miou"], tuned["box"]["miou"]
+    pt0, pt1 = start["point"]["miou"], tuned["point"]["miou"]
+    print(f"held-out box mIoU {box0:.3f} -> {box1:.3f} (fill the box {fill:.3f}); "
+          f"point mIoU {pt0:.3f} -> {pt1:.3f}")  # fmt: skip
+    assert box1 > box0 + 0.4
+    assert box1 > fill + 0.02
+    assert pt1 > pt0 + 0.2

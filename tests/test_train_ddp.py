@@ -38,7 +38,9 @@ def test_two_processes_equal_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     b = torch.load(tmp_path / "two" / "train" / "weights" / "last.pt", weights_only=True)
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     moved = max(float((a[k] - torch.load(ckpt, weights_only=True)[k]).abs().max()) for k in a)
-    print(f"torchrun 2 processes vs 1: max |dw| = {diff:.3g} (training moved weights by {moved:.3g})")
+    print(
+        f"torchrun 2 processes vs 1: max |dw| = {diff:.3g} (training moved weights by {moved:.3g})"
+    )
     assert moved > 1e-3
     # Gradients agree to float rounding (summation order of the all-reduce); AdamW divides by
     # sqrt(v), so near-zero gradients turn that rounding into at most a few % of one lr step.
