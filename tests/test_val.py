@@ -354,6 +354,8 @@ def test_cli_val_side_by_side_and_usage_errors(tmp_path, tiny, shapes, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("samkit: error: protocols must be among")
     assert main(["val", f"data={shapes}", "select=top"]) == 2
+    assert main(["val", f"data={tmp_path / 'missing.json'}"]) == 2
+    assert "data" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ other protocols
@@ -387,7 +389,7 @@ def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):
     from samkit import SAM
 
     torch_model = SAM(tiny, device="cpu")
-    torch_model.export(format="onnx", output=tmp_path / "tiny_onnx")
+    torch_model.export(format="onnx", output=tmp_path / "tiny_onnx", check=False)
     onnx_model = SAM(tmp_path / "tiny_onnx")
     kw = {"protocols": "box,clicks", "max_clicks": 3, "save": False, "verbose": False}
     a, b = torch_model.val(data=shapes, **kw), onnx_model.val(data=shapes, **kw)
