@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "auto_annotate": "samkit.annotate",
     "val": "samkit.evaluation",
     "open_dataset": "samkit.datasets",
+    "distill": "samkit.distillation.api",
 }
 
 __all__ = ["__version__", *_EXPORTS]
