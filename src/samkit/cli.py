@@ -43,12 +43,14 @@ class Key:
 
 @dataclass(frozen=True)
 class Mode:
-    """A CLI mode: ``handler(args) -> exit code``; ``positional`` keys take bare words."""
+    """A CLI mode: ``handler(args) -> exit code``; ``positional`` keys take bare words;
+    ``renamed`` maps old key spellings to the current names (accepted with a note)."""
 
     handler: str | Callable[[dict[str, Any]], int]
     help: str
     keys: dict[str, Key] = field(default_factory=dict)
     positional: tuple[str, ...] = ()
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def run(self, args: dict[str, Any]) -> int:
         handler = self.handler
@@ -120,6 +122,10 @@ def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any
         if tok.startswith("--") or ("=" in tok and not tok.startswith("-")):
             name, eq, value = tok.lstrip("-").partition("=")
             name = name.replace("-", "_")
+            if name in mode.renamed:
+                new = mode.renamed[name]
+                print(f"samkit: note: {name}= is now {new}= (the API's name)", file=sys.stderr)
+                name = new
             if name not in keys:
                 raise UsageError(
                     f"unknown key {name!r} for '{mode_name}'.{_suggest(name, list(keys))} "
@@ -246,12 +252,12 @@ PREDICT_KEYS: dict[str, Key] = {
     "labels": Key("literal", None, "point labels, 1 foreground / 0 background, shaped like points"),
     "bboxes": Key("literal", None, "boxes XYXY: [x1,y1,x2,y2] or [[...],...]"),
     "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
-    "multimask": Key(bool, False, "3 candidates per object, keep the best"),
-    "keep_all": Key(bool, False, "with multimask, keep all 3 candidates"),
+    "multimask_output": Key(bool, False, "3 candidates per object, keep the best"),
+    "keep_all": Key(bool, False, "with multimask_output, keep all 3 candidates"),
     "conf": Key(float, None, "drop masks scoring below this (default: keep all)"),
     "device": _DEVICE,
     "recursive": Key(bool, False, "descend into subfolders of a folder source"),
-    "batch_size": Key(int, None, "objects per decoder pass (default: the engine's)"),
+    "decoder_batch": Key(int, None, "prompts per decoder pass (default: 4 on CPU, 512 on GPU)"),
     "save": Key(bool, True, "write overlay images"),
     "save_txt": Key(bool, True, "write YOLO-seg label files"),
     "save_json": Key(bool, True, "write predictions.json"),
@@ -265,7 +271,7 @@ PREDICT_KEYS: dict[str, Key] = {
 # Ultralytics' spellings (samkit.amg.params maps them). Unset keys keep the generator's defaults.
 EVERYTHING_KEYS: dict[str, Key] = {
     "points_per_side": Key(int, None, "everything: grid points per side (32)"),
-    "points_per_batch": Key(int, None, "everything: prompts per decoder call (64)"),
+    "points_per_batch": Key(int, None, "everything: grid points per step (64)"),
     "pred_iou_thresh": Key(float, None, "everything: predicted-IoU filter (0.88)"),
     "stability_score_thresh": Key(float, None, "everything: stability filter (0.95)"),
     "stability_score_offset": Key(float, None, "everything: stability offset (1.0)"),
@@ -301,6 +307,7 @@ MODES: dict[str, Mode] = {
         "samkit.cli_modes:predict",
         "segment a source with prompts (points/labels/bboxes/masks), or everything without",
         {**PREDICT_KEYS, **EVERYTHING_KEYS, **ENGINE_KEYS},
+        renamed={"multimask": "multimask_output", "batch_size": "decoder_batch"},
     ),
     "export": Mode(
         "samkit.export:cli_export",
@@ -342,11 +349,52 @@ MODES: dict[str, Mode] = {
             "min_area": Key(int, 0, "drop masks with fewer pixels"),
             "overwrite": Key(bool, False, "relabel images whose labels exist (default: resume)"),
             "recursive": Key(bool, False, "descend into subfolders"),
-            "batch": Key(int, None, "boxes per decoder pass (default: the engine's)"),
+            "decoder_batch": Key(int, None, "boxes per decoder pass (default: 4 CPU, 512 GPU)"),
             "progress": Key(bool, True, "progress bar with images/s and ETA"),
             **ENGINE_KEYS,
         },
         positional=("data",),
+        renamed={"batch": "decoder_batch"},
+    ),
+    "train": Mode(
+        "samkit.train.api:cli_train",
+        "fine-tune on labelled masks (decoder by default); writes runs/train with weights/best.pt",
+        {
+            "model": Key(str, "mobile_sam.pt", "checkpoint or model name to start from"),
+            "data": Key(
+                str, None, "COCO JSON, YOLO data.yaml, LabelMe or mask folder", required=True
+            ),
+            "val": Key(str, None, "held-out dataset (default: val_fraction of data)"),
+            "val_fraction": Key(float, 0.1, "share of data held out when val is not given"),
+            "epochs": Key(int, 10, "passes over the training images"),
+            "batch": Key(int, 8, "images per optimiser step (all processes together)"),
+            "accumulate": Key(int, 1, "micro-batches per optimiser step"),
+            "lr": Key(float, 1e-4, "AdamW learning rate"),
+            "weight_decay": Key(float, 0.01, "AdamW weight decay (not on biases / norms)"),
+            "warmup": Key(int, None, "warm-up optimiser steps (default 5 %, at most 200)"),
+            "schedule": Key(str, "cosine", "cosine, step or constant after warm-up"),
+            "lr_final": Key(float, 0.01, "cosine: final lr as a fraction of lr"),
+            "clip": Key(float, 1.0, "gradient norm clipping (0: off)"),
+            "amp": Key(bool, True, "mixed precision on CUDA (bf16, else fp16 + scaler)"),
+            "train": Key(str, "decoder", "parts to train: decoder,prompt_encoder,encoder"),
+            "encoder_blocks": Key(int, 0, "with train=...encoder: only its last N blocks"),
+            "lora_rank": Key(int, 0, "LoRA adapters of this rank on the encoder's attention"),
+            "prompts": Key(str, "mixed", "simulated prompts: mixed, box or point"),
+            "max_points": Key(int, 4, "most random interior points of a point prompt"),
+            "clicks": Key(int, 2, "error-region click rounds after the first prompt"),
+            "mask_prompt": Key(float, 0.5, "chance a click round feeds the previous logits"),
+            "box_jitter": Key(float, 0.1, "box noise, fraction of the side (<= 20 px at 1024)"),
+            "objects": Key(int, 16, "most objects per image per step (one shared embedding)"),
+            "cache": Key(str, "ram", "frozen-encoder embeddings: ram, disk or a folder"),
+            "device": _DEVICE,
+            "seed": Key(int, 0, "seed of shuffling, prompts and the held-out split"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "train", "run folder name (numbered: train, train2, ...)"),
+            "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+            "resume": Key(str, None, "true (latest run) or a run folder to continue"),
+            "save_period": Key(int, 0, "also keep weights/epochN.pt every N epochs"),
+            "progress": Key(bool, True, "progress bar with loss and steps/s"),
+        },
     ),
     "embed": Mode(
         "samkit.cli_modes:embed",
@@ -428,6 +476,44 @@ MODES: dict[str, Mode] = {
         },
         positional=("images",),
     ),
+    "distill": Mode(
+        "samkit.distillation.api:cli_distill",
+        "distil a small image encoder from a teacher on unlabelled images (MobileSAM's recipe)",
+        {
+            "teacher": Key(str, "sam_h", "teacher checkpoint or model name"),
+            "student": Key(str, "mobile_sam", "student architecture name, or a checkpoint file"),
+            "data": Key(str, None, "image folder or any dataset samkit val reads", required=True),
+            "images": Key(str, None, "image folder when not beside the annotations"),
+            "val": Key(str, None, "held-out images (default: the last val_images of data)"),
+            "val_images": Key(int, 8, "images held out of data when val is not given"),
+            "cache": Key(str, None, "teacher-embedding cache folder (default: per teacher)"),
+            "loss": Key(str, "mse", "stage-1 embedding loss: mse, huber or l1"),
+            "flip": Key(bool, False, "also left-right flipped images (teacher runs on each)"),
+            "stage": Key(int, 1, "1: embeddings only; 2: also prompts in the loop"),
+            "prompt_weight": Key(float, 1.0, "stage 2: weight of the mask loss"),
+            "prompts": Key(int, 4, "stage 2: random points (and their boxes) per image"),
+            "train_decoder": Key(bool, False, "stage 2: train the decoder too"),
+            "gt_prompts": Key(bool, True, "stage 2, labelled data: prompts from the GT masks"),
+            "agreement": Key(bool, True, "teacher agreement (val's teacher protocol) each epoch"),
+            "epochs": Key(int, 8, "passes over the training images"),
+            "batch": Key(int, 8, "images per optimiser step (all processes together)"),
+            "accumulate": Key(int, 1, "micro-batches per optimiser step"),
+            "lr": Key(float, 1e-3, "AdamW learning rate"),
+            "weight_decay": Key(float, 0.01, "AdamW weight decay (not on biases / norms)"),
+            "warmup": Key(int, None, "warm-up optimiser steps (default 5 %, at most 200)"),
+            "schedule": Key(str, "cosine", "cosine, step or constant after warm-up"),
+            "clip": Key(float, 1.0, "gradient norm clipping (0: off)"),
+            "amp": Key(bool, True, "mixed precision on CUDA (bf16, else fp16 + scaler)"),
+            "device": _DEVICE,
+            "seed": Key(int, 0, "seed of shuffling and prompts"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "distill", "run folder name (numbered: distill, distill2, ...)"),
+            "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+            "resume": Key(str, None, "true (latest run) or a run folder to continue"),
+            "save_period": Key(int, 0, "also keep weights/epochN.pt every N epochs"),
+            "progress": Key(bool, True, "progress bars"),
+        },
+    ),
     "info": Mode(
         "samkit.cli_modes:info",
         "print a model's summary",
@@ -445,8 +531,8 @@ MODES: dict[str, Mode] = {
         positional=("name",),
     ),
     "benchmark": Mode(
-        "samkit.benchmark:cli",
-        "time samkit against the reference packages on this machine (same weights, one run)",
+        "samkit.cli_modes:benchmark",
+        "run benchmarks/bench_engine.py of a source checkout (samkit vs the references)",
         {
             "models": Key(str, "mobile_sam,sam_b", "comma-separated variants"),
             "repeats": Key(int, None, "timed runs per task (default 5 MobileSAM, 3 SAM-B)"),

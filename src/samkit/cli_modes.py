@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from samkit.errors import SamkitError, SourceError
+from samkit.io_utils import increment_path
 
 __all__ = ["download", "embed", "increment_path", "info", "models", "predict", "write_result"]
 
 logger = logging.getLogger("samkit")
-
-
-def increment_path(project: str | os.PathLike[str], name: str, exist_ok: bool = False) -> Path:
-    """Create and return a new run folder ``project/name``, ``project/name2``, ... (never an
-    existing one unless ``exist_ok``)."""
-    base = Path(project) / name
-    if exist_ok:
-        base.mkdir(parents=True, exist_ok=True)
-        return base
-    base.parent.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while True:
-        candidate = base if n == 1 else base.with_name(f"{name}{n}")
-        try:
-            candidate.mkdir()  # atomic: two runs never get the same folder
-            return candidate
-        except FileExistsError:
-            n += 1
 
 
 def _load_mask_prompt(path: str) -> np.ndarray:
@@ -82,14 +64,13 @@ def predict(args: dict[str, Any]) -> int:
         if prompted:
             raise UsageError("engine=ray runs segment everything over a folder: give no prompts")
         return _predict_on_ray(args, everything)
-    model = SAM(args["model"], device=args["device"])
+    model = SAM(args["model"], device=args["device"], decoder_batch=args["decoder_batch"])
     options: dict[str, Any] = {}
     if prompted:
         options = {
-            "multimask_output": args["multimask"],
+            "multimask_output": args["multimask_output"],
             "keep_all": args["keep_all"],
             "conf": args["conf"],
-            "batch_size": args["batch_size"],
         }
     stream = model.predict(
         source,
@@ -245,3 +226,28 @@ def download(args: dict[str, Any]) -> int:
     path = resolve_checkpoint(args["name"], download=True, progress=True)
     print(path)
     return 0
+
+
+def benchmark(args: dict[str, Any]) -> int:
+    """``samkit benchmark``: runs ``benchmarks/bench_engine.py`` of the source checkout this
+    samkit is imported from (the benchmark harness is not part of the installed package)."""
+    import subprocess
+    import sys
+
+    import samkit
+
+    script = Path(samkit.__file__).resolve().parents[2] / "benchmarks" / "bench_engine.py"
+    if not script.is_file():
+        raise SamkitError(
+            "samkit benchmark runs benchmarks/bench_engine.py from a source checkout, and this "
+            "samkit is an installed package: clone the repository and run "
+            "`python benchmarks/bench_engine.py --help`"
+        )
+    argv = [sys.executable, str(script), "--models", str(args.get("models") or "mobile_sam,sam_b")]
+    for key in ("repeats", "threads", "json"):
+        if args.get(key) is not None:
+            argv += [f"--{key}", str(args[key])]
+    for key in ("bf16", "reference", "ultralytics", "memory"):
+        if args.get(key) is False:
+            argv.append(f"--no-{key}")
+    return subprocess.call(argv)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from samkit.errors import ArgumentError
+
 __all__ = ["cli_annotate", "engine_args", "parse_names"]
 
 
@@ -22,7 +24,7 @@ def parse_names(text: str | None) -> Any:
         except json.JSONDecodeError:
             value = ast.literal_eval(stripped)  # literals only
             if not isinstance(value, (list, tuple, dict)):
-                raise ValueError(f"names must be a list or a dict, got {text!r}") from None
+                raise ArgumentError(f"names must be a list or a dict, got {text!r}") from None
             return value
     if Path(stripped).is_file():
         return stripped
@@ -56,7 +58,7 @@ def cli_annotate(args: dict[str, Any]) -> int:
         min_area=args["min_area"],
         overwrite=args["overwrite"],
         recursive=args["recursive"],
-        decoder_batch=args["batch"],
+        decoder_batch=args["decoder_batch"],
         progress=args["progress"],
         **engine_args(args),
     )

@@ -278,8 +278,6 @@ def auto_annotate(
         writer, source, all_names, coco_ids, summary, polygon_mode,
         label_collisions([rel for _, rel in images]), writer.reserved(), verbose,
     )  # fmt: skip
-    fail = run.fail
-    sam_engine: Engine | None = None
     start = time.perf_counter()
     images_left = list(images)
     if engine == "ray":
@@ -296,42 +294,15 @@ def auto_annotate(
             overwrite=overwrite, options=opts, progress=progress,
         )  # fmt: skip
         images_left = []
+    local = _LocalStages(
+        run, _Segmenter(sam_model, device, decoder_batch),
+        {"conf": conf, "classes": classes, "max_det": max_det}, max(int(min_area), 1),
+    )  # fmt: skip
     bar = tqdm(total=len(images_left), unit="img", disable=not progress, desc="annotate")
     try:
         for path, rel in images_left:
-            bar.update(1)
-            problem = run.refuse(rel)
-            if problem:
-                fail(rel, problem)
-                continue
-            if not overwrite and writer.is_done(rel):
-                summary.skipped += 1
-                continue
-            try:
-                image = _read_image(path)
-                found = source(image, rel)
-            except SourceError as exc:
-                fail(rel, str(exc))
-                continue
-            h, w = image.shape[:2]
-            dets = filter_boxes(found, h, w, conf=conf, classes=classes, max_det=max_det)
-            summary.dropped += len(found) - len(dets)
-            if len(dets):
-                if sam_engine is None:
-                    sam_engine = _engine(sam_model, device)
-                masks = segment_boxes(sam_engine, image, dets.boxes, decoder_batch)
-                dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
-                keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
-                summary.dropped += int((~keep).sum())
-                dets = dets.select(keep)
-            masks = dets.masks if dets.masks is not None else np.zeros((0, h, w), dtype=bool)
-            for c in dets.class_ids.tolist():
-                all_names.setdefault(int(c), str(c))
-                coco_ids.setdefault(int(c), source.coco_id(int(c)))
-            writer.write(rel, path, h, w, dets.class_ids, dets.scores, masks, all_names, coco_ids)
-            summary.annotated += 1
-            summary.objects += len(dets)
-            summary.empty += len(dets) == 0
+            local.image(path, rel, overwrite)
+            bar.update(1)  # after the image is done
             bar.set_postfix(objects=summary.objects, errors=summary.errors, refresh=False)
     except BaseException:
         bar.close()
@@ -348,6 +319,69 @@ def auto_annotate(
     if verbose:
         print(f"samkit annotate: {summary}")
     return summary
+
+
+class _Segmenter:
+    """Boxes -> masks through the engine, made on first use (a run without detections never
+    loads the SAM network)."""
+
+    def __init__(self, sam_model: Any, device: str | None, decoder_batch: int | None) -> None:
+        self.sam_model, self.device, self.decoder_batch = sam_model, device, decoder_batch
+        self.engine: Engine | None = None
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if self.engine is None:
+            self.engine = _engine(self.sam_model, self.device)
+        return segment_boxes(self.engine, image, boxes, self.decoder_batch)
+
+
+@dataclass
+class _LocalStages:
+    """The in-process pipeline of one image: read -> detect -> filter -> segment -> write."""
+
+    run: AnnotateRun
+    segment: _Segmenter
+    box_filter: dict[str, Any]
+    min_area: int
+
+    def image(self, path: Path, rel: str, overwrite: bool) -> None:
+        """Label one image, or count it as skipped / failed."""
+        run, summary = self.run, self.run.summary
+        problem = run.refuse(rel)
+        if problem:
+            return run.fail(rel, problem)
+        if not overwrite and run.writer.is_done(rel):
+            summary.skipped += 1
+            return None
+        try:
+            image = _read_image(path)
+            found = run.source(image, rel)
+        except SourceError as exc:
+            return run.fail(rel, str(exc))
+        h, w = image.shape[:2]
+        dets = filter_boxes(found, h, w, **self.box_filter)
+        summary.dropped += len(found) - len(dets)
+        if len(dets):
+            masks = self.segment(image, dets.boxes)
+            dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
+            keep = masks.reshape(len(masks), -1).sum(1) >= self.min_area
+            summary.dropped += int((~keep).sum())
+            dets = dets.select(keep)
+        self.write(rel, path, (h, w), dets)
+        return None
+
+    def write(self, rel: str, path: Path, hw: tuple[int, int], dets: Detections) -> None:
+        run, summary = self.run, self.run.summary
+        masks = dets.masks if dets.masks is not None else np.zeros((0, *hw), dtype=bool)
+        for c in dets.class_ids.tolist():
+            run.names.setdefault(int(c), str(c))
+            run.coco_ids.setdefault(int(c), run.source.coco_id(int(c)))
+        run.writer.write(
+            rel, path, hw[0], hw[1], dets.class_ids, dets.scores, masks, run.names, run.coco_ids
+        )
+        summary.annotated += 1
+        summary.objects += len(dets)
+        summary.empty += len(dets) == 0
 
 
 def _engine(sam_model: Any, device: str | None) -> Engine:
