@@ -462,6 +462,33 @@ def test_corrupt_image_is_reported_and_skipped(
     assert "broken.jpg" in captured and "1 errors" in captured
 
 
+def test_image_the_model_cannot_take_is_reported_and_skipped(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    """A 10000 x 1 image shrinks to 0 rows at the model's input: reported with its path and
+    skipped, on the first run and on every resume (it used to stop the folder for good)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    img, boxes, classes = dataset["objects"]["shapes"]
+    cv2.imwrite(str(folder / "good.png"), img[..., ::-1])
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 10000, 3), 128, np.uint8))
+
+    def whole_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if image.shape[0] == 1:
+            return np.array([[0.0, 0.0, image.shape[1], 1.0]]), np.array([0]), np.ones(1)
+        return boxes, classes, np.ones(len(boxes))
+
+    for run in range(2):
+        summary = auto_annotate(folder, det_model=whole_image, sam_model=sam_model,
+                                output_dir=tmp_path / "out", progress=False, verbose=False)  # fmt: skip
+        assert summary.errors == 1 and summary.failures[0]["image"] == "thin.png"
+        assert "10000x1" in summary.failures[0]["error"]
+        assert "too thin" in summary.failures[0]["error"]
+        assert (summary.annotated, summary.skipped) == ((1, 0) if run == 0 else (0, 1))
+    assert (tmp_path / "out" / "good.txt").stat().st_size > 0
+    assert not (tmp_path / "out" / "thin.txt").exists()
+
+
 # --------------------------------------------------------------------------- formats
 
 

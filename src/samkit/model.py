@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samkit.engine import Engine, TorchEngine
-from samkit.errors import SamkitError
+from samkit.errors import SamkitError, SourceError
 from samkit.prompts import ObjectPrompt, group_objects, normalize_prompts
 from samkit.results import Results
-from samkit.sources import count_items, iter_source
+from samkit.sources import count_items, is_collection, iter_source
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
@@ -225,21 +225,29 @@ class SAM:
         total = count_items(source, recursive)
         show = (total or 0) > 1 if progress is None else progress
         bar = tqdm(total=total, disable=not show, unit="img", desc="samkit")
+        multi = is_collection(source)
         try:
             for item in iter_source(source, recursive):
-                bar.update(1)
-                if item.image is None:
-                    logger.warning("skipped %s: %s", item.path, item.error)
-                    log.skipped.append({"path": item.path, "error": str(item.error)})
+                error = item.error
+                if item.image is not None:
+                    try:
+                        if prompted:
+                            result = self.segment_prompts(
+                                item.image, path=item.path, frame=item.frame, **prompts, **options
+                            )
+                        else:
+                            result = self.segment_everything(
+                                item.image, path=item.path, frame=item.frame, **everything
+                            )
+                    except (SourceError, MemoryError) as exc:  # this image, not the run
+                        if not multi:
+                            raise
+                        error = str(exc) or type(exc).__name__
+                bar.update(1)  # the item is done (or skipped)
+                if error is not None:
+                    logger.warning("skipped %s: %s", item.path, error)
+                    log.skipped.append({"path": item.path, "error": str(error)})
                     continue
-                if prompted:
-                    result = self.segment_prompts(
-                        item.image, path=item.path, frame=item.frame, **prompts, **options
-                    )
-                else:
-                    result = self.segment_everything(
-                        item.image, path=item.path, frame=item.frame, **everything
-                    )
                 log.images += 1
                 yield result
         finally:

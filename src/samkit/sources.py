@@ -27,7 +27,14 @@ import numpy as np
 
 from samkit.errors import SourceError
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "SourceItem", "count_items", "iter_source"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "SourceItem",
+    "count_items",
+    "is_collection",
+    "iter_source",
+]
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm",
@@ -244,6 +251,15 @@ def iter_source(source: Any, recursive: bool = False) -> Iterator[SourceItem]:
             if item.error is not None and not multi:
                 raise SourceError(item.error)
             yield item
+
+
+def is_collection(source: Any) -> bool:
+    """Whether ``source`` is a multi-item source (folder, glob, list), whose items are skipped
+    with a report when they fail, rather than a single image, whose failure is an error."""
+    try:
+        return _expand(source, False)[1]
+    except SourceError:
+        return False
 
 
 def count_items(source: Any, recursive: bool = False) -> int | None:

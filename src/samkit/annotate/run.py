@@ -226,8 +226,9 @@ def auto_annotate(
 
     Returns:
         The run's :class:`AnnotateSummary`, also written to ``output_dir/summary.json``.
-        An unreadable image or label file is reported, counted and skipped; any other
-        exception stops the run, and calling again resumes where it stopped.
+        An unreadable image or label file, or an image the model cannot take (e.g. 10000 x 1
+        pixels), is reported with its path, counted and skipped; any other exception stops
+        the run, and calling again resumes where it stopped.
     """
     from tqdm.auto import tqdm
 
@@ -259,11 +260,11 @@ def auto_annotate(
         if verbose:
             tqdm.write(f"samkit: skipped {rel}: {message}")
         logger.debug("auto_annotate: %s: %s", rel, message)
+        bar.update(1)
 
     bar = tqdm(total=len(images), unit="img", disable=not progress, desc="annotate")
     try:
-        for path, rel in images:
-            bar.update(1)
+        for path, rel in images:  # the bar advances once an image is written or skipped
             if rel in clashes:
                 fail(rel, f"its label file would overwrite the one of {clashes[rel]}")
                 continue
@@ -272,6 +273,7 @@ def auto_annotate(
                 continue
             if not overwrite and writer.is_done(rel):
                 summary.skipped += 1
+                bar.update(1)
                 continue
             try:
                 image = _read_image(path)
@@ -285,7 +287,11 @@ def auto_annotate(
             if len(dets):
                 if predictor is None:
                     predictor = _make_predictor(sam_model, device)
-                masks = segment_boxes(predictor, image, dets.boxes, batch)
+                try:
+                    masks = segment_boxes(predictor, image, dets.boxes, batch)
+                except (SourceError, MemoryError) as exc:  # this image, not the run
+                    fail(rel, str(exc) or type(exc).__name__)
+                    continue
                 dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
                 keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
                 summary.dropped += int((~keep).sum())
@@ -298,6 +304,7 @@ def auto_annotate(
             summary.annotated += 1
             summary.objects += len(dets)
             summary.empty += len(dets) == 0
+            bar.update(1)
             bar.set_postfix(objects=summary.objects, errors=summary.errors, refresh=False)
     except BaseException:
         bar.close()
