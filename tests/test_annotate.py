@@ -9,6 +9,7 @@ regions with a few parts and holes rather than pixel noise, which polygons canno
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,68 @@ def test_corrupt_image_is_reported_and_skipped(
     assert saved["errors"] == 1 and saved["failures"][0]["image"] == "broken.jpg"
     captured = capsys.readouterr().out
     assert "broken.jpg" in captured and "1 errors" in captured
+
+
+def test_coco_run_over_a_subset_never_shrinks_instances(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    """instances.json keeps the images a later run over a subset did not label, also with
+    .coco_parts deleted; it used to be rewritten with the subset only."""
+    out = tmp_path / "out"
+    args = {"det_model": _detector(dataset), "sam_model": sam_model, "output_dir": out,
+            "format": "coco", "progress": False, "verbose": False}  # fmt: skip
+    auto_annotate(dataset["root"], **args)
+    full = json.loads((out / "instances.json").read_text())
+    assert len(full["images"]) == 3 and len(full["annotations"]) == 4
+
+    def by_name(coco: dict[str, Any]) -> dict[str, list[Any]]:
+        names = {i["id"]: i["file_name"] for i in coco["images"]}
+        table: dict[str, list[Any]] = {n: [] for n in names.values()}
+        for a in coco["annotations"]:
+            table[names[a["image_id"]]].append((a["category_id"], a["segmentation"]))
+        return table
+
+    subset = [dataset["root"] / "shapes.png"]
+    for drop_parts in (False, True):
+        if drop_parts:
+            shutil.rmtree(out / ".coco_parts")
+        summary = auto_annotate(subset, overwrite=True, **args)
+        assert summary.annotated == 1
+        merged = json.loads((out / "instances.json").read_text())
+        assert by_name(merged) == by_name(full)
+        assert [a["id"] for a in merged["annotations"]] == [1, 2, 3, 4]
+
+
+def test_unreadable_instances_json_stops_before_any_work(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    (tmp_path / "instances.json").write_text('{"images": [')
+    seen = []
+
+    def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen.append(1)
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+
+    with pytest.raises(samkit.SamkitError, match="cannot be read as COCO instances"):
+        auto_annotate(dataset["root"], det_model=detect, sam_model=sam_model,
+                      output_dir=tmp_path, format="coco", progress=False)  # fmt: skip
+    assert seen == [] and (tmp_path / "instances.json").read_text() == '{"images": ['
+
+
+def test_resume_removes_temporary_files_of_a_killed_run(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    (tmp_path / "sub").mkdir()
+    orphans = [tmp_path / ".shapes.txt.a1b2c3d4.tmp", tmp_path / ".instances.json.zz_9x8w7.tmp",
+               tmp_path / "sub" / ".x.json.q1w2e3r4.tmp"]  # fmt: skip
+    mine = [tmp_path / "notes.tmp", tmp_path / ".draft.tmp", tmp_path / ".a.txt.tmp"]
+    for p in orphans + mine:
+        p.write_text("x")
+    auto_annotate(dataset["root"], det_model=lambda im: (np.zeros((0, 4)), np.zeros(0), np.zeros(0)),
+                  sam_model=sam_model, output_dir=tmp_path, format="yolo,coco", progress=False,
+                  verbose=False)  # fmt: skip
+    assert [p.exists() for p in orphans] == [False] * 3
+    assert [p.exists() for p in mine] == [True] * 3  # not samkit's: left alone
 
 
 def test_image_the_model_cannot_take_is_reported_and_skipped(

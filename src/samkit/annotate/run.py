@@ -242,6 +242,7 @@ def auto_annotate(
     writer = DatasetWriter(
         out_dir, formats, segmentation=segmentation, polygon_mode=polygon_mode, tolerance=tolerance
     )
+    writer.prepare()  # an unmergeable instances.json stops here; a killed run's *.tmp go
     source = make_box_source(
         det_model, names=names, conf=conf, iou=iou, imgsz=imgsz, max_det=max_det,
         classes=classes, device=device,
@@ -314,7 +315,9 @@ def auto_annotate(
             )
         raise
     bar.close()
-    writer.finalize([rel for _, rel in images], all_names, coco_ids, root)
+    kept = writer.finalize([rel for _, rel in images], all_names, coco_ids, root)
+    if kept and verbose:
+        print(f"samkit annotate: kept {kept} images of the existing instances.json not in this run")
     summary.names = dict(all_names)
     summary.seconds = time.perf_counter() - start
     writer.write_summary(summary.to_dict())
