@@ -334,6 +334,27 @@ MODES: dict[str, Mode] = {
         },
         positional=("data",),
     ),
+    "label": Mode(
+        "samkit.label.cli:cli_label",
+        "browser annotator: a click becomes a mask, saved as COCO / YOLO-seg / LabelMe",
+        {
+            "images": Key(str, None, "folder of images (or a glob)", required=True),
+            "model": Key(str, "mobile_sam.pt", "checkpoint file or model name"),
+            "classes": Key(str, None, "class names, e.g. person,car", required=True),
+            "output_dir": Key(str, None, "label folder (default: <images>_labels next to it)"),
+            "host": Key(
+                str, "127.0.0.1", "address to bind; any other than localhost needs a token"
+            ),
+            "port": Key(int, 8765, "port (0: a free one)"),
+            "token": Key(str, None, "bearer token (default: made up when host is not local)"),
+            "device": _DEVICE,
+            "format": Key(str, "coco,yolo,labelme", "label files written on every save"),
+            "prefetch": Key(int, 2, "next images encoded in the background (0: off)"),
+            "cache_dir": Key(str, None, "embedding cache (default: <samkit cache>/embeddings)"),
+            "recursive": Key(bool, False, "descend into subfolders"),
+        },
+        positional=("images",),
+    ),
     "info": Mode(
         "samkit.cli_modes:info",
         "print a model's summary",

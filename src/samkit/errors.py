@@ -22,3 +22,7 @@ class PromptError(SamkitError, ValueError):
 
 class SourceError(SamkitError, ValueError):
     """An image / video source that cannot be read."""
+
+
+class DatasetError(SamkitError, ValueError):
+    """A dataset path that is not a dataset in a format samkit reads."""

@@ -220,16 +220,19 @@ class SamPredictor:
         return self._require_state()
 
     def set_image_state(self, state: ImageState) -> None:
-        """Restore an image previously returned by :meth:`get_image_state` (no encoder pass)."""
+        """Restore an image previously returned by :meth:`get_image_state`, or any object with
+        ``features`` (tensor or ndarray), ``original_size`` and ``input_size`` such as
+        :class:`samkit.embeddings.StoredState` (no encoder pass)."""
         grid = self.model.prompt_encoder.image_embedding_size
         expected = (1, self.model.prompt_encoder.embed_dim, *grid)
         if tuple(state.features.shape) != expected:
             raise SamkitError(
                 f"state.features must have shape {expected}, got {tuple(state.features.shape)}"
             )
-        self._state = ImageState(
-            state.features.to(self.device), state.original_size, state.input_size
-        )
+        features = torch.as_tensor(state.features)  # a tensor, or NumPy from a disk cache
+        orig = (int(state.original_size[0]), int(state.original_size[1]))
+        size = (int(state.input_size[0]), int(state.input_size[1]))
+        self._state = ImageState(features.to(self.device), orig, size)
 
     def _require_state(self) -> ImageState:
         if self._state is None:
