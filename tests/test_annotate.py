@@ -673,10 +673,12 @@ def test_tolerance_simplifies_and_coordinates_are_rounded(tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- API, CLI
 
 
-def test_default_output_dir_matches_ultralytics(tmp_path: Path) -> None:
+def test_default_output_dir_is_labels_beside_images(tmp_path: Path) -> None:
+    """images/ + labels/ (a YOLO dataset), not Ultralytics' images_auto_annotate_labels/."""
     (tmp_path / "images").mkdir()
-    assert default_output_dir(tmp_path / "images", tmp_path / "images") == (
-        tmp_path / "images_auto_annotate_labels"
+    assert default_output_dir(tmp_path / "images", tmp_path / "images") == tmp_path / "labels"
+    assert default_output_dir(tmp_path / "labels", tmp_path / "labels") == (
+        tmp_path / "labels_auto_annotate"
     )
     assert samkit.auto_annotate is auto_annotate
 
@@ -690,6 +692,10 @@ def test_default_output_dir_matches_ultralytics(tmp_path: Path) -> None:
         ({"polygon_mode": "hull"}, ValueError, "polygon_mode must be"),
         ({"batch": 0}, ValueError, "batch must be >= 1"),
         ({"det_model": 42}, ValueError, "det_model must be"),
+        ({"batch": "a"}, ValueError, "batch must be >= 1 .an int., got 'a'"),
+        ({"conf": "high"}, ValueError, r"conf must be a number in \[0, 1\], got 'high'"),
+        ({"classes": ["a"]}, ValueError, "classes must be a list of class indices"),
+        ({"max_det": 0}, ValueError, "max_det must be >= 1"),
     ],
 )
 def test_invalid_arguments(

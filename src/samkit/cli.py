@@ -84,7 +84,7 @@ def parse_value(name: str, key: Key, text: str) -> Any:
         if want == "literal":
             return _literal(text)
         return text
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
         kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
             want, "a list or number like [[900,370]]"
         )
@@ -92,9 +92,11 @@ def parse_value(name: str, key: Key, text: str) -> Any:
 
 
 def _literal(text: str) -> Any:
+    if len(text) > 1_000_000:
+        raise ValueError("longer than 1,000,000 characters")
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         value = ast.literal_eval(text)  # literals only: no names, calls or attributes
         if not isinstance(value, (list, tuple, int, float, bool)):
             raise ValueError from None
@@ -210,8 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _error(exc)
         return 2
-    except (SamkitError, OSError, ValueError) as exc:
-        _error(exc)
+    except (SamkitError, OSError, ValueError, ImportError) as exc:
+        _error(exc)  # ImportError: an optional dependency, its message says what to install
         return 1
     except KeyboardInterrupt:
         print("samkit: interrupted", file=sys.stderr)
@@ -315,7 +317,9 @@ MODES: dict[str, Mode] = {
             ),
             "sam_model": _MODEL,
             "device": _DEVICE,
-            "output_dir": Key(str, None, "default: <data>_auto_annotate_labels next to data"),
+            "output_dir": Key(
+                str, None, "default: a labels folder beside data (images/ -> labels/)"
+            ),
             "conf": Key(float, 0.25, "minimum detection score"),
             "iou": Key(float, 0.45, "NMS IoU (Ultralytics detectors)"),
             "imgsz": Key(int, 640, "detector input size (Ultralytics detectors)"),

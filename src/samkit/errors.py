@@ -26,3 +26,7 @@ class SourceError(SamkitError, ValueError):
 
 class DatasetError(SamkitError, ValueError):
     """A dataset path that is not a dataset in a format samkit reads."""
+
+
+class ArgumentError(SamkitError, ValueError):
+    """An argument of the wrong type or outside its range (named in the message)."""

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,9 @@ class SAM:
             self.engine: Engine = self._make_engine()
             return
         from samkit.build import build_sam
+        from samkit.device import select_device
 
+        dev = select_device(device)  # a bad device fails before any weights are read
         if isinstance(model, (str, os.PathLike)):
             from samkit.weights import resolve_checkpoint
 
@@ -94,11 +97,7 @@ class SAM:
         else:
             self.checkpoint = None
             net = model
-        if device is None:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = net.to(device).eval()
+        self.model = net.to(dev).eval()
         self.engine = self._make_engine()
 
     def _make_engine(self) -> Engine:
@@ -186,8 +185,16 @@ class SAM:
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.
         """
-        if source is None:
-            raise SamkitError("predict needs a source (an image path, folder, URL, array ...)")
+        if source is None or (isinstance(source, str) and not source.strip()):
+            raise SamkitError(
+                f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+            raise SamkitError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if conf is not None and (
+            isinstance(conf, bool) or not isinstance(conf, Real) or not 0 <= conf <= 1
+        ):
+            raise SamkitError(f"conf must be a number in [0, 1] or None, got {conf!r}")
         prompted = any(v is not None for v in (points, labels, bboxes, masks))
         if prompted and everything:
             raise SamkitError(
@@ -195,8 +202,6 @@ class SAM:
             )
         if keep_all and not multimask_output:
             raise SamkitError("keep_all=True needs multimask_output=True")
-        if conf is not None and not 0.0 <= float(conf) <= 1.0:
-            raise SamkitError(f"conf must be in [0, 1] or None, got {conf!r}")
         prompts = {"points": points, "labels": labels, "bboxes": bboxes, "masks": masks}
         options = {
             "multimask_output": multimask_output,

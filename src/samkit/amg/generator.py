@@ -34,7 +34,7 @@ from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
-from samkit.validation import check_image
+from samkit.validation import check_generator_settings, check_image
 
 if TYPE_CHECKING:
     from samkit.backends.onnxruntime import OnnxPredictor
@@ -100,6 +100,15 @@ class SamAutomaticMaskGenerator:
         bf16: bool = False,
         decode_batch: int | None = None,
     ) -> None:
+        check_generator_settings(
+            points_per_side=points_per_side, points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset, box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio, min_mask_region_area=min_mask_region_area,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            decode_batch=decode_batch,
+        )  # fmt: skip
         if (points_per_side is None) == (point_grids is None):
             raise SamkitError("give exactly one of points_per_side or point_grids")
         if points_per_side is not None:

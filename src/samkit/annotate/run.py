@@ -23,7 +23,7 @@ import numpy as np
 from samkit.annotate.detectors import Detections, make_box_source
 from samkit.annotate.images import default_output_dir, label_collisions, list_images
 from samkit.annotate.writers import SUMMARY_FILE, DatasetWriter, parse_formats
-from samkit.errors import SourceError
+from samkit.errors import ArgumentError, SourceError
 from samkit.polygons import PolygonMode
 
 if TYPE_CHECKING:
@@ -205,8 +205,9 @@ def auto_annotate(
             scores (N,))`` in original-image pixels; or a ``BoxSource``.
         sam_model: SAM checkpoint path or name, a ``Sam`` model or a ``SamPredictor``.
         device: ``""`` = CUDA when available else CPU; ``"cpu"``, ``"cuda:0"``, ``"0"``...
-        output_dir: default ``<parent of data>/<data name>_auto_annotate_labels``, as in
-            Ultralytics (``path/to/images`` -> ``path/to/images_auto_annotate_labels``).
+        output_dir: default a ``labels`` folder beside ``data`` (``path/to/images`` ->
+            ``path/to/labels``: with the images, a ready YOLO dataset). Ultralytics' code writes
+            ``path/to/images_auto_annotate_labels``; pass that to match it.
         conf: minimum detection score (every source; label files score 1.0).
         iou, imgsz: Ultralytics detectors only (NMS IoU, inference size).
         max_det: most boxes per image (highest scores kept).
@@ -233,12 +234,12 @@ def auto_annotate(
     from tqdm.auto import tqdm
 
     formats = parse_formats(format)
-    if int(batch) < 1:
-        raise ValueError(f"batch must be >= 1, got {batch!r}")
-    if int(max_det) < 1:
-        raise ValueError(f"max_det must be >= 1, got {max_det!r}")
+    _check_arguments(batch=batch, max_det=max_det, min_area=min_area, conf=conf, iou=iou,
+                     imgsz=imgsz, classes=classes)  # fmt: skip
     root, images = list_images(data, recursive)
     out_dir = Path(output_dir) if output_dir else default_output_dir(data, root)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArgumentError(f"output_dir {str(out_dir)!r} is a file; give a folder")
     writer = DatasetWriter(
         out_dir, formats, segmentation=segmentation, polygon_mode=polygon_mode, tolerance=tolerance
     )
@@ -324,6 +325,25 @@ def auto_annotate(
     if verbose:
         print(f"samkit annotate: {summary}")
     return summary
+
+
+def _check_arguments(**values: Any) -> None:
+    """Numbers and class lists of :func:`auto_annotate`, checked before any work."""
+    for name in ("batch", "max_det", "imgsz", "min_area"):
+        v = values[name]
+        low = 0 if name == "min_area" else 1
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ArgumentError(f"{name} must be >= {low} (an int), got {v!r}")
+    for name in ("conf", "iou"):
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v <= 1:
+            raise ArgumentError(f"{name} must be a number in [0, 1], got {v!r}")
+    classes = values["classes"]
+    if classes is not None and (
+        isinstance(classes, (str, bytes))
+        or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes)
+    ):
+        raise ArgumentError(f"classes must be a list of class indices (ints), got {classes!r}")
 
 
 def _read_image(path: Path) -> np.ndarray:
