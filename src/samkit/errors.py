@@ -24,9 +24,10 @@ class SourceError(SamkitError, ValueError):
     """An image / video source that cannot be read."""
 
 
+class ArgumentError(SamkitError, ValueError):
+    """An argument or setting whose value samkit does not accept (names it and what was
+    expected); a ``ValueError`` too, so callers catching that keep working."""
+
+
 class DatasetError(SamkitError, ValueError):
     """A dataset path that is not a dataset in a format samkit reads."""
-
-
-class ArgumentError(SamkitError, ValueError):
-    """An argument of the wrong type or outside its range (named in the message)."""

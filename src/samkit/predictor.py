@@ -318,11 +318,16 @@ class SamPredictor:
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        *,
+        decoder_batch: int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling.
 
-        Prompts are decoded ``decoder_batch`` at a time; without ``mask_input`` the decoder's
-        prompt-independent work is computed once per image and kept with the image state.
+        Prompts are decoded ``decoder_batch`` at a time (default: the predictor's); ``dtype``
+        overrides the decoder's compute dtype for this call. Without ``mask_input`` the
+        decoder's prompt-independent work is computed once per image and kept with the image
+        state.
         """
         state = self._require_state()
         if point_coords is not None and point_labels is None:
@@ -333,13 +338,17 @@ class SamPredictor:
             raise PromptError(
                 f"point_coords, boxes and mask_input must share the batch size, got {sizes}"
             )
-        if total <= self.decoder_batch:
+        batch = self.decoder_batch if decoder_batch is None else int(decoder_batch)
+        if batch < 1:
+            raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
+        dt = self.decoder_dtype if dtype is None else dtype
+        if total <= batch:
             return self._decode_chunk(
-                state, point_coords, point_labels, boxes, mask_input, multimask_output
+                state, point_coords, point_labels, boxes, mask_input, multimask_output, dt
             )
         lows, scores = [], []
-        for i in range(0, total, self.decoder_batch):
-            sel = slice(i, i + self.decoder_batch)
+        for i in range(0, total, batch):
+            sel = slice(i, i + batch)
             low, score = self._decode_chunk(
                 state,
                 None if point_coords is None else point_coords[sel],
@@ -347,6 +356,7 @@ class SamPredictor:
                 None if boxes is None else boxes[sel],
                 None if mask_input is None else mask_input[sel],
                 multimask_output,
+                dt,
             )
             lows.append(low)
             scores.append(score)
@@ -360,14 +370,15 @@ class SamPredictor:
         boxes: torch.Tensor | None,
         mask_input: torch.Tensor | None,
         multimask_output: bool,
+        dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         points = (
             None if point_coords is None or point_labels is None else (point_coords, point_labels)
         )
-        with devices.autocast(self.device, self.decoder_dtype):
+        with devices.autocast(self.device, dtype):
             cache = None
             if mask_input is None and self.model.mask_decoder.fast:
-                key = ("decoder", self.decoder_dtype)
+                key = ("decoder", dtype)
                 cache = state.cache.get(key)
                 if cache is None:
                     cache = state.cache[key] = self.model.prepare_decoder(state.features)
