@@ -111,7 +111,7 @@ def test_front_constructor_errors(setup, call, needle) -> None:
     [
         ({"point": [[1, 1]]}, "did you mean the prompt 'points'"),
         ({"box": [1, 1, 5, 5]}, "did you mean the prompt 'bboxes'"),
-        ({"bboxes": [1, 1, 5, 5], "batch_size": "a"}, "batch_size must be an int >= 1"),
+        ({"bboxes": [1, 1, 5, 5], "batch_size": "a"}, "batch_size must be a positive int, got 'a'"),
         ({"bboxes": [1, 1, 5, 5], "conf": "high"}, r"conf must be a number in \[0, 1\]"),
         ({"points": [[np.nan, 1]]}, "NaN"),
         ({"bboxes": [0, 0, 1e300, 5]}, "at most"),

@@ -86,7 +86,7 @@ def parse_value(name: str, key: Key, text: str) -> Any:
         return text
     except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
         kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
-            want, "a list or number like [[900,370]]"
+            want, "a list or number like [[400,370]]"
         )
         raise UsageError(f"bad value for {name}: {text!r} (expected {kind})") from None
 
@@ -166,7 +166,8 @@ def _main_help() -> str:
         *(f"  {name.ljust(width)}  {mode.help}" for name, mode in MODES.items()),
         "",
         "samkit MODE --help lists the keys of a mode.",
-        "example: samkit predict model=mobile_sam.pt source=image.jpg points=[[900,370]] labels=[1]",
+        'example: samkit predict model=mobile_sam.pt source=image.jpg "points=[[400,370]]" "labels=[1]"',
+        "(quote values with brackets: zsh and other shells read [...] as a file pattern)",
     ]
     return "\n".join(lines)
 
@@ -181,6 +182,9 @@ def _mode_help(name: str, mode: Mode) -> str:
             tname = key.type if isinstance(key.type, str) else key.type.__name__
             default = "required" if key.required else f"default {key.default!r}"
             lines.append(f"  {key_name.ljust(width)}  {key.help} ({tname}, {default})")
+        if any(k.type == "literal" for k in mode.keys.values()):
+            lines += ["", 'Quote values with brackets, e.g. "points=[[400,370]]": zsh and other '
+                      "shells read [...] as a file pattern."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -236,17 +240,29 @@ def _setup_logging() -> None:
 
 
 # ------------------------------------------------------------------------------------ modes
-_MODEL = Key(str, "sam_b.pt", "checkpoint file or model name (sam_b, mobile_sam, ...)")
+_MODEL = Key(
+    str,
+    "sam_b.pt",
+    "checkpoint file or model name: sam_b (Ultralytics' default), mobile_sam (39 MiB, ~10x "
+    "faster on CPU), sam_l, sam_h, or grabcut (no weights)",
+)
 _DEVICE = Key(str, None, "torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
 
 PREDICT_KEYS: dict[str, Key] = {
     "model": _MODEL,
     "source": Key(str, None, "image, folder, glob, URL or video", required=True),
     "points": Key(
-        "literal", None, "points XY: [x,y], [[x,y],...] (1 object), [[[x,y],...],...] (N objects)"
+        "literal",
+        None,
+        'points XY: "points=[x,y]", "points=[[x,y],...]" (1 object), "points=[[[x,y],...],...]" '
+        "(N objects)",
     ),
-    "labels": Key("literal", None, "point labels, 1 foreground / 0 background, shaped like points"),
-    "bboxes": Key("literal", None, "boxes XYXY: [x1,y1,x2,y2] or [[...],...]"),
+    "labels": Key(
+        "literal",
+        None,
+        'point labels shaped like points: "labels=[1,0]" (1 foreground, 0 background)',
+    ),
+    "bboxes": Key("literal", None, 'boxes XYXY: "bboxes=[x1,y1,x2,y2]" or "bboxes=[[...],...]"'),
     "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
     "multimask": Key(bool, False, "3 candidates per object, keep the best"),
     "keep_all": Key(bool, False, "with multimask, keep all 3 candidates"),
@@ -324,9 +340,9 @@ MODES: dict[str, Mode] = {
             "iou": Key(float, 0.45, "NMS IoU (Ultralytics detectors)"),
             "imgsz": Key(int, 640, "detector input size (Ultralytics detectors)"),
             "max_det": Key(int, 300, "most boxes per image"),
-            "classes": Key("literal", None, "keep only these class ids, e.g. [0,2]"),
+            "classes": Key("literal", None, 'keep only these class ids, e.g. "classes=[0,2]"'),
             "format": Key(str, "yolo", "yolo, coco, labelme, or several: yolo,coco"),
-            "names": Key(str, None, "class names: a,b,c or [...] or a data.yaml"),
+            "names": Key(str, None, 'class names: a,b,c or "names=[a,b]" or a data.yaml'),
             "segmentation": Key(str, "rle", "COCO masks: rle (keeps holes) or polygon"),
             "polygon_mode": Key(str, None, "largest, all or merge (default: yolo merge, else all)"),
             "tolerance": Key(float, 0.0, "polygon simplification in pixels"),

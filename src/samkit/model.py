@@ -201,8 +201,6 @@ class SAM:
             raise SamkitError(
                 f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
-            raise SamkitError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if conf is not None and (
             isinstance(conf, bool) or not isinstance(conf, Real) or not 0 <= conf <= 1
         ):
@@ -418,8 +416,11 @@ def _decoder_batch(decoder_batch: int | None, batch_size: int | None) -> int | N
     if decoder_batch is not None and batch_size is not None and decoder_batch != batch_size:
         raise SamkitError("give decoder_batch only (batch_size is its old spelling)")
     value = decoder_batch if decoder_batch is not None else batch_size
-    if value is not None and (int(value) != value or value < 1):
-        raise SamkitError(f"decoder_batch must be a positive int, got {value!r}")
+    name = "decoder_batch" if decoder_batch is not None else "batch_size"
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, Integral) or value < 1
+    ):
+        raise SamkitError(f"{name} must be a positive int, got {value!r}")
     return value
 
 
