@@ -82,16 +82,23 @@ class SAM:
         threads: int | None = None,
     ) -> None:
         from samkit.backends import onnx_source
+        from samkit.backends.grabcut import is_grabcut
 
-        self.onnx_folder = onnx_source(model, backend)
+        self.grabcut = is_grabcut(model)
+        self.onnx_folder = None if self.grabcut else onnx_source(model, backend)
         self.last_run = RunLog()
         self._precision: dict[str, Any] = {"half": half, "dtype": dtype, "compile": compile}
         self._precision.update(decoder_batch=decoder_batch, threads=threads)
         self._generator: tuple[str, Any] | None = None
-        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
-            self.checkpoint: str | None = str(self.onnx_folder)
+        if self.grabcut:  # OpenCV GrabCut: no network, no weights
+            self.checkpoint: str | None = "grabcut"
             self.model: Sam = None  # type: ignore[assignment]
             self.engine: Engine = self._make_engine()
+            return
+        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
+            self.checkpoint = str(self.onnx_folder)
+            self.model = None  # type: ignore[assignment]
+            self.engine = self._make_engine()
             return
         from samkit.build import build_sam
         from samkit.device import select_device
@@ -110,6 +117,10 @@ class SAM:
 
     def _make_engine(self) -> Engine:
         """The one place where the backend is chosen."""
+        if self.grabcut:
+            from samkit.backends.grabcut import GrabCutEngine
+
+            return GrabCutEngine()
         if self.onnx_folder is not None:
             from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
 
@@ -142,9 +153,11 @@ class SAM:
 
     def _require_torch(self, what: str) -> None:
         if self.model is None:
+            runs = (
+                "GrabCut, which has none" if self.grabcut else f"the ONNX export {self.onnx_folder}"
+            )
             raise SamkitError(
-                f"{what} needs the torch network; this SAM runs the ONNX export "
-                f"{self.onnx_folder} (load the checkpoint instead)"
+                f"{what} needs the torch network; this SAM runs {runs} (load a checkpoint instead)"
             )
 
     # ------------------------------------------------------------------ predict

@@ -316,8 +316,11 @@ def _check_arguments(**values: Any) -> None:
 
 def _engine(sam_model: Any, device: str | None) -> Engine:
     """The engine for ``sam_model``; ``device`` applies where a new network is placed."""
+    from samkit.backends.grabcut import GrabCutEngine, is_grabcut
     from samkit.modeling import Sam
 
+    if is_grabcut(sam_model):
+        return GrabCutEngine()
     if isinstance(sam_model, (str, os.PathLike)):
         from samkit.build import build_sam
 
