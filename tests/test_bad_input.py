@@ -174,3 +174,14 @@ def test_endless_url_stream_is_capped() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_failed_export_leaves_no_files(setup, tmp_path) -> None:
+    """The check fails after both graphs were written: nothing may stay behind (it used to
+    leave encoder.onnx / decoder.onnx without a manifest)."""
+    pytest.importorskip("onnxruntime")
+    from samkit.export import export
+
+    with pytest.raises(SamkitError, match="differs from torch"):
+        export(setup["ckpt"], output=tmp_path / "exp", rtol=1e-30)
+    assert list((tmp_path / "exp").iterdir()) == []

@@ -265,8 +265,9 @@ class SAM:
                             )
                         else:
                             result = self.segment_everything(
-                                item.image, path=item.path, frame=item.frame, **everything
-                            )
+                                item.image, path=item.path, frame=item.frame,
+                                progress=progress is not False, **everything,
+                            )  # fmt: skip
                     except (SourceError, MemoryError) as exc:  # this image, not the run
                         if not multi:
                             raise
@@ -399,14 +400,22 @@ class SAM:
         return self._generator[1]
 
     def segment_everything(
-        self, image_rgb: np.ndarray, *, path: str = "", frame: int | None = None, **settings: Any
+        self,
+        image_rgb: np.ndarray,
+        *,
+        path: str = "",
+        frame: int | None = None,
+        progress: bool = True,
+        **settings: Any,
     ) -> Results:
         """Every object of one (H, W, 3) uint8 RGB image, as found by the automatic mask
         generator (masks sorted by area, largest first, as the generator returns them).
+        ``progress``: a bar of the grid points decoded so far (a large image takes minutes).
 
         The Results hold the masks as RLEs (``Results.rles``); the dense ``Results.masks``
         stack is only decoded if accessed (N * H * W bytes)."""
         generator = self._automatic(settings)
+        generator.progress = bool(progress)
         t0 = time.perf_counter()
         records = generator.generate(image_rgb)
         t1 = time.perf_counter()
