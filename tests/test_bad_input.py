@@ -185,3 +185,12 @@ def test_failed_export_leaves_no_files(setup, tmp_path) -> None:
     with pytest.raises(SamkitError, match="differs from torch"):
         export(setup["ckpt"], output=tmp_path / "exp", rtol=1e-30)
     assert list((tmp_path / "exp").iterdir()) == []
+
+
+def test_cli_warns_in_one_line_for_a_point_outside(setup, capsys, tmp_path) -> None:
+    code = main(["predict", f"model={setup['ckpt']}", f"source={setup['image']}",
+                 "points=[[900,370]]", f"project={tmp_path}", "save=false"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "samkit: warning: points: object 0 has the point (900, 370) outside the image" in err
+    assert "UserWarning" not in err

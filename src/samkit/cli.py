@@ -16,6 +16,7 @@ import difflib
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -212,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_mode_help(name, mode))
             return 0
         parsed = parse_args(name, mode, args[1:])
-        return mode.run(parsed)
+        with warnings.catch_warnings():  # samkit's warnings as one line each, not Python's form
+            warnings.showwarning = _warning_line
+            return mode.run(parsed)
     except UsageError as exc:
         _error(exc)
         return 2
@@ -222,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("samkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_line(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    print(f"samkit: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def _error(exc: BaseException) -> None:
