@@ -293,6 +293,10 @@ def test_coco_edge_cases_through_val(tmp_path, tiny):
     d = json.loads((res.save_dir / "metrics.json").read_text())["dataset"]
     assert (d["images"], d["annotations"], d["crowd_skipped"], len(d["problems"])) == (2, 3, 2, 4)
     assert res.metrics["box"]["n"] == 3 and res.metrics["box"]["images"] == 2
+    (tmp_path / "b.png").write_bytes(b"not a png")  # a bad file: reported, the run goes on
+    res = val(tiny, data, protocols="box", device="cpu", save=False, verbose=False)
+    assert res.metrics["box"]["n"] == 2 and len(res.dataset["problems"]) == 5
+    assert res.dataset["problems"][-1]["file"] == str(tmp_path / "b.png")
 
 
 # ------------------------------------------------------------------------------ cache, runs, CLI
@@ -362,6 +366,12 @@ def test_everything_detections_and_teacher_protocols(tmp_path, tiny, shapes):
     )
     assert det["n"] == n and det["detections"] == n and 0.0 <= det["ap"] <= 1.0
     assert te["miou"] == 1.0 and te["n"] == 2 * n  # a model agrees with itself
+    # unlabelled images: a 3x3 grid of points, then the boxes of the teacher's masks
+    other = save_random_checkpoint(tmp_path / "other.pt", TINY_CONFIG, seed=2)
+    free = val(other, shapes.parent / "images", protocols="teacher", teacher=model, save=False,
+               verbose=False)  # fmt: skip
+    t = free.metrics["teacher"]
+    assert free.dataset["format"] == "images" and t["n"] > 18 and 0.0 < t["miou"] < 1.0
 
 
 def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):

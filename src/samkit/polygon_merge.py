@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 __all__ = ["area_key", "merge_polygons"]
 
 
@@ -35,7 +37,7 @@ def merge_polygons(polygons: Sequence[np.ndarray]) -> np.ndarray:
     polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
     polys = [p for p in polys if len(p)]
     if not polys:
-        raise ValueError("polygons must contain at least one non-empty polygon")
+        raise ArgumentError("polygons must contain at least one non-empty polygon")
     polys.sort(key=area_key, reverse=True)
     if len(polys) == 1:
         return polys[0]

@@ -18,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 __all__ = ["Bands", "axis_map", "bands", "resize_matrix"]
 
 
@@ -47,7 +49,7 @@ def axis_map(low: int, image_size: int, keep: int, out: int) -> np.ndarray:
     """(out, low) float64: ``low`` logits -> ``image_size`` (padded input), keep the first
     ``keep`` (the resized image), -> ``out`` pixels of the original image, along one axis."""
     if not 0 < keep <= image_size:
-        raise ValueError(f"keep must be in [1, {image_size}], got {keep}")
+        raise ArgumentError(f"keep must be in [1, {image_size}], got {keep}")
     composed = resize_matrix(keep, out) @ resize_matrix(low, image_size)[:keep]
     composed.setflags(write=False)
     return composed

@@ -9,7 +9,7 @@ from typing import Any
 
 from samkit.cli import UsageError
 
-__all__ = ["cli_annotate", "parse_names"]
+__all__ = ["cli_annotate", "engine_args", "parse_names"]
 
 
 def parse_names(text: str | None) -> Any:
@@ -68,7 +68,22 @@ def cli_annotate(args: dict[str, Any]) -> int:
         min_area=args["min_area"],
         overwrite=args["overwrite"],
         recursive=args["recursive"],
-        decoder_batch=args["batch"],
+        decoder_batch=args["decoder_batch"],
         progress=args["progress"],
+        **engine_args(args),
     )
     return 1 if summary.errors else 0
+
+
+def engine_args(args: dict[str, Any]) -> dict[str, Any]:
+    """``engine=`` and, for Ray, its options, from the parsed keys."""
+    from samkit.cli import UsageError
+
+    engine = args.get("engine", "local")
+    if engine not in ("local", "ray"):
+        raise UsageError(f"engine must be local or ray, got {engine!r}")
+    if engine == "local":
+        return {}
+    from samkit.cluster import ray_options_from_args
+
+    return {"engine": "ray", "ray": ray_options_from_args(args)}
