@@ -344,6 +344,8 @@ def _check_arguments(**values: Any) -> None:
         or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes)
     ):
         raise ArgumentError(f"classes must be a list of class indices (ints), got {classes!r}")
+
+
 class _Segmenter:
     """Boxes -> masks through the engine, made on first use (a run without detections never
     loads the SAM network)."""
