@@ -53,7 +53,7 @@ CLI_CASES = [
     (["predict", "source={img}", "bboxes=[1,1,5,5]", "project={root}/a_file"], 2, "is a file"),
     (["predict", "source={img}", "point=[[1,1]]"], 2, "Did you mean 'points'?"),
     (["predict", "source={img}", "box=[1,1,5,5]"], 2, "Did you mean 'bboxes'?"),
-    (["predict", "source={img}", "batch_size=a"], 2, "bad value for batch_size: 'a'"),
+    (["predict", "source={img}", "decoder_batch=a"], 2, "bad value for decoder_batch: 'a'"),
     (
         ["predict", "source={img}", "points=" + "[" * 100_000 + "]" * 100_000],
         2,
