@@ -104,9 +104,11 @@ def _literal(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------ parsing
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def _suggest(word: str, options: Sequence[str], renamed: dict[str, str] | None = None) -> str:
+    """' Did you mean ...?' for the closest option; an old spelling suggests its new name."""
+    renamed = renamed or {}
+    close = difflib.get_close_matches(word, [*options, *renamed], n=1, cutoff=0.5)
+    return f" Did you mean {renamed.get(close[0], close[0])!r}?" if close else ""
 
 
 def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any]:
@@ -128,7 +130,8 @@ def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any
                 name = new
             if name not in keys:
                 raise UsageError(
-                    f"unknown key {name!r} for '{mode_name}'.{_suggest(name, list(keys))} "
+                    f"unknown key {name!r} for '{mode_name}'."
+                    f"{_suggest(name, list(keys), mode.renamed)} "
                     f"See: samkit {mode_name} --help"
                 )
             if not eq:
