@@ -195,6 +195,8 @@ def test_click_commit_next_export_in_chromium(setup: dict[str, Any], tmp_path: P
     assert [a["category_id"] for a in coco["annotations"]] == [2]
     assert [im["file_name"] for im in coco["images"]] == ["img00.png"]
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("01_open.png", "02_mask.png"))
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors  # no script errors, no failed requests
     keep = os.environ.get("SAMKIT_TEST_ARTIFACTS")  # e.g. a CI artefact folder
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

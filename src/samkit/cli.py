@@ -107,9 +107,11 @@ def _literal(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------ parsing
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def _suggest(word: str, options: Sequence[str], renamed: dict[str, str] | None = None) -> str:
+    """' Did you mean ...?' for the closest option; an old spelling suggests its new name."""
+    renamed = renamed or {}
+    close = difflib.get_close_matches(word, [*options, *renamed], n=1, cutoff=0.5)
+    return f" Did you mean {renamed.get(close[0], close[0])!r}?" if close else ""
 
 
 def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any]:
@@ -131,7 +133,8 @@ def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any
                 name = new
             if name not in keys:
                 raise UsageError(
-                    f"unknown key {name!r} for '{mode_name}'.{_suggest(name, list(keys))} "
+                    f"unknown key {name!r} for '{mode_name}'."
+                    f"{_suggest(name, list(keys), mode.renamed)} "
                     f"See: samkit {mode_name} --help"
                 )
             if not eq:
@@ -382,6 +385,46 @@ MODES: dict[str, Mode] = {
         },
         positional=("data",),
         renamed={"batch": "decoder_batch"},
+    ),
+    "train": Mode(
+        "samkit.train.api:cli_train",
+        "fine-tune on labelled masks (decoder by default); writes runs/train with weights/best.pt",
+        {
+            "model": Key(str, "mobile_sam.pt", "checkpoint or model name to start from"),
+            "data": Key(
+                str, None, "COCO JSON, YOLO data.yaml, LabelMe or mask folder", required=True
+            ),
+            "val": Key(str, None, "held-out dataset (default: val_fraction of data)"),
+            "val_fraction": Key(float, 0.1, "share of data held out when val is not given"),
+            "epochs": Key(int, 10, "passes over the training images"),
+            "batch": Key(int, 8, "images per optimiser step (all processes together)"),
+            "accumulate": Key(int, 1, "micro-batches per optimiser step"),
+            "lr": Key(float, 1e-4, "AdamW learning rate"),
+            "weight_decay": Key(float, 0.01, "AdamW weight decay (not on biases / norms)"),
+            "warmup": Key(int, None, "warm-up optimiser steps (default 5 %, at most 200)"),
+            "schedule": Key(str, "cosine", "cosine, step or constant after warm-up"),
+            "lr_final": Key(float, 0.01, "cosine: final lr as a fraction of lr"),
+            "clip": Key(float, 1.0, "gradient norm clipping (0: off)"),
+            "amp": Key(bool, True, "mixed precision on CUDA (bf16, else fp16 + scaler)"),
+            "train": Key(str, "decoder", "parts to train: decoder,prompt_encoder,encoder"),
+            "encoder_blocks": Key(int, 0, "with train=...encoder: only its last N blocks"),
+            "lora_rank": Key(int, 0, "LoRA adapters of this rank on the encoder's attention"),
+            "prompts": Key(str, "mixed", "simulated prompts: mixed, box or point"),
+            "max_points": Key(int, 4, "most random interior points of a point prompt"),
+            "clicks": Key(int, 2, "error-region click rounds after the first prompt"),
+            "mask_prompt": Key(float, 0.5, "chance a click round feeds the previous logits"),
+            "box_jitter": Key(float, 0.1, "box noise, fraction of the side (<= 20 px at 1024)"),
+            "objects": Key(int, 16, "most objects per image per step (one shared embedding)"),
+            "cache": Key(str, "ram", "frozen-encoder embeddings: ram, disk or a folder"),
+            "device": _DEVICE,
+            "seed": Key(int, 0, "seed of shuffling, prompts and the held-out split"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "train", "run folder name (numbered: train, train2, ...)"),
+            "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+            "resume": Key(str, None, "true (latest run) or a run folder to continue"),
+            "save_period": Key(int, 0, "also keep weights/epochN.pt every N epochs"),
+            "progress": Key(bool, True, "progress bar with loss and steps/s"),
+        },
     ),
     "embed": Mode(
         "samkit.cli_modes:embed",

@@ -140,6 +140,23 @@ class SAM:
             print(summary.table())
         return summary
 
+    def train(self, data: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Fine-tune this model on a labelled dataset (``samkit train``'s settings as keywords,
+        see :func:`samkit.train.api.train`); afterwards this object holds the best weights.
+        Returns the :class:`~samkit.train.TrainResult` (run folder, weights paths, rows)."""
+        from samkit.build import build_sam
+        from samkit.train.api import train
+
+        self._require_torch("train()")
+        start = {"model": self.checkpoint} if self.checkpoint else {"network": self.model}
+        result = train(data=os.fspath(data), **start, **kwargs)
+        if result is not None and result.best is not None:
+            self.checkpoint = str(result.best)
+            self.model = build_sam(self.checkpoint).to(self.model.device).eval()
+            self.engine = self._make_engine()
+            self._generator = None
+        return result
+
     def export(self, format: str = "onnx", **kwargs: Any) -> Any:
         """Export the model; a thin call into ``samkit.export.export``."""
         try:

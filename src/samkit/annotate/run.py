@@ -67,10 +67,12 @@ class AnnotateSummary:
         return out
 
     def __str__(self) -> str:
+        stages = ", ".join(f"{k} {v:.3f}s" for k, v in self.stage_seconds.items())
         return (
             f"{self.images} images: {self.annotated} annotated ({self.objects} objects, "
             f"{self.empty} empty), {self.skipped} skipped, {self.errors} errors, "
             f"{self.dropped} detections dropped in {self.seconds:.1f}s -> {self.output_dir}"
+            + (f" (per image: {stages})" if stages else "")
         )
 
 
