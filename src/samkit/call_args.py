@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,10 @@ def check_predict_args(
 ) -> tuple[CallOptions, dict[str, Any]]:
     """Check :meth:`samkit.SAM.predict`'s arguments before any work; returns the Ultralytics
     call arguments and the segment-everything settings."""
-    if source is None:
-        raise SamkitError("predict needs a source (an image path, folder, URL, array ...)")
+    if source is None or (isinstance(source, str) and not source.strip()):
+        raise SamkitError(
+            f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
+        )
     call, everything = split_call_args(kwargs)
     if prompted and everything:
         raise SamkitError(
@@ -99,8 +102,10 @@ def check_predict_args(
         )
     if keep_all and not multimask_output:
         raise SamkitError("keep_all=True needs multimask_output=True")
-    if conf is not None and not 0.0 <= float(conf) <= 1.0:
-        raise SamkitError(f"conf must be in [0, 1] or None, got {conf!r}")
+    if conf is not None and (
+        isinstance(conf, bool) or not isinstance(conf, Real) or not 0 <= conf <= 1
+    ):
+        raise SamkitError(f"conf must be a number in [0, 1] or None, got {conf!r}")
     return call, everything
 
 
@@ -169,8 +174,11 @@ def decoder_batch_arg(decoder_batch: int | None, batch_size: int | None) -> int 
     if decoder_batch is not None and batch_size is not None and decoder_batch != batch_size:
         raise SamkitError("give decoder_batch only (batch_size is its old spelling)")
     value = decoder_batch if decoder_batch is not None else batch_size
-    if value is not None and (int(value) != value or value < 1):
-        raise SamkitError(f"decoder_batch must be a positive int, got {value!r}")
+    name = "decoder_batch" if decoder_batch is not None else "batch_size"
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, Integral) or value < 1
+    ):
+        raise SamkitError(f"{name} must be a positive int, got {value!r}")
     return value
 
 
