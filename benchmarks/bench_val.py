@@ -31,12 +31,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
-from samkit.bench_engine import build_models, build_reference
 
-from common import machine_info, ratio_line
+from common import build_models, machine_info, ratio_line
+from engine_suite import build_reference
 from samkit import SAM, val
 from samkit.datasets import open_dataset
 from samkit.embeddings import EmbeddingStore

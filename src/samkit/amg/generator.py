@@ -34,7 +34,7 @@ from samkit.engine import Engine, as_engine
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
 from samkit.transforms import apply_coords
-from samkit.validation import check_image
+from samkit.validation import check_generator_settings, check_image
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
@@ -101,8 +101,18 @@ class SamAutomaticMaskGenerator:
         bf16: bool = False,
         decoder_batch: int | None = None,
         decode_batch: int | None = None,
+        progress: bool = False,
     ) -> None:
         decoder_batch = decoder_batch if decoder_batch is not None else decode_batch
+        check_generator_settings(
+            points_per_side=points_per_side, points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset, box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio, min_mask_region_area=min_mask_region_area,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            decoder_batch=decoder_batch,
+        )  # fmt: skip
         if (points_per_side is None) == (point_grids is None):
             raise SamkitError("give exactly one of points_per_side or point_grids")
         if points_per_side is not None:
@@ -152,6 +162,7 @@ class SamAutomaticMaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
         self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16)
+        self.progress = bool(progress)  # a bar per image: grid points decoded / total
 
     # ------------------------------------------------------------------------------ public
     def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
@@ -182,10 +193,17 @@ class SamAutomaticMaskGenerator:
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio
         )
-        parts = [
-            self._process_crop(image, box, layer)
-            for box, layer in zip(crop_boxes, layer_idxs, strict=True)
-        ]
+        total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
+        engine, bar = self.engine, _points_bar(total, self.progress)
+        self.engine = _CountingEngine(engine, bar)
+        try:
+            parts = [
+                self._process_crop(image, box, layer)
+                for box, layer in zip(crop_boxes, layer_idxs, strict=True)
+            ]
+        finally:
+            self.engine = engine
+            bar.close()
         data = Candidates.cat(parts)
         if len(crop_boxes) > 1 and len(data):
             crop = data.crop_boxes
@@ -335,3 +353,25 @@ def _check_grid(grid: np.ndarray, index: int) -> np.ndarray:
     if arr.size and (arr.min() < 0 or arr.max() > 1):
         raise SamkitError(f"point_grids[{index}] must hold points normalised to [0, 1]")
     return arr
+
+
+def _points_bar(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="pt", desc="everything", disable=not enabled, leave=False)
+
+
+class _CountingEngine:
+    """The generator's engine, advancing ``bar`` by each batch of grid points once decoded."""
+
+    def __init__(self, engine: Engine, bar: Any) -> None:
+        self._engine = engine
+        self._bar = bar
+
+    def decode_points(self, coords: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        out = self._engine.decode_points(coords, *args, **kwargs)
+        self._bar.update(len(coords))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
