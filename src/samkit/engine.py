@@ -115,11 +115,11 @@ class TorchEngine:
         :meth:`SamPredictor.predict_torch` does it."""
         import torch
 
-        from samkit import transforms
+        from samkit.postprocess import binarize, upsample_fast
 
         p = self.predictor
         x = torch.as_tensor(low_res_logits, device=p.device)
         with torch.inference_mode():
-            up = transforms.postprocess_masks(x, p.input_size, p.original_size, self.image_size)
-            masks = up > p.model.mask_threshold
+            up = upsample_fast(x, p.input_size, p.original_size, self.image_size)
+            masks = binarize(up, p.model.mask_threshold)
         return masks[:, 0].cpu().numpy()

@@ -16,6 +16,7 @@ from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
+from samkit.postprocess import binarize, upsample_fast
 from samkit.validation import check_image, check_mask_input, check_points
 
 
@@ -304,11 +305,9 @@ class SamPredictor:
         low_res, scores = self.decode_low_res(
             point_coords, point_labels, boxes, mask_input, multimask_output
         )
-        masks = transforms.postprocess_masks(
-            low_res, state.input_size, state.original_size, self.image_size
-        )
+        masks = upsample_fast(low_res, state.input_size, state.original_size, self.image_size)
         if not return_logits:
-            masks = masks > self.model.mask_threshold
+            masks = binarize(masks, self.model.mask_threshold)
         return masks, scores, low_res
 
     @torch.inference_mode()

@@ -4,11 +4,10 @@ The generator works in NumPy except for three steps, which go through one of two
 chosen once per generator by :func:`make_arrays`:
 
 - :class:`TorchArrays` over :class:`samkit.SamPredictor` (a torch ``Sam``): decoding under
-  ``torch.inference_mode`` and the bit-exact two-stage ``F.interpolate`` upsampling of
-  :mod:`samkit.amg.upsample`;
+  ``torch.inference_mode`` and the **exact** upsampling of :mod:`samkit.postprocess`;
 - :class:`NumpyArrays` over :class:`samkit.backends.onnxruntime.OnnxPredictor`: the decoder graph
-  through ONNX Runtime and :func:`samkit.backends.numpy_ops.upscale_logits` (equal to the torch
-  upsampling up to float rounding). Nothing here imports torch on that path.
+  through ONNX Runtime and the **fast** NumPy upsampling of :mod:`samkit.postprocess`. Nothing
+  here imports torch on that path.
 
 Low-res logits are opaque to the generator ("Low": a torch tensor or a NumPy array); predicted
 IoUs, stability scores, masks and indices are always NumPy.
@@ -91,18 +90,10 @@ class TorchArrays:
     def upsample(
         self, low: Any, input_size: tuple[int, int], original_size: tuple[int, int]
     ) -> Any:
-        from samkit.amg.upsample import upsample_logits
+        """Full-resolution logits for counting: **exact** (see :mod:`samkit.postprocess`)."""
+        from samkit.postprocess import upsample_exact
 
-        return upsample_logits(low, input_size, original_size, self.image_size)
-
-    def stability(self, logits: Any, offset: float) -> np.ndarray:
-        from samkit.amg.upsample import stability_scores
-
-        return stability_scores(logits, self.mask_threshold, offset)
-
-    def masks(self, logits: Any, idx: np.ndarray) -> np.ndarray:
-        """``(k, H, W)`` bool masks of rows ``idx`` of the logits."""
-        return (self.take(logits, idx) > self.mask_threshold).cpu().numpy()
+        return upsample_exact(low, input_size, original_size, self.image_size)
 
 
 class NumpyArrays:
@@ -162,21 +153,10 @@ class NumpyArrays:
     def upsample(
         self, low: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]
     ) -> np.ndarray:
-        from samkit.backends.numpy_ops import upscale_logits
+        """Full-resolution logits for counting: **fast** (see :mod:`samkit.postprocess`)."""
+        from samkit.postprocess import upsample_fast
 
-        del input_size  # implied by original_size and the image size
-        return upscale_logits(low, self.image_size, original_size)
-
-    def stability(self, logits: np.ndarray, offset: float) -> np.ndarray:
-        """``(N,)`` float32 IoU of ``logits > t + offset`` and ``> t - offset`` per mask."""
-        flat = logits.reshape(len(logits), -1)
-        inter = np.count_nonzero(flat > np.float32(self.mask_threshold + offset), axis=1)
-        union = np.count_nonzero(flat > np.float32(self.mask_threshold - offset), axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return inter.astype(np.float32) / union.astype(np.float32)
-
-    def masks(self, logits: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return logits[np.asarray(idx, dtype=np.int64)] > np.float32(self.mask_threshold)
+        return upsample_fast(low, input_size, original_size, self.image_size)
 
 
 def make_arrays(model: Any) -> TorchArrays | NumpyArrays:

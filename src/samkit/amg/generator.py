@@ -34,6 +34,7 @@ from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
+from samkit.postprocess import filter_stable
 from samkit.validation import check_image
 
 if TYPE_CHECKING:
@@ -257,16 +258,17 @@ class SamAutomaticMaskGenerator:
 
     def _reduce(self, logits: Any, iou: np.ndarray, pts: np.ndarray) -> Candidates:
         """Full-res logits ``(n, h, w)`` -> stability-filtered candidates in the crop frame."""
-        stability = self.arrays.stability(logits, self.stability_score_offset)
-        idx = np.arange(len(stability))
-        if self.stability_score_thresh > 0.0:
-            idx = np.flatnonzero(stability >= np.float32(self.stability_score_thresh))
-        masks = self.arrays.masks(logits, idx)
+        idx, stability, masks = filter_stable(
+            logits,
+            self.arrays.mask_threshold,
+            self.stability_score_offset,
+            self.stability_score_thresh,
+        )
         return Candidates(
             rles=masks_to_rle(masks),
             boxes=mask_to_box(masks),
             iou_preds=iou[idx],
-            stability=stability[idx],
+            stability=stability,
             points=pts[idx],
         )
 

@@ -138,6 +138,7 @@ def segment_boxes(
     import torch
 
     from samkit import transforms
+    from samkit.postprocess import binarize, upsample_fast
 
     predictor.set_image(image)
     state = predictor.get_image_state()
@@ -153,12 +154,12 @@ def segment_boxes(
         low_res, _ = predictor.decode_low_res(None, None, bt, None, multimask_output=False)
         for i in range(0, len(bt), per_chunk):
             with torch.inference_mode():
-                logits = transforms.postprocess_masks(
+                logits = upsample_fast(
                     low_res[i : i + per_chunk], state.input_size, state.original_size,
                     predictor.image_size,
                 )  # fmt: skip
             k = start + i
-            out[k : k + len(logits)] = (logits[:, 0] > threshold).cpu().numpy()
+            out[k : k + len(logits)] = binarize(logits[:, 0], threshold).cpu().numpy()
     return out
 
 

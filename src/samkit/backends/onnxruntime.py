@@ -5,7 +5,7 @@ into the :class:`~samkit.model.SAM` front.
 Needs onnxruntime, NumPy and Pillow only: nothing here imports torch. Pre- and
 post-processing are those of :mod:`samkit.transforms` (Pillow resize, normalise, pad,
 coordinate mapping); masks come from the decoder graph's in-graph upsampling or, for low-res
-logits, from :func:`samkit.backends.numpy_ops.upscale_logits`.
+logits, from :func:`samkit.postprocess.upsample_fast` (NumPy).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from samkit import transforms
-from samkit.backends.numpy_ops import upscale_logits
 from samkit.errors import PromptError, SamkitError
+from samkit.postprocess import binarize, upsample_fast
 from samkit.prompts import ObjectPrompt
 from samkit.validation import check_image, check_mask_input, check_points
 
@@ -267,8 +267,8 @@ class OnnxPredictor:
         want_masks = self.graph_upscales
         out = self._decode(coords, labels, box_in, mask, multimask_output, with_masks=want_masks)
         low, scores = out[0], out[1]
-        logits = out[2] if want_masks else upscale_logits(low, self.image_size, state.original_size)
-        masks = logits if return_logits else logits > self.mask_threshold
+        logits = out[2] if want_masks else self._upsample(low, state)
+        masks = logits if return_logits else binarize(logits, self.mask_threshold)
         return masks, scores, low
 
     def decode_low_res(
@@ -296,8 +296,12 @@ class OnnxPredictor:
         """Low-res logits (..., 256, 256) of the current image -> masks (..., H, W) bool at the
         original size (float32 logits with ``return_logits``)."""
         state = self._require_state()
-        logits = upscale_logits(low_res_logits, self.image_size, state.original_size)
-        return logits if return_logits else logits > self.mask_threshold
+        logits = self._upsample(np.asarray(low_res_logits, dtype=np.float32), state)
+        return logits if return_logits else binarize(logits, self.mask_threshold)
+
+    def _upsample(self, low: np.ndarray, state: OnnxImageState) -> np.ndarray:
+        """Low-res logits (..., s, s) -> (..., H, W) float32 (**fast** contract)."""
+        return upsample_fast(low, state.input_size, state.original_size, self.image_size)
 
     def _decode(
         self,
