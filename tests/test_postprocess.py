@@ -124,3 +124,34 @@ def test_stability_and_boxes_match_the_reference() -> None:
     assert np.array_equal(masks, (logits[torch.from_numpy(keep)] > 0).numpy())
     ref_boxes = batched_mask_to_box(torch.from_numpy(masks)).numpy()
     assert np.array_equal(mask_to_box(masks), ref_boxes)
+
+
+def smooth_low_res(n: int, seed: int) -> torch.Tensor:
+    """Low-res logits shaped like a decoder's: smooth blobs, steep enough to have stable masks."""
+    coarse = torch.randn(n, 1, 12, 12, generator=torch.Generator().manual_seed(seed)) * 30
+    return F.interpolate(coarse, (256, 256), mode="bicubic", align_corners=False)[:, 0] + 5
+
+
+@pytest.mark.parametrize(("orig", "inp"), [((240, 320), (768, 1024)), ((333, 111), (1024, 341))])
+def test_exact_stats_and_masks_equal_full_resolution(orig, inp) -> None:
+    """The tile path (decided on low-res logits, undecided pixels by the kernel emulation)
+    gives the full-resolution path's stability scores, areas, boxes and RLEs exactly."""
+    from samkit.masks import masks_to_rle
+    from samkit.postprocess.exact import Geometry, exact_masks, exact_stats
+
+    low = torch.cat([smooth_low_res(4, seed=5), low_res(1, seed=6)])  # smooth and rough
+    full = two_step(low, inp, orig)
+    geometry = Geometry(256, 1024, inp, orig)
+    rows, cols = geometry.used_low_res()
+    cut = low.numpy()[:, :rows, :cols]
+    stats = exact_stats(cut, geometry, 0.0, 1.0)
+    masks = (full > 0).numpy()
+    assert np.array_equal(stats.stability, stability_score(full, 0.0, 1.0))
+    assert np.array_equal(stats.area, masks.sum((1, 2)))
+    assert np.array_equal(stats.boxes, mask_to_box(masks))
+    assert exact_masks(cut, geometry, 0.0) == masks_to_rle(masks)
+    # An empty mask and a mask over the whole image.
+    edge = np.stack([np.full((256, 256), -50, np.float32), np.full((256, 256), 50, np.float32)])
+    full_edge = two_step(torch.from_numpy(edge), inp, orig) > 0
+    assert exact_masks(edge, geometry, 0.0) == masks_to_rle(full_edge.numpy())
+    assert np.array_equal(exact_stats(edge, geometry, 0.0, 1.0).boxes, mask_to_box(full_edge))

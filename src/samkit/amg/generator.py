@@ -34,7 +34,13 @@ from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
-from samkit.postprocess import filter_stable
+from samkit.postprocess import filter_stable, upsample_exact
+from samkit.postprocess.exact import (
+    Geometry,
+    emulation_matches_torch,
+    exact_masks,
+    exact_stats,
+)
 from samkit.validation import check_image
 
 if TYPE_CHECKING:
@@ -194,10 +200,13 @@ class SamAutomaticMaskGenerator:
         crop = image[y0:y1, x0:x1, :]
         crop_size = (crop.shape[0], crop.shape[1])
         self.arrays.set_image(crop)
+        input_size, _ = self.arrays.sizes()
+        size = self.arrays.image_size
+        geometry = Geometry(size // 4, size, tuple(input_size), crop_size)  # type: ignore[arg-type]
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         batch = self.speed.decode_batch or self.points_per_batch
         parts = [
-            self._process_batch(points[i : i + batch], crop_size, crop_box, (orig_h, orig_w))
+            self._process_batch(points[i : i + batch], geometry, crop_box, (orig_h, orig_w))
             for i in range(0, len(points), batch)
         ]
         if not self.speed.low_res_filter:
@@ -210,6 +219,8 @@ class SamAutomaticMaskGenerator:
         if self.speed.low_res_filter:
             data = self._upsample_survivors(data, crop_box, (orig_h, orig_w))
             self.arrays.reset_image()
+        else:
+            data = self._finish_exact(data, geometry)
         data.rles = [uncrop_rle(r, crop_box, orig_h, orig_w) for r in data.rles]
         data.boxes = data.boxes + np.array([x0, y0, x0, y0])
         data.points = data.points + np.array([x0, y0], dtype=np.float64)
@@ -219,11 +230,12 @@ class SamAutomaticMaskGenerator:
     def _process_batch(
         self,
         points: np.ndarray,
-        crop_size: tuple[int, int],
+        geometry: Geometry,
         crop_box: list[int],
         orig_size: tuple[int, int],
     ) -> Candidates:
         arrays = self.arrays
+        crop_size = geometry.original_size
         low, iou = arrays.decode(points, crop_size, self.speed.bf16)
         n_masks = low.shape[0] // len(points)
         pts = np.repeat(points, n_masks, axis=0)
@@ -233,7 +245,7 @@ class SamAutomaticMaskGenerator:
         if self.speed.low_res_filter:
             data = self._filter_low_res(low, iou, pts, crop_size)
         else:
-            data = self._filter_full_res(low, arrays.to_numpy(iou), pts, crop_size)
+            data = self._filter_full_res(low, arrays.to_numpy(iou), pts, geometry)
         if len(data):
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             if near.any():
@@ -242,35 +254,68 @@ class SamAutomaticMaskGenerator:
 
     # ------------------------------------------------------------------------- filtering
     def _filter_full_res(
-        self, low: Any, iou: np.ndarray, pts: np.ndarray, crop_size: tuple[int, int]
+        self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
     ) -> Candidates:
-        """Exact path: upsample to the crop's full resolution a chunk at a time; each chunk
-        becomes stability scores, boxes and crop-frame RLEs before the next is made. ``low``
-        ``(N, 256, 256)`` is the array backend's, ``iou`` ``(N,)`` float32."""
-        input_size, original_size = self.arrays.sizes()
-        chunk = max(1, _CHUNK_ELEMENTS // (crop_size[0] * crop_size[1]))
+        """Exact path: stability scores and boxes of the reference's full-resolution logits,
+        computed on the low-res logits where they are decided and pixel by pixel where not
+        (:func:`samkit.postprocess.exact.exact_stats`). The low-res logits of the masks that
+        pass are kept; their RLEs are made after the crop's NMS (:meth:`_finish_exact`).
+        ``low`` ``(N, s, s)`` is the array backend's, ``iou`` ``(N,)`` float32."""
+        if self.arrays.is_torch and not emulation_matches_torch(geometry):
+            return self._filter_torch_full_res(low, iou, pts, geometry)
+        rows, cols = geometry.used_low_res()
+        low_np = np.ascontiguousarray(self.arrays.to_numpy(low)[:, :rows, :cols])
+        stats = exact_stats(
+            low_np, geometry, self.arrays.mask_threshold, self.stability_score_offset
+        )
+        keep = np.arange(len(low_np))
+        if self.stability_score_thresh > 0.0:
+            keep = np.flatnonzero(stats.stability >= np.float32(self.stability_score_thresh))
+        return Candidates(
+            rles=[],
+            boxes=stats.boxes[keep],
+            iou_preds=iou[keep],
+            stability=stats.stability[keep],
+            points=pts[keep],
+            low_res=low_np[keep],
+        )
+
+    def _filter_torch_full_res(
+        self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
+    ) -> Candidates:
+        """Exact path where the NumPy kernel emulation does not reproduce torch's rounding for
+        this geometry: torch's two resizes, a chunk at a time, reduced at once."""
+        crop_h, crop_w = geometry.original_size
+        chunk = max(1, _CHUNK_ELEMENTS // (crop_h * crop_w))
         parts = []
         for start in range(0, low.shape[0], chunk):
             sl = slice(start, start + chunk)
-            logits = self.arrays.upsample(low[sl], input_size, original_size)
-            parts.append(self._reduce(logits, iou[sl], pts[sl]))
+            logits = upsample_exact(
+                low[sl], geometry.input_size, geometry.original_size, geometry.image_size
+            )
+            idx, stability, masks = filter_stable(
+                logits,
+                self.arrays.mask_threshold,
+                self.stability_score_offset,
+                self.stability_score_thresh,
+            )
+            parts.append(
+                Candidates(
+                    rles=masks_to_rle(masks),
+                    boxes=mask_to_box(masks),
+                    iou_preds=iou[sl][idx],
+                    stability=stability,
+                    points=pts[sl][idx],
+                )
+            )
         return Candidates.cat(parts)
 
-    def _reduce(self, logits: Any, iou: np.ndarray, pts: np.ndarray) -> Candidates:
-        """Full-res logits ``(n, h, w)`` -> stability-filtered candidates in the crop frame."""
-        idx, stability, masks = filter_stable(
-            logits,
-            self.arrays.mask_threshold,
-            self.stability_score_offset,
-            self.stability_score_thresh,
-        )
-        return Candidates(
-            rles=masks_to_rle(masks),
-            boxes=mask_to_box(masks),
-            iou_preds=iou[idx],
-            stability=stability,
-            points=pts[idx],
-        )
+    def _finish_exact(self, data: Candidates, geometry: Geometry) -> Candidates:
+        """RLEs of the masks that survived the crop's NMS, from their kept low-res logits."""
+        if isinstance(data.low_res, np.ndarray):
+            data.rles = exact_masks(data.low_res, geometry, self.arrays.mask_threshold)
+            data.low_res = None
+        return data
 
     def _filter_low_res(
         self, low: Any, iou: Any, pts: np.ndarray, crop_size: tuple[int, int]
