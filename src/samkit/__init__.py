@@ -30,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "Results": "samkit.results",
     "model_summary": "samkit.summary",
     "auto_annotate": "samkit.annotate",
+    "val": "samkit.evaluation",
+    "open_dataset": "samkit.datasets",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -251,7 +251,7 @@ PREDICT_KEYS: dict[str, Key] = {
     "conf": Key(float, None, "drop masks scoring below this (default: keep all)"),
     "device": _DEVICE,
     "recursive": Key(bool, False, "descend into subfolders of a folder source"),
-    "batch_size": Key(int, 64, "objects per decoder call"),
+    "batch_size": Key(int, None, "objects per decoder pass (default: the engine's)"),
     "save": Key(bool, True, "write overlay images"),
     "save_txt": Key(bool, True, "write YOLO-seg label files"),
     "save_json": Key(bool, True, "write predictions.json"),
@@ -329,10 +329,72 @@ MODES: dict[str, Mode] = {
             "min_area": Key(int, 0, "drop masks with fewer pixels"),
             "overwrite": Key(bool, False, "relabel images whose labels exist (default: resume)"),
             "recursive": Key(bool, False, "descend into subfolders"),
-            "batch": Key(int, 64, "boxes per decoder call"),
+            "batch": Key(int, None, "boxes per decoder pass (default: the engine's)"),
             "progress": Key(bool, True, "progress bar with images/s and ETA"),
         },
         positional=("data",),
+    ),
+    "val": Mode(
+        "samkit.evaluation.cli:cli_val",
+        "measure models on a labelled dataset: box / point / center / clicks / everything / ...",
+        {
+            "model": Key(str, "sam_b.pt", "checkpoint(s) or ONNX folder(s); a,b for side by side"),
+            "data": Key(
+                str, None, "COCO JSON, data.yaml, YOLO / LabelMe / mask-PNG folder", required=True
+            ),
+            "images": Key(str, None, "image folder when not beside the annotations"),
+            "protocols": Key(
+                str, "box,point", "box, point, center, clicks, everything, detections, teacher"
+            ),
+            "device": _DEVICE,
+            "backend": Key(str, None, "torch or onnxruntime (default: by model path)"),
+            "cache": Key(str, None, "folder for a disk embedding cache"),
+            "select": Key(
+                str, None, "mask selection: single, best, first, oracle (default per protocol)"
+            ),
+            "box_jitter": Key(float, 0.0, "box noise std as a fraction of the box side"),
+            "min_area": Key(int, 0, "leave out instances with fewer pixels"),
+            "averaging": Key(str, "instance", "instance or image"),
+            "max_clicks": Key(int, 20, "clicks per instance (clicks protocol)"),
+            "early_stop": Key(bool, True, "stop clicking at IoU 0.90 after 5 clicks"),
+            "seed": Key(int, 0, "seed of every random choice"),
+            "batch": Key(int, 16, "instances decoded together"),
+            "detections": Key(
+                str,
+                None,
+                "detections: detector checkpoint, results/instances JSON, YOLO box folder",
+            ),
+            "teacher": Key(str, None, "teacher: the teacher model"),
+            "points_per_side": Key(int, None, "everything: grid points per side (32)"),
+            "max_images": Key(int, None, "evaluate the first N images"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "val", "run folder name (numbered: val, val2, ...)"),
+            "save": Key(bool, True, "write metrics.json, instances.csv and plots"),
+            "plots": Key(bool, True, "write plots"),
+            "progress": Key(bool, True, "progress bar with images/s"),
+        },
+        positional=("data",),
+    ),
+    "label": Mode(
+        "samkit.label.cli:cli_label",
+        "browser annotator: a click becomes a mask, saved as COCO / YOLO-seg / LabelMe",
+        {
+            "images": Key(str, None, "folder of images (or a glob)", required=True),
+            "model": Key(str, "mobile_sam.pt", "checkpoint file or model name"),
+            "classes": Key(str, None, "class names, e.g. person,car", required=True),
+            "output_dir": Key(str, None, "label folder (default: <images>_labels next to it)"),
+            "host": Key(
+                str, "127.0.0.1", "address to bind; any other than localhost needs a token"
+            ),
+            "port": Key(int, 8765, "port (0: a free one)"),
+            "token": Key(str, None, "bearer token (default: made up when host is not local)"),
+            "device": _DEVICE,
+            "format": Key(str, "coco,yolo,labelme", "label files written on every save"),
+            "prefetch": Key(int, 2, "next images encoded in the background (0: off)"),
+            "cache_dir": Key(str, None, "embedding cache (default: <samkit cache>/embeddings)"),
+            "recursive": Key(bool, False, "descend into subfolders"),
+        },
+        positional=("images",),
     ),
     "info": Mode(
         "samkit.cli_modes:info",

@@ -1,115 +1,265 @@
-"""Backends of the front: encode one image, decode batches of objects.
+"""The one backend seam: every path that runs a network goes through an :class:`Engine`.
 
-:class:`Engine` is the interface :class:`~samkit.model.SAM` needs; :class:`TorchEngine`
-implements it over the torch :class:`~samkit.predictor.SamPredictor`, bit for bit the same
-computation as ``SamPredictor.predict_torch``. torch is imported inside the methods only.
+The front (:class:`~samkit.model.SAM`), segment everything
+(:class:`~samkit.automatic.SamAutomaticMaskGenerator`) and auto-annotation
+(:func:`~samkit.annotate.auto_annotate`) take an engine; whatever was set when it was made
+(device, dtype, ``compile``, ``decoder_batch``) therefore holds on every path. A ``SAM`` owns
+exactly one engine (``SAM(...).engine``), and the engine owns one predictor.
+
+Implementations: :class:`TorchEngine` (over :class:`~samkit.predictor.SamPredictor`) and
+:class:`~samkit.backends.onnxruntime.OnnxEngine` (over the ONNX Runtime predictor).
+:func:`as_engine` turns what a user hands in (a checkpoint, a ``Sam``, a predictor, a ``SAM``
+front, an engine) into one.
+
+The protocol, in data-flow order (frames: "original" = the user's image pixels; "input" = the
+resized image inside the square model input of side ``image_size``):
+
+Attributes
+    ``backend`` ``"torch"`` / ``"onnxruntime"`` (...); ``image_size`` (1024 for SAM);
+    ``low_res`` side of the decoder's logits (``image_size // 4``); ``mask_threshold`` logit
+    above which a pixel is in the mask (0.0); ``decoder_batch`` prompts per decoder pass.
+Image
+    ``encode(image_rgb)`` (H, W, 3) uint8 RGB -> image state, which becomes the current image;
+    ``set_image`` the same without the return value; ``get_state`` / ``set_state`` the current
+    state (the engine's own type; a torch engine accepts and returns
+    :class:`~samkit.predictor.ImageState`); ``reset_image``; ``is_image_set``; ``sizes()``
+    -> ``(input_size, original_size)`` (H, W) of the current image.
+Prompts (against the current image)
+    ``decode(objects, multimask_output, decoder_batch=None)``: :class:`~samkit.prompts.
+    ObjectPrompt` s in the original frame, all with equal ``key`` -> low-res logits
+    (B, C, s, s) float32 and scores (B, C) float32 NumPy, C = 3 with ``multimask_output``
+    else 1. ``decode_points(coords, labels, multimask_output=True, decoder_batch=None,
+    bf16=False)``: points (B, K, 2) float in the input frame, labels (B, K) int -> the same two
+    arrays in the engine's native array type ("native": torch tensors for torch, NumPy for
+    ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only).
+Post-processing
+    ``upscale(low)`` low-res logits (B, 1, s, s) float32 NumPy -> masks (B, H, W) bool in the
+    original frame. For native arrays (segment everything): ``upsample(low)`` (N, s, s) ->
+    logits (N, H, W) of the current image, bit for bit the reference's two bilinear resizes;
+    ``stability(logits, offset)`` -> (N,) float32; ``masks(logits, idx)`` -> (k, H, W) bool;
+    ``iou_above(iou, t)`` -> int64 indices; ``take(x, idx)``; ``to_numpy(x)`` float32.
+
+CPU thread policy belongs to the engine too: see :func:`samkit.device.set_cpu_threads` (the
+``threads`` option). torch is imported inside the methods only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from samkit.errors import SamkitError
 from samkit.prompts import ObjectPrompt
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
+    from samkit.predictor import ImageState, SamPredictor
 
-__all__ = ["Engine", "TorchEngine"]
+__all__ = ["Engine", "TorchEngine", "as_engine", "stack_objects"]
 
 
+@runtime_checkable
 class Engine(Protocol):
-    """What the front needs from a backend: encode one image, decode batches of objects."""
+    """What every path needs from a backend; see the module docstring for the contract."""
 
+    backend: str
     image_size: int
+    mask_threshold: float
 
     @property
     def low_res(self) -> int: ...
     @property
+    def decoder_batch(self) -> int: ...
+    @property
     def is_image_set(self) -> bool: ...
+    def encode(self, image_rgb: np.ndarray) -> Any: ...
     def set_image(self, image_rgb: np.ndarray) -> None: ...
     def reset_image(self) -> None: ...
     def get_state(self) -> Any: ...
     def set_state(self, state: Any) -> None: ...
+    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]: ...
     def decode(
-        self, objects: Sequence[ObjectPrompt], multimask_output: bool
+        self,
+        objects: Sequence[ObjectPrompt],
+        multimask_output: bool,
+        decoder_batch: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
+    def decode_points(
+        self,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        multimask_output: bool = True,
+        decoder_batch: int | None = None,
+        bf16: bool = False,
+    ) -> tuple[Any, Any]: ...
     def upscale(self, low_res_logits: np.ndarray) -> np.ndarray: ...
+    def upsample(self, low: Any) -> Any: ...
+    def stability(self, logits: Any, offset: float) -> np.ndarray: ...
+    def masks(self, logits: Any, idx: np.ndarray) -> np.ndarray: ...
+    def iou_above(self, iou: Any, threshold: float) -> np.ndarray: ...
+    def take(self, x: Any, idx: np.ndarray) -> Any: ...
+    def to_numpy(self, x: Any) -> np.ndarray: ...
+
+
+def stack_objects(
+    objects: Sequence[ObjectPrompt], original_size: tuple[int, int], image_size: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Objects with equal keys -> input-frame NumPy prompts: coords (B, K, 2) float64, labels
+    (B, K) int64, boxes (B, 4) float64 XYXY, mask logits (B, 1, s, s) float32 (None if absent)."""
+    from samkit import transforms
+
+    first = objects[0]
+    coords = labels = boxes = mask_in = None
+    if first.points is not None:
+        pts = np.stack([o.points for o in objects])  # type: ignore[misc]
+        coords = transforms.apply_coords(pts, original_size, image_size)
+        labels = np.stack([o.labels for o in objects])  # type: ignore[misc]
+    if first.box is not None:
+        b = np.stack([o.box for o in objects])  # type: ignore[misc]
+        boxes = transforms.apply_boxes(b, original_size, image_size)
+    if first.mask_logits is not None or first.mask is not None:
+        logits = [
+            o.mask_logits
+            if o.mask_logits is not None
+            else transforms.mask_to_logits_prompt(o.mask, original_size, image_size)  # type: ignore[arg-type]
+            for o in objects
+        ]
+        mask_in = np.stack(logits).astype(np.float32)
+    return coords, labels, boxes, mask_in
 
 
 class TorchEngine:
-    """:class:`Engine` over the torch :class:`~samkit.predictor.SamPredictor`."""
+    """:class:`Engine` over the torch :class:`~samkit.predictor.SamPredictor`.
 
-    def __init__(self, model: Sam, **predictor_options: Any) -> None:
-        """``predictor_options`` go to :class:`~samkit.predictor.SamPredictor` (``dtype``,
-        ``half``, ``compile``, ``decoder_batch`` ...)."""
+    ``TorchEngine(model, device=..., dtype=..., half=..., compile=..., decoder_batch=...,
+    decoder_dtype=..., threads=...)``: the options are those of ``SamPredictor``; ``threads``
+    sets the CPU intra-op threads once (:func:`samkit.device.set_cpu_threads`). Use
+    :meth:`from_predictor` to wrap a predictor that already exists.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model: Sam, *, threads: int | None = None, **options: Any) -> None:
         from samkit.predictor import SamPredictor
 
-        self.predictor = SamPredictor(model, **predictor_options)
-        self.image_size = int(model.image_size)
+        if threads is not None:
+            from samkit.device import set_cpu_threads
 
+            set_cpu_threads(threads)
+        self._bind(SamPredictor(model, **options))
+
+    @classmethod
+    def from_predictor(cls, predictor: SamPredictor) -> TorchEngine:
+        """An engine over an existing predictor (its device, dtype and batch are kept)."""
+        engine = cls.__new__(cls)
+        engine._bind(predictor)
+        return engine
+
+    def _bind(self, predictor: SamPredictor) -> None:
+        self.predictor = predictor
+        self.image_size = int(predictor.image_size)
+        self.mask_threshold = float(predictor.model.mask_threshold)
+
+    # ----------------------------------------------------------------- attributes
     @property
     def low_res(self) -> int:
         """Side of the decoder's low-res logits (256 for a 1024 input)."""
         return self.image_size // 4
 
     @property
+    def decoder_batch(self) -> int:
+        return int(self.predictor.decoder_batch)
+
+    @property
+    def model(self) -> Sam:
+        return self.predictor.model
+
+    @property
+    def device(self) -> Any:
+        """The ``torch.device`` the network runs on."""
+        return self.predictor.device
+
+    @property
+    def dtype(self) -> Any:
+        """The encoder's compute ``torch.dtype``."""
+        return self.predictor.dtype
+
+    # ----------------------------------------------------------------- image
+    @property
     def is_image_set(self) -> bool:
         return self.predictor.is_image_set
 
+    def encode(self, image_rgb: np.ndarray) -> ImageState:
+        """Encode (H, W, 3) uint8 RGB; it becomes the current image. Returns its state."""
+        self.predictor.set_image(image_rgb, image_format="RGB")
+        return self.predictor.get_image_state()
+
     def set_image(self, image_rgb: np.ndarray) -> None:
-        """Encode (H, W, 3) uint8 RGB."""
         self.predictor.set_image(image_rgb, image_format="RGB")
 
     def reset_image(self) -> None:
         self.predictor.reset_image()
 
-    def get_state(self) -> Any:
+    def get_state(self) -> ImageState:
         return self.predictor.get_image_state()
 
     def set_state(self, state: Any) -> None:
         self.predictor.set_image_state(state)
 
+    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        state = self.predictor.get_image_state()
+        return tuple(state.input_size), tuple(state.original_size)  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------- prompts
     def decode(
-        self, objects: Sequence[ObjectPrompt], multimask_output: bool
+        self,
+        objects: Sequence[ObjectPrompt],
+        multimask_output: bool,
+        decoder_batch: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objects with equal :attr:`ObjectPrompt.key` -> low-res logits (B, C, s, s) float32 and
         scores (B, C) float32, C = 3 with ``multimask_output`` else 1."""
         import torch
 
-        from samkit import transforms
-
         p = self.predictor
-        size, orig = self.image_size, p.original_size
-        first = objects[0]
-        coords = labels = boxes = mask_in = None
-        if first.points is not None:
-            pts = np.stack([o.points for o in objects])  # type: ignore[misc]
-            coords = torch.as_tensor(transforms.apply_coords(pts, orig, size), dtype=torch.float)
-            labels = torch.as_tensor(np.stack([o.labels for o in objects]), dtype=torch.int)  # type: ignore[misc]
-        if first.box is not None:
-            b = np.stack([o.box for o in objects])  # type: ignore[misc]
-            boxes = torch.as_tensor(transforms.apply_boxes(b, orig, size), dtype=torch.float)
-        if first.mask_logits is not None or first.mask is not None:
-            logits = [
-                o.mask_logits
-                if o.mask_logits is not None
-                else transforms.mask_to_logits_prompt(o.mask, orig, size)  # type: ignore[arg-type]
-                for o in objects
-            ]
-            mask_in = torch.as_tensor(np.stack(logits), dtype=torch.float)
-        dev = p.device
+        arrays = stack_objects(objects, p.original_size, self.image_size)
+        coords, labels, boxes, mask_in = (
+            None if a is None else torch.as_tensor(a, device=p.device) for a in arrays
+        )
         low, scores = p.decode_low_res(
-            None if coords is None else coords.to(dev),
-            None if labels is None else labels.to(dev),
-            None if boxes is None else boxes.to(dev),
-            None if mask_in is None else mask_in.to(dev),
+            None if coords is None else coords.float(),
+            None if labels is None else labels.int(),
+            None if boxes is None else boxes.float(),
+            None if mask_in is None else mask_in.float(),
             multimask_output,
+            decoder_batch=decoder_batch,
         )
         return low.float().cpu().numpy(), scores.float().cpu().numpy()
 
+    def decode_points(
+        self,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        multimask_output: bool = True,
+        decoder_batch: int | None = None,
+        bf16: bool = False,
+    ) -> tuple[Any, Any]:
+        """Points (B, K, 2) in the input frame, labels (B, K) -> low-res logits (B, C, s, s) and
+        scores (B, C), float32 torch tensors on the engine's device."""
+        import torch
+
+        p = self.predictor
+        pts = torch.as_tensor(coords, device=p.device)
+        lab = torch.as_tensor(labels, dtype=torch.int, device=p.device)
+        dtype = torch.bfloat16 if bf16 else None
+        low, iou = p.decode_low_res(
+            pts, lab, None, None, multimask_output, decoder_batch=decoder_batch, dtype=dtype
+        )
+        return low.float(), iou.float()
+
+    # ----------------------------------------------------------------- post-processing
     def upscale(self, low_res_logits: np.ndarray) -> np.ndarray:
         """Low-res logits (B, 1, s, s) -> masks (B, H, W) bool at the original size, exactly as
         :meth:`SamPredictor.predict_torch` does it."""
@@ -121,5 +271,81 @@ class TorchEngine:
         x = torch.as_tensor(low_res_logits, device=p.device)
         with torch.inference_mode():
             up = upsample_fast(x, p.input_size, p.original_size, self.image_size)
-            masks = binarize(up, p.model.mask_threshold)
+            masks = binarize(up, self.mask_threshold)
         return masks[:, 0].cpu().numpy()
+
+    def upsample(self, low: Any) -> Any:
+        """Native low-res logits (N, s, s) -> (N, H, W) logits of the current image."""
+        import torch
+
+        from samkit.postprocess import upsample_exact
+
+        input_size, original_size = self.sizes()
+        with torch.inference_mode():
+            return upsample_exact(low, input_size, original_size, self.image_size)
+
+    def stability(self, logits: Any, offset: float) -> np.ndarray:
+        from samkit.postprocess import stability_score
+
+        return stability_score(logits, self.mask_threshold, offset)
+
+    def masks(self, logits: Any, idx: np.ndarray) -> np.ndarray:
+        """``(k, H, W)`` bool masks of rows ``idx`` of the logits."""
+        from samkit.postprocess import binarize
+
+        return binarize(self.take(logits, idx), self.mask_threshold).cpu().numpy()
+
+    def iou_above(self, iou: Any, threshold: float) -> np.ndarray:
+        """Int64 indices of the IoUs ``> threshold`` (compared in the IoUs' dtype)."""
+        return (iou > threshold).nonzero().flatten().cpu().numpy()
+
+    def take(self, x: Any, idx: np.ndarray) -> Any:
+        import torch
+
+        return x[torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(x.device)]
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return x.float().cpu().numpy()
+
+
+def as_engine(model: Any, **options: Any) -> Engine:
+    """The engine for ``model``, the one place where a backend is chosen from what a user passed.
+
+    ``model``: an :class:`Engine` (returned as is); a ``SAM`` front (its ``.engine``); a
+    :class:`~samkit.predictor.SamPredictor` or an ONNX Runtime ``OnnxPredictor`` (wrapped, no
+    copy); a torch ``Sam`` (a :class:`TorchEngine` over it). ``options`` (``device``,
+    ``dtype``, ``half``, ``compile``, ``decoder_batch`` ...) apply when a new :class:`TorchEngine` is made, and are refused
+    otherwise: an existing engine keeps its settings.
+    """
+    from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor  # no torch here
+
+    given = {k: v for k, v in options.items() if v not in (None, "", False)}
+    front = getattr(model, "engine", None)  # the SAM front's documented attribute
+    existing: Engine | None = None
+    if isinstance(model, (TorchEngine, OnnxEngine, Engine)):
+        existing = model
+    elif isinstance(front, Engine):
+        existing = front
+    elif isinstance(model, OnnxPredictor):
+        existing = OnnxEngine(model)
+    else:  # torch objects: imported only now, so the ONNX Runtime path never loads torch
+        from samkit.predictor import SamPredictor
+
+        if isinstance(model, SamPredictor):
+            existing = TorchEngine.from_predictor(model)
+    if existing is not None:
+        if given:
+            raise SamkitError(
+                f"{', '.join(sorted(given))} cannot change an existing "
+                f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
+            )
+        return existing
+    from samkit.modeling import Sam
+
+    if not isinstance(model, Sam):
+        raise SamkitError(
+            "model must be a Sam, a SamPredictor, an OnnxPredictor, a SAM front or an Engine, "
+            f"got {type(model).__name__}"
+        )
+    options.setdefault("device", None)
+    return TorchEngine(model, **options)

@@ -22,3 +22,12 @@ class PromptError(SamkitError, ValueError):
 
 class SourceError(SamkitError, ValueError):
     """An image / video source that cannot be read."""
+
+
+class ArgumentError(SamkitError, ValueError):
+    """An argument or setting whose value samkit does not accept (names it and what was
+    expected); a ``ValueError`` too, so callers catching that keep working."""
+
+
+class DatasetError(SamkitError, ValueError):
+    """A dataset path that is not a dataset in a format samkit reads."""

@@ -35,7 +35,7 @@ OVERRIDE_KEYS: dict[str, tuple[Any, str]] = {
     "conf": (None, "drop masks scoring below this; None = keep every mask"),
     "multimask_output": (False, "decode 3 candidates per object and keep the best"),
     "keep_all": (False, "with multimask_output, keep all 3 candidates"),
-    "batch_size": (64, "objects per decoder call"),
+    "batch_size": (None, "objects per decoder pass (default: the engine's)"),
     "imgsz": (None, "model input size; must equal the model's (1024 for published models)"),
     "task": ("segment", "only 'segment'"),
     "mode": ("predict", "only 'predict'"),
@@ -116,7 +116,7 @@ class Predictor:
             "multimask_output": bool(mm),
             "keep_all": bool(self.args["keep_all"] and mm),
             "conf": self.args["conf"],
-            "batch_size": int(self.args["batch_size"]),
+            "batch_size": self.args["batch_size"],
         }
 
     def __call__(

@@ -4,10 +4,11 @@
 each image once and decodes every prompted object from that one embedding, in batches. With no
 prompt it segments everything. Prompt shapes are those of :mod:`samkit.prompts`.
 
-The network work goes through one engine object, made in :meth:`SAM._make_engine` (today
-:class:`~samkit.engine.TorchEngine`); any object with the methods of
-:class:`~samkit.engine.Engine` can be swapped in there. Nothing in this module imports torch at
-import time.
+All network work goes through one engine object, ``SAM(...).engine`` (an
+:class:`~samkit.engine.Engine`: :class:`~samkit.engine.TorchEngine` or the ONNX Runtime
+engine), made once in :meth:`SAM._make_engine`: prompts, segment everything and
+auto-annotation all use it, so ``device``, ``dtype``, ``compile`` and ``decoder_batch`` hold on
+every path. Nothing in this module imports torch at import time.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class SAM:
         model: a checkpoint file or model name (``"sam_b.pt"``, ``"mobile_sam.pt"``,
             ``"vit_h"`` ...; the architecture is recognised from the tensors), or a built
             :class:`~samkit.modeling.Sam`.
-        device: torch device; default CUDA when available, else CPU.
+        device: torch device (:func:`samkit.device.select_device`): default CUDA, else MPS, else
+            CPU; ``"cpu"``, ``"cuda:1"``, ``"0"``, ``"mps"``.
         backend: ``"torch"`` or ``"onnxruntime"``; default ONNX Runtime for an export folder
             (``SAM("mobile_sam_onnx/")``, written by ``export(format="onnx")``; runs without
             torch) and torch otherwise. ``backend="onnxruntime"`` with a checkpoint exports it
@@ -62,6 +64,9 @@ class SAM:
             of ``"fp32"``, ``"bf16"``, ``"fp16"``); see :class:`~samkit.predictor.SamPredictor`.
         compile: ``torch.compile`` the encoder and/or decoder (``True``, ``"encoder"``,
             ``"decoder"``).
+        decoder_batch: prompts per decoder pass on every path (default: 4 on CPU, 512 on GPU
+            for torch; 64 for ONNX Runtime).
+        threads: CPU intra-op threads (default: ``SAMKIT_THREADS`` or torch's choice).
     """
 
     def __init__(
@@ -72,12 +77,15 @@ class SAM:
         half: bool = False,
         dtype: str | None = None,
         compile: bool | str = False,
+        decoder_batch: int | None = None,
+        threads: int | None = None,
     ) -> None:
         from samkit.backends import onnx_source
 
         self.onnx_folder = onnx_source(model, backend)
         self.last_run = RunLog()
         self._precision: dict[str, Any] = {"half": half, "dtype": dtype, "compile": compile}
+        self._precision.update(decoder_batch=decoder_batch, threads=threads)
         self._generator: tuple[str, Any] | None = None
         if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
             self.checkpoint: str | None = str(self.onnx_folder)
@@ -94,11 +102,9 @@ class SAM:
         else:
             self.checkpoint = None
             net = model
-        if device is None:
-            import torch
+        from samkit.device import select_device
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = net.to(device).eval()
+        self.model = net.to(select_device(device)).eval()
         self.engine = self._make_engine()
 
     def _make_engine(self) -> Engine:
@@ -106,7 +112,9 @@ class SAM:
         if self.onnx_folder is not None:
             from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
 
-            return OnnxEngine(OnnxPredictor(self.onnx_folder))
+            batch = self._precision["decoder_batch"]
+            predictor = OnnxPredictor(self.onnx_folder, threads=self._precision["threads"])
+            return OnnxEngine(predictor, decoder_batch=batch)
         return TorchEngine(self.model, **self._precision)
 
     # ------------------------------------------------------------------ info / export
@@ -157,7 +165,8 @@ class SAM:
         stream: bool = False,
         recursive: bool = False,
         progress: bool | None = None,
-        batch_size: int = 64,
+        decoder_batch: int | None = None,
+        batch_size: int | None = None,
         **everything: Any,
     ) -> list[Results] | Iterator[Results]:
         """Segment ``source`` with the given prompts, or everything when none is given.
@@ -178,7 +187,8 @@ class SAM:
             stream: return a generator yielding one Results at a time (bounded memory).
             recursive: descend into subfolders of a folder source.
             progress: show a progress bar; default: for sources of more than one image.
-            batch_size: objects decoded per decoder call.
+            decoder_batch: objects per decoder pass for this call (default: the engine's, as
+                set by ``SAM(decoder_batch=...)``); ``batch_size`` is its old spelling.
             everything: segment-everything settings (Meta's or Ultralytics' names, e.g.
                 ``points_per_side=16``, ``points_stride=64``, ``crop_n_layers=1``); only
                 when no prompt is given.
@@ -202,7 +212,7 @@ class SAM:
             "multimask_output": multimask_output,
             "keep_all": keep_all,
             "conf": conf,
-            "batch_size": batch_size,
+            "decoder_batch": _decoder_batch(decoder_batch, batch_size),
         }
         if not prompted:
             self._automatic(everything)  # validate settings before the first image
@@ -257,7 +267,8 @@ class SAM:
         multimask_output: bool = False,
         keep_all: bool = False,
         conf: float | None = None,
-        batch_size: int = 64,
+        decoder_batch: int | None = None,
+        batch_size: int | None = None,
         path: str = "",
         frame: int | None = None,
         image_bgr: np.ndarray | None = None,
@@ -273,11 +284,12 @@ class SAM:
         t1 = time.perf_counter()
         h, w = image_bgr.shape[:2]
         objects = normalize_prompts((h, w), points, labels, bboxes, masks, self.engine.low_res)
-        low, scores, object_ids = self._decode(objects, multimask_output, keep_all, batch_size)
+        batch = _decoder_batch(decoder_batch, batch_size)
+        low, scores, object_ids = self._decode(objects, multimask_output, keep_all, batch)
         if conf is not None:
             keep = scores >= conf
             low, scores, object_ids = low[keep], scores[keep], object_ids[keep]
-        masks_out = self._upscale(low, (h, w), batch_size)
+        masks_out = self._upscale(low, (h, w))
         t2 = time.perf_counter()
         return Results(
             orig_img=image_bgr,
@@ -294,7 +306,7 @@ class SAM:
         )
 
     def _decode(
-        self, objects: list[ObjectPrompt], multimask: bool, keep_all: bool, batch_size: int
+        self, objects: list[ObjectPrompt], multimask: bool, keep_all: bool, batch: int | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> low-res logits (M, 1, s, s), scores (M,), object ids (M,) in object order."""
         s = self.engine.low_res
@@ -302,8 +314,8 @@ class SAM:
         n = len(objects)
         low = np.zeros((n, per_obj, s, s), dtype=np.float32)
         scores = np.zeros((n, per_obj), dtype=np.float32)
-        for idx in group_objects(objects, batch_size):
-            lr, sc = self.engine.decode([objects[i] for i in idx], multimask)
+        for idx in group_objects(objects, max(n, 1)):  # the engine splits into decoder passes
+            lr, sc = self.engine.decode([objects[i] for i in idx], multimask, batch)
             if multimask and not keep_all:
                 best = np.argmax(sc, axis=1)
                 rows = np.arange(len(idx))
@@ -312,11 +324,28 @@ class SAM:
         ids = np.repeat(np.arange(n, dtype=np.int64), per_obj)
         return low.reshape(n * per_obj, 1, s, s), scores.reshape(-1), ids
 
-    def _upscale(self, low: np.ndarray, hw: tuple[int, int], batch_size: int) -> np.ndarray:
+    def _upscale(self, low: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        """Low-res logits (M, 1, s, s) -> masks (M, H, W) bool, ~256 MB of float logits at once."""
         out = np.zeros((len(low), *hw), dtype=bool)
-        for start in range(0, len(low), batch_size):
-            out[start : start + batch_size] = self.engine.upscale(low[start : start + batch_size])
+        step = max(1, int(256e6 // (4 * hw[0] * hw[1])))
+        for start in range(0, len(low), step):
+            out[start : start + step] = self.engine.upscale(low[start : start + step])
         return out
+
+    # ------------------------------------------------------------------ validation
+    def val(
+        self,
+        data: str | os.PathLike[str],
+        images: str | os.PathLike[str] | None = None,
+        protocols: Any = ("box", "point"),
+        **kwargs: Any,
+    ) -> Any:
+        """Measure this model on a labelled dataset, as Ultralytics' ``model.val(data=...)``;
+        see :func:`samkit.evaluation.val` for protocols and options. Returns its ValResults
+        (``.metrics["box"]["miou"]`` ...)."""
+        from samkit.evaluation import val
+
+        return val(self, data, images, protocols, **kwargs)
 
     # ------------------------------------------------------------------ everything
     def _automatic(self, settings: dict[str, Any]) -> Any:
@@ -336,9 +365,8 @@ class SAM:
         key = repr(sorted(params.items(), key=lambda kv: kv[0]))
         if self._generator is None or self._generator[0] != key:
             try:
-                # ONNX-backed: the generator decodes through this front's OnnxPredictor.
-                net = self.model if self.onnx_folder is None else self.engine
-                generator = SamAutomaticMaskGenerator(net, **params)
+                # One engine per SAM: the generator decodes through this front's engine.
+                generator = SamAutomaticMaskGenerator(self.engine, **params)
             except TypeError as exc:
                 raise SamkitError(f"bad segment-everything setting: {exc}") from None
             self._generator = (key, generator)
@@ -368,6 +396,16 @@ class SAM:
             frame=frame,
             speed={"everything": (t1 - t0) * 1e3},
         )
+
+
+def _decoder_batch(decoder_batch: int | None, batch_size: int | None) -> int | None:
+    """The per-call decoder batch from its name or its old spelling ``batch_size``."""
+    if decoder_batch is not None and batch_size is not None and decoder_batch != batch_size:
+        raise SamkitError("give decoder_batch only (batch_size is its old spelling)")
+    value = decoder_batch if decoder_batch is not None else batch_size
+    if value is not None and (int(value) != value or value < 1):
+        raise SamkitError(f"decoder_batch must be a positive int, got {value!r}")
+    return value
 
 
 def _record_rle(segmentation: Any, hw: tuple[int, int]) -> dict[str, Any]:

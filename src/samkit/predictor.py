@@ -221,16 +221,19 @@ class SamPredictor:
         return self._require_state()
 
     def set_image_state(self, state: ImageState) -> None:
-        """Restore an image previously returned by :meth:`get_image_state` (no encoder pass)."""
+        """Restore an image previously returned by :meth:`get_image_state`, or any object with
+        ``features`` (tensor or ndarray), ``original_size`` and ``input_size`` such as
+        :class:`samkit.embeddings.StoredState` (no encoder pass)."""
         grid = self.model.prompt_encoder.image_embedding_size
         expected = (1, self.model.prompt_encoder.embed_dim, *grid)
         if tuple(state.features.shape) != expected:
             raise SamkitError(
                 f"state.features must have shape {expected}, got {tuple(state.features.shape)}"
             )
-        self._state = ImageState(
-            state.features.to(self.device), state.original_size, state.input_size
-        )
+        features = torch.as_tensor(state.features)  # a tensor, or NumPy from a disk cache
+        orig = (int(state.original_size[0]), int(state.original_size[1]))
+        size = (int(state.input_size[0]), int(state.input_size[1]))
+        self._state = ImageState(features.to(self.device), orig, size)
 
     def _require_state(self) -> ImageState:
         if self._state is None:
@@ -318,11 +321,16 @@ class SamPredictor:
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
+        *,
+        decoder_batch: int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling.
 
-        Prompts are decoded ``decoder_batch`` at a time; without ``mask_input`` the decoder's
-        prompt-independent work is computed once per image and kept with the image state.
+        Prompts are decoded ``decoder_batch`` at a time (default: the predictor's); ``dtype``
+        overrides the decoder's compute dtype for this call. Without ``mask_input`` the
+        decoder's prompt-independent work is computed once per image and kept with the image
+        state.
         """
         state = self._require_state()
         if point_coords is not None and point_labels is None:
@@ -333,13 +341,17 @@ class SamPredictor:
             raise PromptError(
                 f"point_coords, boxes and mask_input must share the batch size, got {sizes}"
             )
-        if total <= self.decoder_batch:
+        batch = self.decoder_batch if decoder_batch is None else int(decoder_batch)
+        if batch < 1:
+            raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
+        dt = self.decoder_dtype if dtype is None else dtype
+        if total <= batch:
             return self._decode_chunk(
-                state, point_coords, point_labels, boxes, mask_input, multimask_output
+                state, point_coords, point_labels, boxes, mask_input, multimask_output, dt
             )
         lows, scores = [], []
-        for i in range(0, total, self.decoder_batch):
-            sel = slice(i, i + self.decoder_batch)
+        for i in range(0, total, batch):
+            sel = slice(i, i + batch)
             low, score = self._decode_chunk(
                 state,
                 None if point_coords is None else point_coords[sel],
@@ -347,6 +359,7 @@ class SamPredictor:
                 None if boxes is None else boxes[sel],
                 None if mask_input is None else mask_input[sel],
                 multimask_output,
+                dt,
             )
             lows.append(low)
             scores.append(score)
@@ -360,14 +373,15 @@ class SamPredictor:
         boxes: torch.Tensor | None,
         mask_input: torch.Tensor | None,
         multimask_output: bool,
+        dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         points = (
             None if point_coords is None or point_labels is None else (point_coords, point_labels)
         )
-        with devices.autocast(self.device, self.decoder_dtype):
+        with devices.autocast(self.device, dtype):
             cache = None
             if mask_input is None and self.model.mask_decoder.fast:
-                key = ("decoder", self.decoder_dtype)
+                key = ("decoder", dtype)
                 cache = state.cache.get(key)
                 if cache is None:
                     cache = state.cache[key] = self.model.prepare_decoder(state.features)

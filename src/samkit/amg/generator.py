@@ -6,14 +6,16 @@ reordered so that the output is the same while far less of it is done:
 - prompts are decoded in batches through the engine (:meth:`SamPredictor.decode_low_res`), so
   whatever per-image work the engine shares between prompts is shared here too;
 - the predicted-IoU filter runs on the low-res outputs, before any upsampling;
-- only the survivors are upsampled, a chunk at a time, and each chunk is reduced at once to
-  stability counts, a box and a run-length encoding in the crop frame: no full-resolution float
-  mask outlives its chunk, and nothing is ever padded to the full image before the per-crop NMS.
+- stability scores and boxes of the reference's full-resolution logits are computed from the
+  low-res logits wherever a pixel's side of a threshold is already decided there, and pixel by
+  pixel (bit for bit the reference's values) only along the thresholds' contours
+  (:mod:`samkit.postprocess.exact`); no full-resolution float mask is ever made;
+- run-length encodings are made only for the masks that survive the crop's NMS, straight from
+  their box.
 
-The model may be a torch ``Sam`` or an ONNX Runtime :class:`~samkit.backends.onnxruntime.
-OnnxPredictor`: decoding and upsampling go through the array backend of
-:mod:`samkit.amg.arrays`, chosen once; filters, NMS and RLEs are NumPy on both (the ONNX path
-never imports torch).
+Decoding and upsampling go through an :class:`~samkit.engine.Engine` (torch or ONNX Runtime; a
+``SAM`` front's own engine, so its device, dtype and decoder batch hold here too); filters, NMS
+and RLEs are NumPy on both (the ONNX path never imports torch).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from samkit.amg.arrays import make_arrays
 from samkit.amg.grid import (
     boxes_near_crop_edge,
     build_all_layer_point_grids,
@@ -32,19 +33,20 @@ from samkit.amg.grid import (
 )
 from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
+from samkit.engine import Engine, as_engine
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, masks_to_rle
-from samkit.postprocess import filter_stable, upsample_exact
+from samkit.postprocess import filter_stable
 from samkit.postprocess.exact import (
     Geometry,
     emulation_matches_torch,
     exact_masks,
     exact_stats,
 )
+from samkit.transforms import apply_coords
 from samkit.validation import check_image
 
 if TYPE_CHECKING:
-    from samkit.backends.onnxruntime import OnnxPredictor
     from samkit.modeling import Sam
 
 OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
@@ -66,15 +68,17 @@ class Speed:
 
     low_res_filter: bool = False
     bf16: bool = False
-    decode_batch: int | None = None
 
 
 class SamAutomaticMaskGenerator:
     """A drop-in for Meta's generator: same parameters, defaults and records.
 
+    ``model``: an :class:`~samkit.engine.Engine`, a ``SAM`` front (its engine is shared), a
+    torch ``Sam``, a ``SamPredictor`` or an ``OnnxPredictor`` (see :func:`samkit.engine.as_engine`).
+
     Args (all as in Meta's): ``points_per_side`` grid size (``None`` to use ``point_grids``),
-    ``points_per_batch`` prompts decoded per decoder call (a memory knob; larger batches were
-    measured no faster on CPU), ``pred_iou_thresh`` / ``stability_score_thresh`` filters (0
+    ``points_per_batch`` grid points handled per step (bounds the memory of their upsampled
+    masks; the decoder takes them ``decoder_batch`` at a time), ``pred_iou_thresh`` / ``stability_score_thresh`` filters (0
     disables), ``stability_score_offset``, ``box_nms_thresh`` (within a crop),
     ``crop_n_layers``, ``crop_nms_thresh`` (across crops), ``crop_overlap_ratio``,
     ``crop_n_points_downscale_factor``, ``point_grids`` (list of ``(N, 2)`` grids in [0, 1], one
@@ -82,13 +86,13 @@ class SamAutomaticMaskGenerator:
     then NMS again), ``output_mode`` ``"binary_mask"`` | ``"uncompressed_rle"`` | ``"coco_rle"``.
 
     Opt-in, output-changing speed-ups (keyword-only): ``low_res_filter`` and ``bf16``, see
-    :class:`Speed`. ``decode_batch`` (default: ``points_per_batch``) overrides how many prompts
-    one decoder call takes.
+    :class:`Speed`. ``decoder_batch`` prompts per decoder pass (default: the engine's;
+    ``decode_batch`` is its old spelling, still accepted).
     """
 
     def __init__(
         self,
-        model: Sam | OnnxPredictor | Any,
+        model: Engine | Sam | Any,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.88,
@@ -105,8 +109,10 @@ class SamAutomaticMaskGenerator:
         *,
         low_res_filter: bool = False,
         bf16: bool = False,
+        decoder_batch: int | None = None,
         decode_batch: int | None = None,
     ) -> None:
+        decoder_batch = decoder_batch if decoder_batch is not None else decode_batch
         if (points_per_side is None) == (point_grids is None):
             raise SamkitError("give exactly one of points_per_side or point_grids")
         if points_per_side is not None:
@@ -133,16 +139,17 @@ class SamAutomaticMaskGenerator:
             )
         if output_mode not in OUTPUT_MODES:
             raise SamkitError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
-        for name, value in (("points_per_batch", points_per_batch), ("decode_batch", decode_batch)):
+        batches = (("points_per_batch", points_per_batch), ("decoder_batch", decoder_batch))
+        for name, value in batches:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
-        self.arrays = make_arrays(model)
-        if not self.arrays.is_torch and (low_res_filter or bf16):
+        self.engine = as_engine(model)
+        if self.engine.backend != "torch" and (low_res_filter or bf16):
             raise SamkitError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
                 "runs the exact path only"
             )
-        self.predictor = self.arrays.predictor
+        self.decoder_batch = None if decoder_batch is None else int(decoder_batch)
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = float(pred_iou_thresh)
         self.stability_score_thresh = float(stability_score_thresh)
@@ -154,7 +161,7 @@ class SamAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
-        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16, decode_batch=decode_batch)
+        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16)
 
     # ------------------------------------------------------------------------------ public
     def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
@@ -164,9 +171,18 @@ class SamAutomaticMaskGenerator:
         ``output_mode``), ``area`` (int pixels), ``bbox`` (XYWH, ints, inclusive-max convention),
         ``predicted_iou``, ``point_coords`` (``[[x, y]]`` original pixels), ``stability_score``,
         ``crop_box`` (XYWH).
+
+        The engine's current image (it may be shared with a ``SAM`` front) is restored after.
         """
-        with self.arrays.context():
+        engine = self.engine
+        saved = engine.get_state() if engine.is_image_set else None
+        try:
             return to_records(self.generate_candidates(image), self.output_mode)
+        finally:
+            if saved is None:
+                engine.reset_image()
+            else:
+                engine.set_state(saved)
 
     def generate_candidates(self, image: np.ndarray) -> Candidates:
         """Like :meth:`generate` but returns the kept masks as columns (RLEs, boxes XYXY,
@@ -199,18 +215,18 @@ class SamAutomaticMaskGenerator:
         orig_h, orig_w = image.shape[:2]
         crop = image[y0:y1, x0:x1, :]
         crop_size = (crop.shape[0], crop.shape[1])
-        self.arrays.set_image(crop)
-        input_size, _ = self.arrays.sizes()
-        size = self.arrays.image_size
+        self.engine.set_image(crop)
+        input_size, _ = self.engine.sizes()
+        size = self.engine.image_size
         geometry = Geometry(size // 4, size, tuple(input_size), crop_size)  # type: ignore[arg-type]
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
-        batch = self.speed.decode_batch or self.points_per_batch
+        batch = self.points_per_batch
         parts = [
             self._process_batch(points[i : i + batch], geometry, crop_box, (orig_h, orig_w))
             for i in range(0, len(points), batch)
         ]
         if not self.speed.low_res_filter:
-            self.arrays.reset_image()
+            self.engine.reset_image()
         data = Candidates.cat(parts)
         if len(data) == 0:
             return data
@@ -218,7 +234,7 @@ class SamAutomaticMaskGenerator:
         data = data.take(keep)
         if self.speed.low_res_filter:
             data = self._upsample_survivors(data, crop_box, (orig_h, orig_w))
-            self.arrays.reset_image()
+            self.engine.reset_image()
         else:
             data = self._finish_exact(data, geometry)
         data.rles = [uncrop_rle(r, crop_box, orig_h, orig_w) for r in data.rles]
@@ -234,18 +250,24 @@ class SamAutomaticMaskGenerator:
         crop_box: list[int],
         orig_size: tuple[int, int],
     ) -> Candidates:
-        arrays = self.arrays
+        engine = self.engine
         crop_size = geometry.original_size
-        low, iou = arrays.decode(points, crop_size, self.speed.bf16)
+        coords = apply_coords(points, crop_size, engine.image_size)[:, None, :]
+        labels = np.ones(coords.shape[:2], dtype=np.int64)
+        low, iou = engine.decode_points(
+            coords, labels, True, decoder_batch=self.decoder_batch, bf16=self.speed.bf16
+        )
+        s = low.shape[-1]
+        low, iou = low.reshape(-1, s, s), iou.reshape(-1)  # point-major: 3 masks of point 0 first
         n_masks = low.shape[0] // len(points)
         pts = np.repeat(points, n_masks, axis=0)
         if self.pred_iou_thresh > 0.0:
-            keep = arrays.iou_above(iou, self.pred_iou_thresh)
-            low, iou, pts = arrays.take(low, keep), arrays.take(iou, keep), pts[keep]
+            keep = engine.iou_above(iou, self.pred_iou_thresh)
+            low, iou, pts = engine.take(low, keep), engine.take(iou, keep), pts[keep]
         if self.speed.low_res_filter:
             data = self._filter_low_res(low, iou, pts, crop_size)
         else:
-            data = self._filter_full_res(low, arrays.to_numpy(iou), pts, geometry)
+            data = self._filter_full_res(low, engine.to_numpy(iou), pts, geometry)
         if len(data):
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             if near.any():
@@ -256,18 +278,16 @@ class SamAutomaticMaskGenerator:
     def _filter_full_res(
         self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
     ) -> Candidates:
-        """Exact path: stability scores and boxes of the reference's full-resolution logits,
-        computed on the low-res logits where they are decided and pixel by pixel where not
-        (:func:`samkit.postprocess.exact.exact_stats`). The low-res logits of the masks that
-        pass are kept; their RLEs are made after the crop's NMS (:meth:`_finish_exact`).
-        ``low`` ``(N, s, s)`` is the array backend's, ``iou`` ``(N,)`` float32."""
-        if self.arrays.is_torch and not emulation_matches_torch(geometry):
-            return self._filter_torch_full_res(low, iou, pts, geometry)
+        """Exact path: stability scores and boxes of the reference's full-resolution logits
+        (:func:`samkit.postprocess.exact.exact_stats`); the low-res logits of the masks that
+        pass are kept for their RLEs after the crop's NMS (:meth:`_finish_exact`). ``low``
+        ``(N, s, s)`` is the engine's native array, ``iou`` ``(N,)`` float32."""
+        if self.engine.backend == "torch" and not emulation_matches_torch(geometry):
+            return self._filter_upsampled(low, iou, pts, geometry)
         rows, cols = geometry.used_low_res()
-        low_np = np.ascontiguousarray(self.arrays.to_numpy(low)[:, :rows, :cols])
-        stats = exact_stats(
-            low_np, geometry, self.arrays.mask_threshold, self.stability_score_offset
-        )
+        low_np = np.ascontiguousarray(self.engine.to_numpy(low)[:, :rows, :cols])
+        threshold = self.engine.mask_threshold
+        stats = exact_stats(low_np, geometry, threshold, self.stability_score_offset)
         keep = np.arange(len(low_np))
         if self.stability_score_thresh > 0.0:
             keep = np.flatnonzero(stats.stability >= np.float32(self.stability_score_thresh))
@@ -280,22 +300,18 @@ class SamAutomaticMaskGenerator:
             low_res=low_np[keep],
         )
 
-    def _filter_torch_full_res(
+    def _filter_upsampled(
         self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
     ) -> Candidates:
-        """Exact path where the NumPy kernel emulation does not reproduce torch's rounding for
-        this geometry: torch's two resizes, a chunk at a time, reduced at once."""
-        crop_h, crop_w = geometry.original_size
-        chunk = max(1, _CHUNK_ELEMENTS // (crop_h * crop_w))
+        """Exact path for a geometry where the NumPy kernel emulation is not torch's bit for
+        bit: the engine's two resizes a chunk at a time, each chunk reduced at once."""
+        chunk = max(1, _CHUNK_ELEMENTS // (geometry.original_size[0] * geometry.original_size[1]))
         parts = []
         for start in range(0, low.shape[0], chunk):
             sl = slice(start, start + chunk)
-            logits = upsample_exact(
-                low[sl], geometry.input_size, geometry.original_size, geometry.image_size
-            )
             idx, stability, masks = filter_stable(
-                logits,
-                self.arrays.mask_threshold,
+                self.engine.upsample(low[sl]),
+                self.engine.mask_threshold,
                 self.stability_score_offset,
                 self.stability_score_thresh,
             )
@@ -313,7 +329,7 @@ class SamAutomaticMaskGenerator:
     def _finish_exact(self, data: Candidates, geometry: Geometry) -> Candidates:
         """RLEs of the masks that survived the crop's NMS, from their kept low-res logits."""
         if isinstance(data.low_res, np.ndarray):
-            data.rles = exact_masks(data.low_res, geometry, self.arrays.mask_threshold)
+            data.rles = exact_masks(data.low_res, geometry, self.engine.mask_threshold)
             data.low_res = None
         return data
 
@@ -322,15 +338,15 @@ class SamAutomaticMaskGenerator:
     ) -> Candidates:
         from samkit.amg import lowres
 
-        state = self.predictor.get_image_state()
+        input_size, _ = self.engine.sizes()
         return lowres.low_res_candidates(
             low,
             iou,
             pts,
-            state.input_size,
+            input_size,
             crop_size,
-            self.arrays.image_size,
-            self.arrays.mask_threshold,
+            self.engine.image_size,
+            self.engine.mask_threshold,
             self.stability_score_offset,
             self.stability_score_thresh,
         )
@@ -340,13 +356,13 @@ class SamAutomaticMaskGenerator:
     ) -> Candidates:
         from samkit.amg import lowres
 
-        state = self.predictor.get_image_state()
+        input_size, original_size = self.engine.sizes()
         data = lowres.upsample_survivors(
             data,
-            state.input_size,
-            state.original_size,
-            self.arrays.image_size,
-            self.arrays.mask_threshold,
+            input_size,
+            original_size,
+            self.engine.image_size,
+            self.engine.mask_threshold,
             self.stability_score_offset,
             self.stability_score_thresh,
             _CHUNK_ELEMENTS,

@@ -43,8 +43,11 @@ GENERATOR_PARAMS: tuple[str, ...] = (
     "output_mode",
     "low_res_filter",
     "bf16",
-    "decode_batch",
+    "decoder_batch",
 )
+
+# Old spellings still accepted -> the documented name.
+OLD_NAMES: dict[str, str] = {"decode_batch": "decoder_batch"}
 
 
 def everything_params(**kwargs: Any) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def everything_params(**kwargs: Any) -> dict[str, Any]:
     source: dict[str, str] = {}
     valid = sorted({*GENERATOR_PARAMS, *ULTRALYTICS_ARGS})
     for key, value in kwargs.items():
-        name = ULTRALYTICS_ARGS.get(key, key)
+        name = OLD_NAMES.get(key) or ULTRALYTICS_ARGS.get(key, key)
         if name not in GENERATOR_PARAMS:
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
             hint = (

@@ -56,7 +56,7 @@ def cli_annotate(args: dict[str, Any]) -> int:
         min_area=args["min_area"],
         overwrite=args["overwrite"],
         recursive=args["recursive"],
-        batch=args["batch"],
+        decoder_batch=args["batch"],
         progress=args["progress"],
     )
     return 1 if summary.errors else 0

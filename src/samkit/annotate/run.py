@@ -16,20 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from samkit.annotate.detectors import Detections, make_box_source
 from samkit.annotate.images import default_output_dir, label_collisions, list_images
 from samkit.annotate.writers import SUMMARY_FILE, DatasetWriter, parse_formats
-from samkit.errors import SourceError
+from samkit.engine import Engine, as_engine
+from samkit.errors import ArgumentError, SourceError
 from samkit.polygons import PolygonMode
-
-if TYPE_CHECKING:
-    import torch
-
-    from samkit.predictor import SamPredictor
 
 __all__ = ["AnnotateSummary", "auto_annotate", "filter_boxes", "segment_boxes"]
 
@@ -70,40 +66,6 @@ class AnnotateSummary:
         )
 
 
-def _resolve_device(device: str | None) -> torch.device:
-    import torch
-
-    if device in (None, ""):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    text = str(device)
-    if text.isdigit():  # Ultralytics style "0"
-        text = f"cuda:{text}"
-    return torch.device(text)
-
-
-def _make_predictor(sam_model: Any, device: str) -> SamPredictor:
-    """A :class:`SamPredictor` from a checkpoint path / name, a ``Sam`` or a predictor."""
-    from samkit.build import build_sam
-    from samkit.modeling import Sam
-    from samkit.predictor import SamPredictor
-
-    if isinstance(sam_model, SamPredictor):
-        predictor = sam_model
-    elif isinstance(sam_model, Sam):
-        predictor = SamPredictor(sam_model)
-    elif isinstance(sam_model, (str, os.PathLike)):
-        predictor = SamPredictor(build_sam(sam_model))
-    else:
-        raise ValueError(
-            f"sam_model must be a checkpoint path, a model name, a Sam or a SamPredictor, "
-            f"got {type(sam_model).__name__}"
-        )
-    if device or not isinstance(sam_model, (Sam, SamPredictor)):
-        predictor.model.to(_resolve_device(device))
-    predictor.model.eval()
-    return predictor
-
-
 def filter_boxes(
     dets: Detections,
     height: int,
@@ -130,36 +92,32 @@ def filter_boxes(
 
 
 def segment_boxes(
-    predictor: SamPredictor, image: np.ndarray, boxes: np.ndarray, batch: int = 64
+    engine: Engine | Any,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    decoder_batch: int | None = None,
+    *,
+    batch: int | None = None,
 ) -> np.ndarray:
-    """Masks (N, H, W) bool for boxes (N, 4) XYXY in ``image`` pixels: one encoder pass, the
-    boxes decoded ``batch`` at a time (single-mask output, as Ultralytics' auto-annotation),
-    upsampled to full resolution in chunks of bounded memory."""
-    import torch
+    """Masks (N, H, W) bool for boxes (N, 4) XYXY in ``image`` (H, W, 3) uint8 RGB pixels: one
+    encoder pass, the boxes decoded ``decoder_batch`` per decoder pass (default: the engine's;
+    ``batch`` is the old spelling), single-mask output as Ultralytics' auto-annotation,
+    upsampled to full resolution in chunks of bounded memory. ``engine``: an
+    :class:`~samkit.engine.Engine` or anything :func:`~samkit.engine.as_engine` takes."""
+    from samkit.prompts import ObjectPrompt
 
-    from samkit import transforms
-    from samkit.postprocess import binarize, upsample_fast
-
-    predictor.set_image(image)
-    state = predictor.get_image_state()
-    h, w = state.original_size
+    engine = as_engine(engine)
+    decoder_batch = decoder_batch if decoder_batch is not None else batch
+    engine.set_image(image)
+    h, w = image.shape[:2]
     out = np.zeros((len(boxes), h, w), dtype=bool)
-    input_boxes = transforms.apply_boxes(boxes, state.original_size, predictor.image_size)
+    if not len(boxes):
+        return out
+    objects = [ObjectPrompt(box=np.asarray(b, dtype=np.float64)) for b in boxes]
+    low, _ = engine.decode(objects, False, decoder_batch)
     per_chunk = max(1, int(256e6 // (4 * h * w)))  # float32 logits at full size, ~256 MB
-    threshold = predictor.model.mask_threshold
-    for start in range(0, len(boxes), batch):
-        bt = torch.as_tensor(
-            input_boxes[start : start + batch], dtype=torch.float, device=predictor.device
-        )
-        low_res, _ = predictor.decode_low_res(None, None, bt, None, multimask_output=False)
-        for i in range(0, len(bt), per_chunk):
-            with torch.inference_mode():
-                logits = upsample_fast(
-                    low_res[i : i + per_chunk], state.input_size, state.original_size,
-                    predictor.image_size,
-                )  # fmt: skip
-            k = start + i
-            out[k : k + len(logits)] = binarize(logits[:, 0], threshold).cpu().numpy()
+    for start in range(0, len(boxes), per_chunk):
+        out[start : start + per_chunk] = engine.upscale(low[start : start + per_chunk])
     return out
 
 
@@ -191,7 +149,8 @@ def auto_annotate(
     min_area: int = 0,
     overwrite: bool = False,
     recursive: bool = False,
-    batch: int = 64,
+    decoder_batch: int | None = None,
+    batch: int | None = None,
     progress: bool = True,
     verbose: bool = True,
 ) -> AnnotateSummary:
@@ -204,8 +163,11 @@ def auto_annotate(
             ``pip install 'samkit[detect]'``); a folder of YOLO detection txt files; a COCO
             JSON with boxes; a callable ``f(image_rgb) -> (boxes_xyxy (N, 4), class_ids (N,),
             scores (N,))`` in original-image pixels; or a ``BoxSource``.
-        sam_model: SAM checkpoint path or name, a ``Sam`` model or a ``SamPredictor``.
-        device: ``""`` = CUDA when available else CPU; ``"cpu"``, ``"cuda:0"``, ``"0"``...
+        sam_model: a ``SAM`` front or an :class:`~samkit.engine.Engine` (its device, dtype
+            and decoder batch are used as set), a SAM checkpoint path or name, a ``Sam`` model
+            or a ``SamPredictor``.
+        device: for a checkpoint or ``Sam`` (and the YOLO detector): ``""`` = the best device
+            (:func:`samkit.device.select_device`); ``"cpu"``, ``"cuda:0"``, ``"0"``...
         output_dir: default ``<parent of data>/<data name>_auto_annotate_labels``, as in
             Ultralytics (``path/to/images`` -> ``path/to/images_auto_annotate_labels``).
         conf: minimum detection score (every source; label files score 1.0).
@@ -222,7 +184,8 @@ def auto_annotate(
         tolerance: polygon simplification in pixels (0 keeps every contour vertex).
         min_area: drop masks with fewer pixels (empty masks are always dropped).
         overwrite: relabel images whose labels exist (default: skip them, i.e. resume).
-        batch: boxes per decoder call.
+        decoder_batch: boxes per decoder pass (default: the engine's); ``batch`` is its old
+            spelling.
         progress, verbose: progress bar (images/s, ETA); per-image errors and the summary.
 
     Returns:
@@ -233,10 +196,11 @@ def auto_annotate(
     from tqdm.auto import tqdm
 
     formats = parse_formats(format)
-    if int(batch) < 1:
-        raise ValueError(f"batch must be >= 1, got {batch!r}")
+    decoder_batch = decoder_batch if decoder_batch is not None else batch
+    if decoder_batch is not None and int(decoder_batch) < 1:
+        raise ArgumentError(f"decoder_batch must be >= 1, got {decoder_batch!r}")
     if int(max_det) < 1:
-        raise ValueError(f"max_det must be >= 1, got {max_det!r}")
+        raise ArgumentError(f"max_det must be >= 1, got {max_det!r}")
     root, images = list_images(data, recursive)
     out_dir = Path(output_dir) if output_dir else default_output_dir(data, root)
     writer = DatasetWriter(
@@ -251,7 +215,7 @@ def auto_annotate(
     clashes = label_collisions([rel for _, rel in images])
     reserved = writer.reserved()
     summary = AnnotateSummary(images=len(images), output_dir=str(out_dir), formats=list(formats))
-    predictor: SamPredictor | None = None
+    engine: Engine | None = None
     start = time.perf_counter()
 
     def fail(rel: str, message: str) -> None:
@@ -284,9 +248,9 @@ def auto_annotate(
             dets = filter_boxes(found, h, w, conf=conf, classes=classes, max_det=max_det)
             summary.dropped += len(found) - len(dets)
             if len(dets):
-                if predictor is None:
-                    predictor = _make_predictor(sam_model, device)
-                masks = segment_boxes(predictor, image, dets.boxes, batch)
+                if engine is None:
+                    engine = _engine(sam_model, device)
+                masks = segment_boxes(engine, image, dets.boxes, decoder_batch)
                 dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
                 keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
                 summary.dropped += int((~keep).sum())
@@ -315,6 +279,19 @@ def auto_annotate(
     if verbose:
         print(f"samkit annotate: {summary}")
     return summary
+
+
+def _engine(sam_model: Any, device: str | None) -> Engine:
+    """The engine for ``sam_model``; ``device`` applies where a new network is placed."""
+    from samkit.modeling import Sam
+
+    if isinstance(sam_model, (str, os.PathLike)):
+        from samkit.build import build_sam
+
+        return as_engine(build_sam(sam_model), device=device or "")
+    if isinstance(sam_model, Sam):
+        return as_engine(sam_model, device=device or None)
+    return as_engine(sam_model)
 
 
 def _read_image(path: Path) -> np.ndarray:

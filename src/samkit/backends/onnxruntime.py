@@ -1,6 +1,6 @@
 """ONNX Runtime backend: :class:`OnnxPredictor` has the API of :class:`samkit.SamPredictor`
-over the files written by ``samkit export format=onnx``, and :class:`OnnxEngine` plugs it
-into the :class:`~samkit.model.SAM` front.
+over the files written by ``samkit export format=onnx``; :class:`OnnxEngine` (from
+:mod:`samkit.backends.onnx_engine`) is the :class:`~samkit.engine.Engine` over it.
 
 Needs onnxruntime, NumPy and Pillow only: nothing here imports torch. Pre- and
 post-processing are those of :mod:`samkit.transforms` (Pillow resize, normalise, pad,
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from samkit import transforms
+from samkit.backends.onnx_engine import OnnxEngine
 from samkit.errors import PromptError, SamkitError
 from samkit.postprocess import binarize, upsample_fast
-from samkit.prompts import ObjectPrompt
 from samkit.validation import check_image, check_mask_input, check_points
 
 __all__ = ["OnnxEngine", "OnnxImageState", "OnnxPredictor", "load_export"]
@@ -348,61 +348,3 @@ class OnnxPredictor:
             return outs
         sel = slice(1, None) if multimask_output else slice(0, 1)
         return [np.ascontiguousarray(o[:, sel]) for o in outs]
-
-
-class OnnxEngine:
-    """The :class:`~samkit.engine.Engine` the :class:`~samkit.model.SAM` front needs, over
-    :class:`OnnxPredictor`."""
-
-    def __init__(self, predictor: OnnxPredictor) -> None:
-        self.predictor = predictor
-        self.image_size = predictor.image_size
-
-    @property
-    def low_res(self) -> int:
-        return self.predictor.low_res
-
-    @property
-    def is_image_set(self) -> bool:
-        return self.predictor.is_image_set
-
-    def set_image(self, image_rgb: np.ndarray) -> None:
-        self.predictor.set_image(image_rgb, image_format="RGB")
-
-    def reset_image(self) -> None:
-        self.predictor.reset_image()
-
-    def get_state(self) -> Any:
-        return self.predictor.get_image_state()
-
-    def set_state(self, state: Any) -> None:
-        self.predictor.set_image_state(state)
-
-    def decode(
-        self, objects: Sequence[ObjectPrompt], multimask_output: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Objects with equal :attr:`ObjectPrompt.key` -> low-res logits (B, C, s, s) float32 and
-        scores (B, C) float32, C = 3 with ``multimask_output`` else 1."""
-        p = self.predictor
-        size, orig = self.image_size, p.original_size
-        first = objects[0]
-        coords = labels = boxes = mask_in = None
-        if first.points is not None:
-            coords = transforms.apply_coords(np.stack([o.points for o in objects]), orig, size)  # type: ignore[misc]
-            labels = np.stack([o.labels for o in objects])  # type: ignore[misc]
-        if first.box is not None:
-            boxes = transforms.apply_boxes(np.stack([o.box for o in objects]), orig, size)  # type: ignore[misc]
-        if first.mask_logits is not None or first.mask is not None:
-            mask_in = np.stack(
-                [
-                    o.mask_logits
-                    if o.mask_logits is not None
-                    else transforms.mask_to_logits_prompt(o.mask, orig, size)  # type: ignore[arg-type]
-                    for o in objects
-                ]
-            ).astype(np.float32)
-        return p.decode_low_res(coords, labels, boxes, mask_in, multimask_output)
-
-    def upscale(self, low_res_logits: np.ndarray) -> np.ndarray:
-        """Low-res logits (B, 1, s, s) -> masks (B, H, W) bool at the original size."""
-        return self.predictor.upscale(low_res_logits)[:, 0]

@@ -21,7 +21,7 @@ import numpy as np
 
 from samkit.io_utils import atomic_write_text
 
-__all__ = ["LABELME_VERSION", "labelme_record", "read_labelme", "write_labelme"]
+__all__ = ["LABELME_VERSION", "labelme_objects", "labelme_record", "read_labelme", "write_labelme"]
 
 LABELME_VERSION = "5.4.1"
 _REQUIRED = ("version", "shapes", "imagePath", "imageHeight", "imageWidth")
@@ -113,3 +113,44 @@ def read_labelme(path: str | os.PathLike[str]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{p}: missing LabelMe keys {missing}")
     return record
+
+
+def labelme_objects(
+    record: dict[str, Any], where: str
+) -> tuple[list[tuple[str, str, list[np.ndarray]]], list[tuple[str, str]]]:
+    """The objects of a LabelMe record: shapes sharing a ``group_id`` (and label) form one
+    object, every other shape is an object of its own.
+
+    Returns ``(objects, problems)``: objects as ``(object_id, label, polygons)`` with polygons
+    ``(K, 2)`` float64 pixel ``(x, y)`` in the ``"centers"`` frame (a ``rectangle`` shape
+    becomes its 4 corners); problems as ``("<where>:shapes[i]", reason)`` for shapes that are
+    skipped (fewer than 3 polygon points, points outside the image, another shape type).
+    """
+    h, w = int(record["imageHeight"]), int(record["imageWidth"])
+    objects: dict[str, tuple[str, list[np.ndarray]]] = {}
+    problems: list[tuple[str, str]] = []
+    for i, shape in enumerate(record.get("shapes") or []):
+        spot = f"{where}:shapes[{i}]"
+        kind = shape.get("shape_type") or "polygon"
+        try:
+            pts = np.asarray(shape.get("points", []), dtype=np.float64).reshape(-1, 2)
+        except ValueError:
+            problems.append((spot, "points are not [x, y] pairs"))
+            continue
+        if kind == "rectangle" and len(pts) == 2:
+            (x1, y1), (x2, y2) = pts.min(axis=0), pts.max(axis=0)
+            pts = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+        elif kind != "polygon":
+            problems.append((spot, f"shape_type {kind!r} is not supported (polygon, rectangle)"))
+            continue
+        if len(pts) < 3:
+            problems.append((spot, f"polygon with {len(pts)} points (needs >= 3)"))
+            continue
+        if not np.isfinite(pts).all() or pts.min() < -1 or (pts.max(axis=0) > [w, h]).any():
+            problems.append((spot, f"points outside the {w}x{h} image"))
+            continue
+        label = str(shape.get("label", ""))
+        group = shape.get("group_id")
+        key = f"{i}" if group is None else f"g{group}:{label}"
+        objects.setdefault(key, (label, []))[1].append(pts)
+    return [(key, label, polys) for key, (label, polys) in objects.items()], problems

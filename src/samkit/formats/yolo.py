@@ -18,7 +18,15 @@ import numpy as np
 
 from samkit.io_utils import atomic_write_text
 
-__all__ = ["format_yolo_lines", "read_yolo_boxes", "read_yolo_seg", "write_data_yaml", "write_yolo"]
+__all__ = [
+    "format_yolo_lines",
+    "read_data_yaml",
+    "read_yolo_boxes",
+    "read_yolo_seg",
+    "read_yolo_seg_rows",
+    "write_data_yaml",
+    "write_yolo",
+]
 
 DECIMALS = 6
 
@@ -195,3 +203,52 @@ def read_yolo_boxes(path: str | os.PathLike[str]) -> list[tuple[int, float, floa
         cx, cy, w, h = _floats(tokens[1:5], where).tolist()
         out.append((cls, cx, cy, w, h))
     return out
+
+
+def read_yolo_seg_rows(
+    path: str | os.PathLike[str],
+) -> tuple[list[tuple[str, int, int, np.ndarray]], list[tuple[str, str]]]:
+    """Read a YOLO-seg label file for evaluation, keeping the good lines.
+
+    Returns ``(rows, problems)``: ``rows`` as ``(where, row, class_id, points (K, 2) float64
+    normalised xy)`` (``where`` is ``"<file>:<line>"``, ``row`` counts non-blank lines from 0),
+    ``problems`` as
+    ``("<file>:<line>", reason)`` for each line that is not a polygon with >= 3 points or whose
+    points lie outside [0, 1] (by more than 1e-3) -- those lines are skipped.
+    """
+    rows: list[tuple[str, int, int, np.ndarray]] = []
+    problems: list[tuple[str, str]] = []
+    for index, (where, tokens) in enumerate(_read_rows(path)):
+        try:
+            cls = _class_token(tokens[0], where)
+            coords = tokens[1:]
+            if len(coords) % 2 or len(coords) < 6:
+                raise ValueError(
+                    f"{where}: expected 'class x1 y1 ... xn yn' with n >= 3, "
+                    f"got {len(coords)} values"
+                )
+            pts = _floats(coords, where).reshape(-1, 2)
+            if not np.isfinite(pts).all() or pts.min() < -1e-3 or pts.max() > 1 + 1e-3:
+                raise ValueError(f"{where}: points outside the image (normalised [0, 1])")
+        except ValueError as e:
+            problems.append((where, str(e).split(": ", 1)[-1]))
+            continue
+        rows.append((where, index, cls, pts))
+    return rows, problems
+
+
+def read_data_yaml(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Read an Ultralytics ``data.yaml`` (needs pyyaml); ``names`` is returned as a list."""
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError("reading data.yaml needs pyyaml: pip install pyyaml") from None
+    p = Path(path)
+    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: a data.yaml holds a mapping")
+    names = data.get("names", [])
+    if isinstance(names, dict):
+        names = [str(names[k]) for k in sorted(names)]
+    data["names"] = [str(n) for n in names]
+    return data

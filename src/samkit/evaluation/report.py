@@ -1,0 +1,188 @@
+"""Reports of a val run: the terminal table, ``metrics.json``, ``instances.csv`` and plots in a
+new run folder (``runs/val``, ``runs/val2``, ... as Ultralytics numbers them; an existing folder
+is never written into)."""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samkit.cli_modes import increment_path
+from samkit.evaluation.metrics import InstanceResult, click_summary, miou_summary
+from samkit.evaluation.protocols import PROMPT_PROTOCOLS
+from samkit.io_utils import atomic_write_text
+from samkit.masks import coco_rle
+
+__all__ = ["Report", "format_table"]
+
+_HEAD = {"box": ("miou",), "point": ("miou",), "center": ("miou",),
+         "clicks": ("miou@1", "miou@3", "miou@5", "noc@85", "noc@90", "reach@85", "reach@90"),
+         "everything": ("recall@0.5", "recall@0.75", "miou", "masks_per_image"),
+         "detections": ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large"),
+         "teacher": ("miou", "box_miou", "point_miou")}  # fmt: skip
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else (f"{v:.2f}" if abs(v) >= 2 else f"{v:.4f}")
+    return str(v)
+
+
+def format_table(models: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One block per protocol: a row per model, the protocol's numbers overall and the mIoU
+    by size bucket, with instance counts."""
+    lines: list[str] = []
+    protocols = list(dict.fromkeys(p for m in models.values() for p in m))
+    width = max([len(m) for m in models] + [5])
+    for p in protocols:
+        cols = list(_HEAD.get(p, ("miou",)))
+        buckets = p != "detections"
+        head = cols + (["small", "medium", "large"] if buckets else []) + ["n"]
+        lines.append(f"{p}:")
+        cw = [max(9, len(h) + 2) for h in head]
+        lines.append(
+            "  "
+            + "model".ljust(width)
+            + "".join(f"{h:>{c}}" for h, c in zip(head, cw, strict=True))
+        )
+        for label, per in models.items():
+            m = per.get(p)
+            if m is None:
+                continue
+            vals = [m.get(c, float("nan")) for c in cols]
+            if buckets:
+                vals += [m["by_size"][b]["miou"] for b in ("small", "medium", "large")]
+            vals.append(m.get("n", 0))
+            cells = "".join(f"{_fmt(v):>{c}}" for v, c in zip(vals, cw, strict=True))
+            lines.append("  " + label.ljust(width) + cells)
+        if buckets:
+            first = next(iter(models.values())).get(p, {})
+            counts = ", ".join(f"{b} {first.get('by_size', {}).get(b, {}).get('n', 0)}"
+                               for b in ("small", "medium", "large"))  # fmt: skip
+            lines.append(f"  instances by size: {counts}")
+    return "\n".join(lines)
+
+
+class Report:
+    """Collects the worst instances for the gallery while the loop runs, then summarises and
+    writes everything (:meth:`finish`)."""
+
+    def __init__(self, settings: Any, gallery: int = 16) -> None:
+        self.settings = settings
+        self.gallery = int(gallery)
+        self.current: Path | None = None
+        self._worst: dict[tuple[str, str], list[tuple[float, int, dict[str, Any]]]] = {}
+        self._n = 0
+
+    def keep(self, row: InstanceResult, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Offer one instance to the gallery (kept when among the worst ``gallery``)."""
+        if self.gallery <= 0:
+            return
+        heap = self._worst.setdefault((row.model, row.protocol), [])
+        self._n += 1
+        item = (-row.iou, self._n, {"row": row, "path": self.current,
+                                    "pred": coco_rle(pred), "gt": coco_rle(gt)})  # fmt: skip
+        if len(heap) < self.gallery:
+            heapq.heappush(heap, item)
+        elif item[0] > heap[0][0]:
+            heapq.heapreplace(heap, item)
+
+    def summarise(self, members: Any, rows: list[InstanceResult], accs: Any) -> dict[str, Any]:
+        st = self.settings
+        models: dict[str, dict[str, Any]] = {}
+        for m in members:
+            per: dict[str, Any] = {}
+            for p in st.protocols:
+                sub = [r for r in rows if r.model == m.label and r.protocol == p]
+                if p == "clicks":
+                    per[p] = click_summary(sub, st.averaging, st.max_clicks)
+                elif p in PROMPT_PROTOCOLS:
+                    per[p] = miou_summary(sub, st.averaging)
+                else:
+                    per[p] = accs[(m.label, p)].summary(sub)
+            models[m.label] = per
+        return models
+
+    def finish(self, members: Any, ds: Any, rows: list[InstanceResult], accs: Any, seconds: float,
+               *, save: bool, project: Path, name: str, plots: bool, verbose: bool) -> Any:  # fmt: skip
+        from samkit.evaluation.runner import ValResults
+
+        models = self.summarise(members, rows, accs)
+        speed = {m.label: _speed(m, rows, seconds) for m in members}
+        dataset = {"format": ds.format, "root": str(ds.root), "images": len(ds),
+                   "annotations": ds.num_annotations, "crowd_skipped": ds.crowd,
+                   "below_min_area": ds.below_min_area,
+                   "problems": [{"file": p.file, "message": p.message} for p in ds.problems]}  # fmt: skip
+        res = ValResults(next(iter(models.values())), models, self.settings.describe(), rows,
+                         dataset, speed)  # fmt: skip
+        if verbose:
+            print(res.table())
+        if save:
+            res.save_dir = increment_path(project, name)
+            self.write(res)
+            if plots:
+                from samkit.evaluation.plots import write_plots
+
+                write_plots(res, self._gallery_items())
+            if verbose:
+                print(f"results saved to {res.save_dir}")
+        return res
+
+    def _gallery_items(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        return {k: [it[2] for it in sorted(v, key=lambda t: (t[0], t[1]), reverse=True)]
+                for k, v in self._worst.items()}  # fmt: skip
+
+    def write(self, res: Any) -> None:
+        """``metrics.json`` (every number, the protocol, dataset counts, speed) and
+        ``instances.csv`` (one row per model, protocol and instance)."""
+        out = res.save_dir
+        doc = {"metrics": res.models, "protocol": res.settings, "dataset": res.dataset,
+               "speed": res.speed}  # fmt: skip
+        atomic_write_text(out / "metrics.json", json.dumps(_clean(doc), indent=2) + "\n")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["model", "protocol", "image", "instance_id", "class", "area", "size", "iou",
+                    "score", "clicks", "noc85", "noc90", "ious", "prompt"])  # fmt: skip
+        for r in res.instances:
+            w.writerow([r.model, r.protocol, r.image, r.instance_id, r.category, r.area, r.size,
+                        f"{r.iou:.6f}", "" if math.isnan(r.score) else f"{r.score:.6f}",
+                        r.clicks or "", r.noc.get("85", ""), r.noc.get("90", ""),
+                        " ".join(f"{v:.4f}" for v in r.ious), r.prompt])  # fmt: skip
+        atomic_write_text(out / "instances.csv", buf.getvalue())
+
+
+def _speed(member: Any, rows: list[InstanceResult], seconds: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "encode_s": member.encode_s,
+        "encoder_passes": member.store.misses - member.start[1],
+        "cache_hits": member.store.hits - member.start[0],
+        "total_s": seconds,
+    }
+    for p, s in member.decode_s.items():
+        n = sum(1 for r in rows if r.model == member.label and r.protocol == p)
+        out[f"{p}_s"] = s
+        out[f"{p}_instances_per_s"] = n / s if s > 0 else float("nan")
+    return out
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

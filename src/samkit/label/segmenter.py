@@ -1,0 +1,222 @@
+"""The annotator's model side: cached embeddings, background encoding, click -> masks.
+
+Two :class:`~samkit.predictor.SamPredictor` objects share one network: one encodes images
+(requests and the background worker), the other decodes clicks, each behind its own lock, so a
+click is never queued behind a whole encoder pass of an image someone is not looking at yet.
+The decoder's lock makes "restore this image's embedding, decode these prompts" one step. Embeddings live in a
+:class:`samkit.embeddings.EmbeddingStore` (memory LRU + one file per image on disk) keyed by the
+image file's content hash; an image being encoded (by a request or by the background worker)
+is encoded once, later askers wait for it. Decoding runs on the server from
+the cached embedding (see the README's annotator section for the measurement behind that).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from samkit.embeddings import EmbeddingStore
+from samkit.errors import PromptError
+
+if TYPE_CHECKING:
+    from samkit.predictor import SamPredictor
+
+__all__ = ["Prediction", "Segmenter"]
+
+ImageLoader = Callable[[], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One decoder answer. masks (C, H, W) bool at the original size; scores (C,) float32
+    (predicted IoU); low_res (C, s, s) float32 logits (a later ``mask_input``)."""
+
+    id: str
+    image_key: str
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res: np.ndarray
+
+
+class Segmenter:
+    """Encode-once / click-many over one predictor, shared by all requests.
+
+    Args:
+        predictor: decodes prompts (its model in eval mode); a second predictor over the same
+            network encodes images.
+        store: where embeddings are kept (its keys: :meth:`EmbeddingStore.key` of the file).
+        keep_predictions: recent predictions remembered for ``mask_input``.
+    """
+
+    def __init__(
+        self, predictor: SamPredictor, store: EmbeddingStore, keep_predictions: int = 256
+    ) -> None:
+        from samkit.predictor import SamPredictor
+
+        self.predictor = predictor
+        self.encoder = SamPredictor(predictor.model, dtype=predictor.dtype)
+        self._encode_lock = threading.Lock()
+        self.store = store
+        self._store_lock = threading.Lock()  # EmbeddingStore is not thread-safe by itself
+        self._decode_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
+        self._current: str | None = None
+        self._predictions: collections.OrderedDict[str, Prediction] = collections.OrderedDict()
+        self._keep = int(keep_predictions)
+        self._queue: collections.deque[tuple[str, ImageLoader]] = collections.deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._busy = False
+        self.encodes = 0  # encoder passes run (for tests and the benchmark)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        model: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None,
+        device: str | None = None,
+        memory_items: int = 16,
+    ) -> Segmenter:
+        """Build from a checkpoint file or model name; embeddings under ``cache_dir`` (None:
+        memory only)."""
+        from samkit.embeddings import model_key
+        from samkit.model import SAM
+        from samkit.predictor import SamPredictor
+
+        front = SAM(model, device=device or None)
+        store = EmbeddingStore(cache_dir, model_key(front), memory_items=memory_items)
+        return cls(SamPredictor(front.model), store)
+
+    # ------------------------------------------------------------------ embeddings
+    def _cached(self, key: str) -> Any:
+        with self._store_lock:
+            return self.store.get(key)
+
+    def state(self, key: str, load: ImageLoader) -> Any:
+        """The embedding of image ``key`` (an engine state): cached, or encoded now from
+        ``load()`` ((H, W, 3) uint8 RGB)."""
+        while True:
+            state = self._cached(key)
+            if state is not None:
+                return state
+            with self._state_lock:
+                event = self._inflight.get(key)
+                mine = event is None
+                if mine:
+                    event = self._inflight[key] = threading.Event()
+            assert event is not None
+            if not mine:
+                event.wait()
+                continue  # the other encoder put it in the cache (or failed: try ourselves)
+            try:
+                image = load()
+                with self._encode_lock:
+                    self.encoder.set_image(image, image_format="RGB")
+                    state = self.encoder.get_image_state()
+                    self.encodes += 1
+                with self._store_lock:
+                    self.store.put(key, state)
+                return state
+            finally:
+                with self._state_lock:
+                    self._inflight.pop(key, None)
+                event.set()
+
+    # ------------------------------------------------------------------ background
+    def prefetch(self, items: Sequence[tuple[str, ImageLoader]]) -> None:
+        """Encode these images in the background, in order, replacing earlier requests."""
+        with self._wake:
+            self._queue.clear()
+            self._queue.extend(items)
+            self._busy = self._busy or bool(items)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name="samkit-label-encoder", daemon=True
+                )
+                self._worker.start()
+            self._wake.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                self._busy = False
+                self._wake.notify_all()
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                key, load = self._queue.popleft()
+                self._busy = True
+            try:
+                self.state(key, load)
+            except Exception:  # a bad image is reported when someone opens it
+                continue
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the background queue is done; False on timeout."""
+        with self._wake:
+            return self._wake.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def close(self) -> None:
+        """Stop the background worker (after its current image)."""
+        with self._wake:
+            self._closed = True
+            self._queue.clear()
+            self._wake.notify_all()
+
+    # ------------------------------------------------------------------ decoding
+    def predict(
+        self,
+        key: str,
+        load: ImageLoader,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        multimask: bool,
+        mask_input: str | None = None,
+        mask_index: int | None = None,
+    ) -> Prediction:
+        """Decode prompts in original-image pixels (points (K, 2) XY with labels (K,), box (4,)
+        XYXY) against image ``key``; ``mask_input`` is the id of an earlier prediction on the
+        same image whose candidate ``mask_index`` (default: best score) seeds the decoder."""
+        logits = None
+        if mask_input is not None:
+            logits = self._mask_input(key, mask_input, mask_index)
+        state = self.state(key, load)
+        with self._decode_lock:
+            if self._current != key:
+                self.predictor.set_image_state(state)
+                self._current = key
+            masks, scores, low_res = self.predictor.predict(
+                point_coords=points,
+                point_labels=labels,
+                box=box,
+                mask_input=logits,
+                multimask_output=multimask,
+            )
+        pred = Prediction(uuid.uuid4().hex[:16], key, masks, scores, low_res)
+        with self._state_lock:
+            self._predictions[pred.id] = pred
+            while len(self._predictions) > self._keep:
+                self._predictions.popitem(last=False)
+        return pred
+
+    def _mask_input(self, key: str, pred_id: str, index: int | None) -> np.ndarray:
+        with self._state_lock:
+            prev = self._predictions.get(pred_id)
+        if prev is None or prev.image_key != key:
+            raise PromptError(f"mask_input: no recent prediction {pred_id!r} on this image")
+        if index is None:
+            index = int(np.argmax(prev.scores))
+        if not 0 <= index < len(prev.scores):
+            raise PromptError(f"mask_index: must be in [0, {len(prev.scores)}), got {index}")
+        return prev.low_res[index : index + 1]

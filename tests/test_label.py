@@ -1,0 +1,347 @@
+"""``samkit label`` through its HTTP API: predictions equal ``SamPredictor.predict`` on the same
+prompts and weights, saves survive a killed server, COCO exports read back by pycocotools equal
+the committed masks, concurrent clients, bad requests, the token off localhost."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from label_helpers import region_checkpoint, start_server, write_images
+from samkit.build import build_sam
+from samkit.embeddings import EmbeddingStore
+from samkit.masks import coco_rle, rle_to_mask
+from samkit.predictor import SamPredictor
+from samkit.sources import read_image
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+fastapi = pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from samkit.label import build  # noqa: E402
+
+CLASSES = "cat,dog"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return region_checkpoint(tmp_path_factory.mktemp("label_ckpt") / "tiny.pth")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_images(tmp_path_factory.mktemp("label_data") / "images", 4)
+
+
+@pytest.fixture(scope="module")
+def reference(ckpt: Path) -> SamPredictor:
+    return SamPredictor(build_sam(ckpt))
+
+
+def _server(images: list[Path], ckpt: Path, tmp: Path, **options: Any) -> Any:
+    return build(
+        images[0].parent, str(ckpt), CLASSES, output_dir=tmp / "out",
+        cache_dir=tmp / "cache", **options,
+    )  # fmt: skip
+
+
+def _masks(answer: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    masks = np.stack([rle_to_mask(m["rle"]) for m in answer["masks"]])
+    return masks, np.array([m["score"] for m in answer["masks"]], np.float32)
+
+
+def test_predict_equals_sam_predictor(
+    images: list[Path], ckpt: Path, reference: SamPredictor, tmp_path: Path
+) -> None:
+    client = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
+    listing = client.get("/api/images").json()
+    assert [im["name"] for im in listing] == [p.name for p in images]
+    assert listing[1] == {"id": 1, "name": "img01.png", "width": 128, "height": 96,
+                          "annotated": False}  # fmt: skip
+    reference.set_image(read_image(images[1]))
+    cases = [
+        {"points": [[40.5, 30]], "labels": [1], "box": None, "multimask": True},
+        {"points": [[40, 30], [90, 70]], "labels": [1, 0], "multimask": False},
+        {"box": [10, 12, 70, 60], "multimask": False},
+        {"points": [[50, 40]], "labels": [1], "box": [10, 12, 70, 60], "multimask": True},
+    ]
+    for body in cases:
+        answer = client.post("/api/images/1/predict", json=body)
+        assert answer.status_code == 200, answer.text
+        got, got_scores = _masks(answer.json())
+        pts = np.array(body["points"]) if "points" in body else None
+        labels = np.array(body["labels"]) if "labels" in body else None
+        box = np.array(body["box"]) if body.get("box") else None
+        want, scores, _ = reference.predict(pts, labels, box, multimask_output=body["multimask"])
+        assert got.shape == want.shape == (3 if body["multimask"] else 1, 96, 128)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(got_scores, scores, rtol=0, atol=1e-6)
+    # mask_input: the best candidate's low-res logits of the previous prediction
+    first = client.post("/api/images/1/predict", json=cases[0]).json()
+    refined = client.post("/api/images/1/predict", json={**cases[1], "mask_input": first["id"]})
+    _, scores0, low0 = reference.predict(np.array([[40.5, 30]]), np.array([1]))
+    want, scores, _ = reference.predict(
+        np.array(cases[1]["points"]), np.array([1, 0]), mask_input=low0[[scores0.argmax()]],
+        multimask_output=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(_masks(refined.json())[0], want)
+    assert 0 < want.mean() < 1  # the comparison is about a real mask
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([1, 2], "body"),
+        ({"points": [[1, 2]], "labels": [1], "pointz": 1}, "pointz"),
+        ({"points": [[1, 2]]}, "labels"),
+        ({"points": [[1, 2], [3]], "labels": [1, 1]}, "points[1]"),
+        ({"points": [[1, "a"]], "labels": [1]}, "points[0][1]"),
+        ({"points": [[1, 2]], "labels": [2]}, "labels[0]"),
+        ({"points": [[500, 2]], "labels": [1]}, "points[0]"),
+        ({"box": [10, 10, 5, 20]}, "box"),
+        ({"box": [1, 2, 3]}, "box"),
+        ({}, "points"),
+        ({"points": [[1, 2]], "labels": [1], "multimask": "yes"}, "multimask"),
+        ({"points": [[1, 2]], "labels": [1], "mask_input": "nope"}, "mask_input"),
+    ],
+)
+def test_bad_predict_requests_name_the_field(
+    images: list[Path], ckpt: Path, tmp_path_factory: pytest.TempPathFactory, body: Any, field: str
+) -> None:
+    client = _bad_client(images, ckpt, tmp_path_factory)
+    answer = client.post("/api/images/0/predict", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(field) or f"'{field}'" in answer.json()["detail"]
+
+
+_CLIENTS: dict[str, TestClient] = {}
+
+
+def _bad_client(
+    images: list[Path], ckpt: Path, tmp_path_factory: pytest.TempPathFactory
+) -> TestClient:
+    if "bad" not in _CLIENTS:
+        tmp = tmp_path_factory.mktemp("label_bad")
+        _CLIENTS["bad"] = TestClient(_server(images, ckpt, tmp, prefetch=0).app)
+    return _CLIENTS["bad"]
+
+
+def test_bad_annotations_and_other_requests(
+    images: list[Path], ckpt: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    client = _bad_client(images, ckpt, tmp_path_factory)
+    good = coco_rle(np.pad(np.ones((10, 10), bool), ((5, 81), (5, 113))))
+    table = [
+        ({"label": "cat"}, "annotations"),
+        ([{"label": "cow", "rle": good}], "annotations[0].label"),
+        ([{"label": "cat", "rle": good}, {"label": "dog"}], "annotations[1].rle"),
+        ([{"label": "cat", "rle": {"size": [5, 5], "counts": "5"}}], "annotations[0].rle.size"),
+        ([{"label": "cat", "rle": {**good, "counts": "0"}}], "annotations[0].rle.counts"),
+        ([{"label": "cat", "rle": coco_rle(np.zeros((96, 128), bool))}], "annotations[0].rle"),
+        ([{"label": "cat", "rle": good, "x": 1}], "annotations[0]"),
+    ]
+    for body, field in table:
+        answer = client.put("/api/images/0/annotations", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        detail = answer.json()["detail"]
+        assert detail.startswith(field if field != "annotations" else "body"), detail
+    assert client.get("/api/images/0/annotations").json() == []  # nothing was stored
+    assert client.get("/api/images/9/annotations").status_code == 404
+    assert "id" in client.post("/api/images/9/predict", json={}).json()["detail"]
+    answer = client.get("/api/export?format=voc")
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("format")
+
+
+def test_saves_survive_a_killed_server_and_export_to_coco(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    """Two objects committed, the server process killed (SIGKILL) and started again: the objects
+    are there, and COCO read back by pycocotools gives the committed masks exactly."""
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+
+    args = [str(images[0].parent), f"model={ckpt}", f"classes={CLASSES}",
+            f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    proc, url = start_server(args)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            drawn = []
+            for body in ({"box": [8, 8, 70, 60]}, {"points": [[30, 30]], "labels": [1]},
+                         {"points": [[90, 60]], "labels": [1]}):  # fmt: skip
+                pred = client.post("/api/images/2/predict", json=body).json()
+                drawn += [m["rle"] for m in pred["masks"] if 0 < rle_to_mask(m["rle"]).mean() < 1]
+            assert drawn, "no prompt gave a partial mask"
+            holed = np.zeros((96, 128), bool)
+            holed[20:80, 70:120] = True
+            holed[40:60, 85:100] = False  # a hole survives the round trip
+            committed = [
+                {"label": "dog", "rle": drawn[0]},
+                {"label": "cat", "rle": coco_rle(holed)},
+            ]
+            assert client.put("/api/images/2/annotations", json=committed).status_code == 200
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (tmp_path / "out" / "img02.txt").is_file()
+    assert (tmp_path / "out" / "img02.json").is_file()
+    proc, url = start_server(args)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            assert client.get("/api/images/2/annotations").json() == committed
+            assert [im["annotated"] for im in client.get("/api/images").json()] == [
+                False, False, True, False]  # fmt: skip
+            coco_json = client.get("/api/export?format=coco").json()
+    finally:
+        proc.kill()
+        proc.wait()
+    path = tmp_path / "exported.json"
+    path.write_text(json.dumps(coco_json))
+    coco = COCO(str(path))
+    (image,) = coco.dataset["images"]
+    assert image["file_name"] == "img02.png"
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]]))
+    names = {c["id"]: c["name"] for c in coco.dataset["categories"]}
+    assert [names[a["category_id"]] for a in anns] == ["dog", "cat"]
+    for ann, obj in zip(anns, committed, strict=True):
+        np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), rle_to_mask(obj["rle"]))
+
+
+def test_yolo_and_labelme_exports(images: list[Path], ckpt: Path, tmp_path: Path) -> None:
+    client = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
+    box = np.zeros((96, 128), bool)
+    box[10:50, 20:60] = True
+    client.put("/api/images/1/annotations", json=[{"label": "dog", "rle": coco_rle(box)}])
+    with zipfile.ZipFile(io.BytesIO(client.get("/api/export?format=yolo").content)) as zf:
+        assert sorted(zf.namelist()) == ["data.yaml", "img01.txt"]
+        cls, *xy = zf.read("img01.txt").decode().split()
+        assert cls == "1" and len(xy) >= 8
+        assert "dog" in zf.read("data.yaml").decode()
+    with zipfile.ZipFile(io.BytesIO(client.get("/api/export?format=labelme").content)) as zf:
+        record = json.loads(zf.read("img01.json"))
+        assert [s["label"] for s in record["shapes"]] == ["dog"]
+
+
+def test_existing_labels_are_loaded_not_overwritten(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    """A YOLO-seg file in the output folder and a LabelMe JSON next to an image are objects at
+    start; their files are untouched until that image is saved."""
+    out = tmp_path / "out"
+    out.mkdir()
+    yolo = out / "img00.txt"
+    yolo.write_text("1 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in images:
+        (data / p.name).write_bytes(p.read_bytes())
+    labelme = data / "img03.json"
+    shape = {"label": "bird", "points": [[10, 10], [60, 10], [60, 40]], "group_id": None,
+             "shape_type": "polygon", "flags": {}}  # fmt: skip
+    labelme.write_text(json.dumps({"version": "5.4.1", "flags": {}, "shapes": [shape],
+        "imagePath": "img03.png", "imageData": None, "imageHeight": 96, "imageWidth": 128}))  # fmt: skip
+    before = {yolo: yolo.read_bytes(), labelme: labelme.read_bytes()}
+    server = build(data, str(ckpt), CLASSES, output_dir=out, cache_dir=tmp_path / "c", prefetch=0)
+    client = TestClient(server.app)
+    assert client.get("/api/config").json()["classes"] == ["cat", "dog", "bird"]
+    (dog,) = client.get("/api/images/0/annotations").json()
+    assert dog["label"] == "dog"
+    mask = rle_to_mask(dog["rle"])
+    assert mask[30, 30] and not mask[60, 100] and 1800 < mask.sum() < 2200  # 51 x 38 pixels
+    (bird,) = client.get("/api/images/3/annotations").json()
+    assert bird["label"] == "bird" and rle_to_mask(bird["rle"])[12, 55]
+    flags = [im["annotated"] for im in client.get("/api/images").json()]
+    assert flags == [True, False, False, True]
+    assert all(p.read_bytes() == b for p, b in before.items())
+    client.put("/api/images/0/annotations", json=[dog, {"label": "cat", "rle": bird["rle"]}])
+    assert yolo.read_text().splitlines()[0].startswith("1 ")  # the loaded object is kept
+    assert len(yolo.read_text().splitlines()) == 2
+    assert labelme.read_bytes() == before[labelme]  # files beside the images are never written
+
+
+def test_embeddings_cached_on_disk_and_encoded_ahead(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    server = _server(images, ckpt, tmp_path, prefetch=2)
+    client = TestClient(server.app)
+    seg = server.segmenter
+    assert client.get("/api/images/0/file").status_code == 200  # starts encoding 0, 1, 2
+    body = {"points": [[30, 30]], "labels": [1]}
+    first = client.post("/api/images/1/predict", json=body).json()
+    assert seg.wait_idle(timeout=120)
+    for path in images[:3]:
+        seg.state(EmbeddingStore.key(path), lambda: pytest.fail("encoded twice"))
+    assert seg.encodes == 3
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3
+    again = _server(images, ckpt, tmp_path, prefetch=0)  # a restarted server: from disk
+    answer = TestClient(again.app).post("/api/images/1/predict", json=body).json()
+    assert again.segmenter.encodes == 0
+    assert [m["rle"] for m in answer["masks"]] == [m["rle"] for m in first["masks"]]
+
+
+def test_concurrent_clients_on_different_images(
+    images: list[Path], ckpt: Path, reference: SamPredictor, tmp_path: Path
+) -> None:
+    server = _server(images, ckpt, tmp_path, prefetch=0)
+    client = TestClient(server.app)
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def annotate(image_id: int) -> None:
+        try:
+            saved = []
+            for k in range(3):
+                pt = [[20.0 + 25 * k, 20.0 + 10 * image_id]]
+                pred = client.post(f"/api/images/{image_id}/predict",
+                                   json={"points": pt, "labels": [1]}).json()  # fmt: skip
+                best = max(pred["masks"], key=lambda m: m["score"])
+                saved.append({"label": "cat" if k % 2 else "dog", "rle": best["rle"], "pt": pt})
+                body = [{"label": s["label"], "rle": s["rle"]} for s in saved]
+                assert (
+                    client.put(f"/api/images/{image_id}/annotations", json=body).status_code == 200
+                )
+            results[image_id] = saved
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for image_id, saved in results.items():
+        stored = client.get(f"/api/images/{image_id}/annotations").json()
+        assert stored == [{"label": s["label"], "rle": s["rle"]} for s in saved]
+        reference.set_image(read_image(images[image_id]))
+        for s in saved:
+            masks, scores, _ = reference.predict(np.array(s["pt"]), np.array([1]))
+            np.testing.assert_array_equal(rle_to_mask(s["rle"]), masks[scores.argmax()])
+    part = json.loads((tmp_path / "out" / ".coco_parts" / "img03.png.json").read_text())
+    assert len(part["annotations"]) == 3
+
+
+def test_token_required_off_localhost(images: list[Path], ckpt: Path, tmp_path: Path) -> None:
+    local = _server(images, ckpt, tmp_path, prefetch=0)
+    assert local.token is None
+    assert TestClient(local.app).get("/api/images").status_code == 200
+    remote = _server(images, ckpt, tmp_path, prefetch=0, host="0.0.0.0")
+    token = remote.token
+    assert token and len(token) >= 20
+    client = TestClient(remote.app)
+    for path in ("/", "/api/images", "/api/images/0/annotations", "/api/export?format=coco",
+                 "/static/label.js"):  # fmt: skip
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    answer = client.post("/api/images/0/predict", json={"box": [1, 1, 50, 50]})
+    assert answer.status_code == 401 and "Bearer" in answer.json()["detail"]
+    assert client.get(f"/?token={token}").status_code == 200  # the page link

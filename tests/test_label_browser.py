@@ -1,0 +1,171 @@
+"""``samkit label`` in a real browser: Debian's headless Chromium driven by Selenium.
+
+Open the page, click on an object, check the mask in a screenshot, commit it with a class, go
+to the next image, export. Screenshots are kept under the test's ``tmp_path``
+(``01_open.png`` ... ``04_next.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from label_helpers import ThreadServer, chromium_driver, region_checkpoint, write_images
+from samkit.build import build_sam
+from samkit.masks import rle_to_mask
+from samkit.predictor import SamPredictor
+from samkit.sources import read_image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("selenium")
+if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from samkit.label import build
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("label_browser")
+    ckpt = region_checkpoint(tmp / "tiny.pth")
+    images = write_images(tmp / "images", 3, height=192, width=256)
+    server = build(tmp / "images", str(ckpt), "cat,dog", output_dir=tmp / "out",
+                   cache_dir=tmp / "cache")  # fmt: skip
+    http = ThreadServer(server.app)
+    driver: Any = chromium_driver()
+    try:
+        yield {"server": server, "url": http.url, "driver": driver, "images": images,
+               "ckpt": ckpt}  # fmt: skip
+    finally:
+        driver.quit()
+        http.stop()
+        server.segmenter.close()
+
+
+def _wait(driver: Any, script: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {script}")
+
+
+def _shot(driver: Any, path: Path) -> np.ndarray:
+    driver.save_screenshot(str(path))
+    return cv2.imread(str(path))[:, :, ::-1].astype(np.int16)
+
+
+def _click_point(predictor: SamPredictor) -> tuple[tuple[int, int], np.ndarray]:
+    """A point whose best candidate is a proper part of the image (5-60 %)."""
+    for y in range(24, 192, 24):
+        for x in range(24, 256, 24):
+            masks, scores, _ = predictor.predict(np.array([[x, y]]), np.array([1]))
+            best = masks[scores.argmax()]
+            if 0.05 < best.mean() < 0.6:
+                return (x, y), best
+    raise AssertionError("no point gives a partial mask")
+
+
+def _screen(driver: Any) -> Callable[[float, float], tuple[float, float]]:
+    """Image pixel -> screenshot pixel (the canvas' offset plus the page's view transform)."""
+    rect = driver.execute_script("return document.getElementById('canvas').getBoundingClientRect()")
+    view = driver.execute_script("return window.samkit.view")
+
+    def to_screen(x: float, y: float) -> tuple[float, float]:
+        scale = view["scale"]
+        return rect["left"] + view["ox"] + x * scale, rect["top"] + view["oy"] + y * scale
+
+    return to_screen
+
+
+def test_click_commit_next_export_in_chromium(setup: dict[str, Any], tmp_path: Path) -> None:
+    driver, images = setup["driver"], setup["images"]
+    driver.get(setup["url"])
+    _wait(driver, "return window.samkit && window.samkit.image && window.samkit.cur === 0")
+    assert "1 / 3" in driver.find_element(By.ID, "progress").text
+    assert "Enter" in driver.find_element(By.ID, "help").text  # shortcuts shown on the page
+    before = _shot(driver, tmp_path / "01_open.png")
+
+    predictor = SamPredictor(build_sam(setup["ckpt"]))
+    predictor.set_image(read_image(images[0]))
+    (x, y), want = _click_point(predictor)
+    to_screen = _screen(driver)
+    canvas = driver.find_element(By.ID, "canvas")
+    size = canvas.size
+    sx, sy = to_screen(x + 0.5, y + 0.5)
+    rect = canvas.rect
+    ActionChains(driver).move_to_element_with_offset(
+        canvas,
+        round(sx - rect["x"] - size["width"] / 2),
+        round(sy - rect["y"] - size["height"] / 2),
+    ).click().perform()
+    _wait(driver, "return window.samkit.latencies.length === 1")
+    state = driver.execute_script(
+        "const s = window.samkit; return {points: s.points, rle: s.pred.masks[s.cand].rle}"
+    )
+    px, py = state["points"][0]["x"], state["points"][0]["y"]
+    assert abs(px - x - 0.5) <= 1 and abs(py - y - 0.5) <= 1
+    masks, scores, _ = predictor.predict(np.array([[px, py]]), np.array([1]))
+    want = masks[scores.argmax()]
+    np.testing.assert_array_equal(rle_to_mask(state["rle"]), want)  # the best candidate shown
+    after = _shot(driver, tmp_path / "02_mask.png")
+
+    # Mask pixels are tinted on screen, the others are not (away from the drawn point).
+    changed = np.abs(after - before).sum(axis=2) > 30
+    ys, xs = np.mgrid[0:192:4, 0:256:4]
+    inside, outside = [], []
+    for iy, ix in zip(ys.ravel(), xs.ravel(), strict=True):
+        if (ix - px) ** 2 + (iy - py) ** 2 < 15**2:
+            continue
+        if 0 < ix < 255 and 0 < iy < 191 and want[iy - 1 : iy + 2, ix - 1 : ix + 2].all():
+            u, v = to_screen(ix + 0.5, iy + 0.5)
+            inside.append(changed[int(v), int(u)])
+        elif not want[max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2].any():
+            u, v = to_screen(ix + 0.5, iy + 0.5)
+            outside.append(changed[int(v), int(u)])
+    assert len(inside) > 50 and len(outside) > 50
+    assert np.mean(inside) > 0.95 and np.mean(outside) < 0.02, (np.mean(inside), np.mean(outside))
+
+    # Right click adds a negative point; Z undoes it (the mask of the positive point comes back).
+    ActionChains(driver).move_to_element_with_offset(canvas, 10, 10).context_click().perform()
+    _wait(driver, "return window.samkit.latencies.length === 2")
+    assert [p["label"] for p in driver.execute_script("return window.samkit.points")] == [1, 0]
+    ActionChains(driver).send_keys("z").perform()
+    _wait(driver, "return window.samkit.latencies.length === 3")
+    assert len(driver.execute_script("return window.samkit.points")) == 1
+
+    # Class 2 ("dog") then Enter: committed and saved on the server.
+    ActionChains(driver).send_keys("2").send_keys("\ue007").perform()
+    _wait(driver, "return window.samkit.objects.length === 1 && window.samkit.saving === 0 "
+                  "&& window.samkit.images[0].annotated")  # fmt: skip
+    stored = setup["server"].store.get(0)
+    assert [o["label"] for o in stored] == ["dog"]
+    np.testing.assert_array_equal(rle_to_mask(stored[0]["rle"]), want)
+    _shot(driver, tmp_path / "03_committed.png")
+    assert "1 annotated" in driver.find_element(By.ID, "progress").text
+
+    # Next image (D), then export COCO from the page.
+    ActionChains(driver).send_keys("d").perform()
+    _wait(driver, "return window.samkit.cur === 1 && window.samkit.image")
+    assert "2 / 3" in driver.find_element(By.ID, "progress").text
+    _shot(driver, tmp_path / "04_next.png")
+    driver.find_element(By.CSS_SELECTOR, "[data-export=coco]").click()
+    _wait(driver, "return window.samkit.exported === 'coco'")
+    coco = json.loads((setup["server"].store.output_dir / "instances.json").read_text())
+    assert [a["category_id"] for a in coco["annotations"]] == [2]
+    assert [im["file_name"] for im in coco["images"]] == ["img00.png"]
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("01_open.png", "02_mask.png"))
