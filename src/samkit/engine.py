@@ -31,7 +31,9 @@ Prompts (against the current image)
     else 1. ``decode_points(coords, labels, multimask_output=True, decoder_batch=None,
     bf16=False)``: points (B, K, 2) float in the input frame, labels (B, K) int -> the same two
     arrays in the engine's native array type ("native": torch tensors for torch, NumPy for
-    ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only).
+    ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only); ``limits`` says which
+    logits the caller will read (:class:`~samkit.modeling.decoder_fast.OutputLimits`; an
+    engine may compute the others anyway).
 Post-processing
     ``upscale(low)`` low-res logits (B, 1, s, s) float32 NumPy -> masks (B, H, W) bool in the
     original frame. For native arrays (segment everything): ``upsample(low)`` (N, s, s) ->
@@ -93,6 +95,7 @@ class Engine(Protocol):
         multimask_output: bool = True,
         decoder_batch: int | None = None,
         bf16: bool = False,
+        limits: Any = None,
     ) -> tuple[Any, Any]: ...
     def upscale(self, low_res_logits: np.ndarray) -> np.ndarray: ...
     def upsample(self, low: Any) -> Any: ...
@@ -245,9 +248,11 @@ class TorchEngine:
         multimask_output: bool = True,
         decoder_batch: int | None = None,
         bf16: bool = False,
+        limits: Any = None,
     ) -> tuple[Any, Any]:
         """Points (B, K, 2) in the input frame, labels (B, K) -> low-res logits (B, C, s, s) and
-        scores (B, C), float32 torch tensors on the engine's device."""
+        scores (B, C), float32 torch tensors on the engine's device. ``limits``: which logits
+        will be read (:class:`~samkit.modeling.decoder_fast.OutputLimits`)."""
         import torch
 
         p = self.predictor
@@ -255,7 +260,14 @@ class TorchEngine:
         lab = torch.as_tensor(labels, dtype=torch.int, device=p.device)
         dtype = torch.bfloat16 if bf16 else None
         low, iou = p.decode_low_res(
-            pts, lab, None, None, multimask_output, decoder_batch=decoder_batch, dtype=dtype
+            pts,
+            lab,
+            None,
+            None,
+            multimask_output,
+            decoder_batch=decoder_batch,
+            dtype=dtype,
+            limits=limits,
         )
         return low.float(), iou.float()
 

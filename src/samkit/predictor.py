@@ -16,6 +16,7 @@ from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
+from samkit.modeling.decoder_fast import OutputLimits
 from samkit.postprocess import binarize, upsample_fast
 from samkit.validation import check_image, check_mask_input, check_points
 
@@ -324,13 +325,15 @@ class SamPredictor:
         *,
         decoder_batch: int | None = None,
         dtype: torch.dtype | None = None,
+        limits: OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling.
 
         Prompts are decoded ``decoder_batch`` at a time (default: the predictor's); ``dtype``
         overrides the decoder's compute dtype for this call. Without ``mask_input`` the
         decoder's prompt-independent work is computed once per image and kept with the image
-        state.
+        state. ``limits`` (:class:`~samkit.modeling.decoder_fast.OutputLimits`): the logits
+        the caller will read; the decoder may skip the others (they come back as 0).
         """
         state = self._require_state()
         if point_coords is not None and point_labels is None:
@@ -347,7 +350,7 @@ class SamPredictor:
         dt = self.decoder_dtype if dtype is None else dtype
         if total <= batch:
             return self._decode_chunk(
-                state, point_coords, point_labels, boxes, mask_input, multimask_output, dt
+                state, point_coords, point_labels, boxes, mask_input, multimask_output, dt, limits
             )
         lows, scores = [], []
         for i in range(0, total, batch):
@@ -360,6 +363,7 @@ class SamPredictor:
                 None if mask_input is None else mask_input[sel],
                 multimask_output,
                 dt,
+                limits,
             )
             lows.append(low)
             scores.append(score)
@@ -374,6 +378,7 @@ class SamPredictor:
         mask_input: torch.Tensor | None,
         multimask_output: bool,
         dtype: torch.dtype,
+        limits: OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         points = (
             None if point_coords is None or point_labels is None else (point_coords, point_labels)
@@ -386,6 +391,6 @@ class SamPredictor:
                 if cache is None:
                     cache = state.cache[key] = self.model.prepare_decoder(state.features)
             low, scores = self._decode(
-                state.features, points, boxes, mask_input, multimask_output, cache
+                state.features, points, boxes, mask_input, multimask_output, cache, limits=limits
             )
         return low.float(), scores.float()

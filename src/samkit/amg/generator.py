@@ -255,7 +255,12 @@ class SamAutomaticMaskGenerator:
         coords = apply_coords(points, crop_size, engine.image_size)[:, None, :]
         labels = np.ones(coords.shape[:2], dtype=np.int64)
         low, iou = engine.decode_points(
-            coords, labels, True, decoder_batch=self.decoder_batch, bf16=self.speed.bf16
+            coords,
+            labels,
+            True,
+            decoder_batch=self.decoder_batch,
+            bf16=self.speed.bf16,
+            limits=self._limits(geometry),
         )
         s = low.shape[-1]
         low, iou = low.reshape(-1, s, s), iou.reshape(-1)  # point-major: 3 masks of point 0 first
@@ -273,6 +278,18 @@ class SamAutomaticMaskGenerator:
             if near.any():
                 data = data.take(np.flatnonzero(~near))
         return data
+
+    def _limits(self, geometry: Geometry) -> Any:
+        """What the filters below read of the low-res logits: the resized image's rows and
+        columns (plus the low-res filter's margin), and masks above the predicted-IoU filter
+        (torch engines; None for others, which compute every logit)."""
+        if self.engine.backend != "torch":
+            return None
+        from samkit.modeling.decoder_fast import OutputLimits
+
+        rows, cols = geometry.used_low_res()
+        floor = self.pred_iou_thresh if self.pred_iou_thresh > 0.0 else None
+        return OutputLimits(rows=rows + 2, cols=cols + 2, iou_floor=floor)
 
     # ------------------------------------------------------------------------- filtering
     def _filter_full_res(

@@ -111,9 +111,12 @@ class OnnxEngine:
         multimask_output: bool = True,
         decoder_batch: int | None = None,
         bf16: bool = False,
+        limits: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Points (B, K, 2) in the input frame, labels (B, K) -> low-res logits (B, C, s, s) and
-        scores (B, C) float32."""
+        scores (B, C) float32. ``limits`` is accepted and ignored: the graph computes every
+        logit."""
+        del limits
         if bf16:
             raise SamkitError("bf16 decoding needs the torch backend")
         arrays = (coords, np.asarray(labels, dtype=np.float32), None, None)
