@@ -395,6 +395,7 @@ class SAM:
             path=path,
             frame=frame,
             speed={"everything": (t1 - t0) * 1e3},
+            stats=generator.stats.as_dict(),
         )
 
 

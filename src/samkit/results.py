@@ -51,6 +51,9 @@ class Results:
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
         speed: milliseconds spent per stage ("encode", "decode", ...).
+        stats: what the run did; for segment everything ``mode`` ("exact" / "fast"),
+            ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past the score
+            filters) and ``kept`` (masks returned).
 
     Results is read-only; exactly one of ``masks`` and ``rles`` is given.
     """
@@ -65,6 +68,7 @@ class Results:
     frame: int | None
     stability_scores: np.ndarray | None
     speed: dict[str, float]
+    stats: dict[str, Any]
     rles: list[dict[str, Any]] | None
 
     def __init__(
@@ -82,6 +86,7 @@ class Results:
         speed: dict[str, float] | None = None,
         *,
         rles: Sequence[Mapping[str, Any]] | None = None,
+        stats: Mapping[str, Any] | None = None,
     ) -> None:
         h, w = orig_img.shape[:2]
         if (masks is None) == (rles is None):
@@ -114,6 +119,7 @@ class Results:
             "frame": frame,
             "stability_scores": stability_scores,
             "speed": {} if speed is None else speed,
+            "stats": {} if stats is None else dict(stats),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -189,6 +195,7 @@ class Results:
             frame=self.frame,
             stability_scores=take(self.stability_scores),
             speed=self.speed,
+            stats=self.stats,
         )
 
     def __iter__(self) -> Iterator[Results]:

@@ -20,14 +20,24 @@ and RLEs are NumPy on both (the ONNX path never imports torch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from samkit.amg.exact_path import filter_exact, finish_exact
+from samkit.amg.fast import (
+    Coverage,
+    EverythingStats,
+    Speed,
+    confident_masks,
+    covered_by,
+    fast_bf16,
+    sparse_first,
+)
 from samkit.amg.grid import (
     boxes_near_crop_edge,
     build_all_layer_point_grids,
+    check_grid,
     generate_crop_boxes,
     uncrop_rle,
 )
@@ -35,14 +45,7 @@ from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.engine import Engine, as_engine
 from samkit.errors import SamkitError
-from samkit.masks import mask_to_box, masks_to_rle
-from samkit.postprocess import filter_stable
-from samkit.postprocess.exact import (
-    Geometry,
-    emulation_matches_torch,
-    exact_masks,
-    exact_stats,
-)
+from samkit.postprocess.exact import Geometry
 from samkit.transforms import apply_coords
 from samkit.validation import check_image
 
@@ -54,20 +57,6 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 # Upsampled float logits held at once: 64 Mi elements (256 MiB in float32).
 _CHUNK_ELEMENTS = 64 * 1024 * 1024
-
-
-@dataclass
-class Speed:
-    """Opt-in settings that trade exactness for speed (all off = the reference's output).
-
-    low_res_filter: compute stability scores and the boxes used for filtering and NMS on the
-        low-res (256 x 256) logits; only masks that survive every filter and the per-crop NMS are
-        upsampled (their final boxes, areas and RLEs come from the full-resolution mask).
-    bf16: run the decoder under bfloat16 autocast (CPUs with AVX512-BF16/AMX, CUDA).
-    """
-
-    low_res_filter: bool = False
-    bf16: bool = False
 
 
 class SamAutomaticMaskGenerator:
@@ -85,8 +74,10 @@ class SamAutomaticMaskGenerator:
     per crop layer), ``min_mask_region_area`` (fill holes / drop islands below this many pixels,
     then NMS again), ``output_mode`` ``"binary_mask"`` | ``"uncompressed_rle"`` | ``"coco_rle"``.
 
-    Opt-in, output-changing speed-ups (keyword-only): ``low_res_filter`` and ``bf16``, see
-    :class:`Speed`. ``decoder_batch`` prompts per decoder pass (default: the engine's;
+    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (all of them), or one by
+    one ``low_res_filter``, ``bf16``, ``skip_covered``, see :class:`Speed`. ``verbose=True``
+    prints what each ``generate`` did (points decoded and skipped, masks kept); it is in
+    :attr:`stats` either way. ``decoder_batch`` prompts per decoder pass (default: the engine's;
     ``decode_batch`` is its old spelling, still accepted).
     """
 
@@ -109,6 +100,9 @@ class SamAutomaticMaskGenerator:
         *,
         low_res_filter: bool = False,
         bf16: bool = False,
+        skip_covered: bool = False,
+        fast: bool = False,
+        verbose: bool = False,
         decoder_batch: int | None = None,
         decode_batch: int | None = None,
     ) -> None:
@@ -129,7 +123,7 @@ class SamAutomaticMaskGenerator:
                 int(points_per_side), crop_n_layers, crop_n_points_downscale_factor
             )
         else:
-            self.point_grids = [_check_grid(g, i) for i, g in enumerate(point_grids or [])]
+            self.point_grids = [check_grid(g, i) for i, g in enumerate(point_grids or [])]
         if int(crop_n_layers) != crop_n_layers or crop_n_layers < 0:
             raise SamkitError(f"crop_n_layers must be an int >= 0, got {crop_n_layers!r}")
         if len(self.point_grids) < crop_n_layers + 1:
@@ -144,6 +138,8 @@ class SamAutomaticMaskGenerator:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
         self.engine = as_engine(model)
+        if fast:
+            bf16 = bf16 or fast_bf16(self.engine)
         if self.engine.backend != "torch" and (low_res_filter or bf16):
             raise SamkitError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
@@ -161,7 +157,16 @@ class SamAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
-        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16)
+        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16, skip_covered=skip_covered)
+        self.verbose = bool(verbose)
+        self.stats = EverythingStats()
+        self._skipped: list[np.ndarray] = []
+
+    @property
+    def skipped_points(self) -> np.ndarray:
+        """``(k, 2)`` float64 ``(x, y)`` original-image grid points the last ``generate`` left
+        out (``skip_covered``): each lies inside a mask kept for its crop."""
+        return np.concatenate(self._skipped) if self._skipped else np.zeros((0, 2))
 
     # ------------------------------------------------------------------------------ public
     def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
@@ -188,6 +193,9 @@ class SamAutomaticMaskGenerator:
         """Like :meth:`generate` but returns the kept masks as columns (RLEs, boxes XYXY,
         scores, points, crop boxes), before conversion to records."""
         image = check_image(image)
+        fast = self.speed.low_res_filter or self.speed.skip_covered or self.speed.bf16
+        self.stats = EverythingStats(mode="fast" if fast else "exact")
+        self._skipped = []
         orig_h, orig_w = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio
@@ -207,41 +215,91 @@ class SamAutomaticMaskGenerator:
             data = postprocess_small_regions(
                 data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
             )
+        self.stats.kept = len(data)
+        if self.verbose:
+            print(self.stats.line())
         return data
 
     # ----------------------------------------------------------------------------- crops
     def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int) -> Candidates:
         x0, y0, x1, y1 = crop_box
-        orig_h, orig_w = image.shape[:2]
-        crop = image[y0:y1, x0:x1, :]
-        crop_size = (crop.shape[0], crop.shape[1])
-        self.engine.set_image(crop)
+        orig_size = image.shape[:2]
+        crop_size = (y1 - y0, x1 - x0)
+        self.engine.set_image(image[y0:y1, x0:x1, :])
         input_size, _ = self.engine.sizes()
         size = self.engine.image_size
         geometry = Geometry(size // 4, size, tuple(input_size), crop_size)  # type: ignore[arg-type]
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
-        batch = self.points_per_batch
-        parts = [
-            self._process_batch(points[i : i + batch], geometry, crop_box, (orig_h, orig_w))
-            for i in range(0, len(points), batch)
-        ]
-        if not self.speed.low_res_filter:
+        self.stats.points += len(points)
+        ctx = (geometry, crop_box, orig_size)
+        try:
+            if self.speed.skip_covered:
+                cands, skipped = self._decode_sparse_first(points, ctx)
+            else:
+                cands, skipped = self._decode_points(points, ctx), np.zeros((0, 2))
+            data = self._crop_survivors(cands, ctx)
+            missed = skipped[~covered_by(data.rles, skipped)] if len(skipped) else skipped
+            if len(missed):  # repair: skipped points no kept mask covers are decoded after all
+                self.stats.skipped -= len(missed)
+                skipped = skipped[covered_by(data.rles, skipped)]
+                cands = Candidates.cat([cands, self._decode_points(missed, ctx)])
+                data = self._crop_survivors(cands, ctx)
+            self._skipped.append(skipped + np.array([x0, y0], dtype=np.float64))
+            self.stats.candidates += len(cands)
+        finally:
             self.engine.reset_image()
-        data = Candidates.cat(parts)
-        if len(data) == 0:
-            return data
-        keep = batched_nms_numpy(data.boxes, data.iou_preds, None, self.box_nms_thresh)
-        data = data.take(keep)
-        if self.speed.low_res_filter:
-            data = self._upsample_survivors(data, crop_box, (orig_h, orig_w))
-            self.engine.reset_image()
-        else:
-            data = self._finish_exact(data, geometry)
-        data.rles = [uncrop_rle(r, crop_box, orig_h, orig_w) for r in data.rles]
+        data.rles = [uncrop_rle(r, crop_box, orig_size[0], orig_size[1]) for r in data.rles]
         data.boxes = data.boxes + np.array([x0, y0, x0, y0])
         data.points = data.points + np.array([x0, y0], dtype=np.float64)
         data.crop_boxes = np.tile(np.asarray(crop_box, dtype=np.int64), (len(data), 1))
         return data
+
+    def _decode_points(self, points: np.ndarray, ctx: tuple[Any, ...]) -> Candidates:
+        """Candidates (crop frame, before NMS) of ``points`` ``(n, 2)``, a batch at a time."""
+        batch = self.points_per_batch
+        self.stats.decoded += len(points)
+        parts = [
+            self._process_batch(points[i : i + batch], *ctx) for i in range(0, len(points), batch)
+        ]
+        return Candidates.cat(parts)
+
+    def _decode_sparse_first(
+        self, points: np.ndarray, ctx: tuple[Any, ...]
+    ) -> tuple[Candidates, np.ndarray]:
+        """Fast mode: the sparse grid, then the points no accepted mask covers yet. Returns
+        the candidates and the skipped points ``(k, 2)``."""
+        geometry = ctx[0]
+        cover = Coverage(
+            geometry.input_size, geometry.original_size, geometry.image_size, geometry.low
+        )
+        parts, skipped = [], []
+        batch = self.points_per_batch
+        threshold, stable = self.engine.mask_threshold, self.stability_score_thresh
+        for stage, idx_all in enumerate(sparse_first(len(points))):
+            for start in range(0, len(idx_all), batch):
+                idx = idx_all[start : start + batch]
+                if stage:
+                    hit = cover.covered(points[idx])
+                    skipped.append(points[idx[hit]])
+                    idx = idx[~hit]
+                if len(idx) == 0:
+                    continue
+                data = self._decode_points(points[idx], ctx)
+                cover.add(confident_masks(data, threshold, stable))
+                parts.append(data)
+        skip = np.concatenate(skipped) if skipped else np.zeros((0, 2))
+        self.stats.skipped += len(skip)
+        return Candidates.cat(parts), skip
+
+    def _crop_survivors(self, data: Candidates, ctx: tuple[Any, ...]) -> Candidates:
+        """The crop's NMS, then full-resolution RLEs of the survivors (crop frame)."""
+        geometry, crop_box, orig_size = ctx
+        if len(data) == 0:
+            return data
+        data = data.take(batched_nms_numpy(data.boxes, data.iou_preds, None, self.box_nms_thresh))
+        if self.speed.low_res_filter:
+            return self._upsample_survivors(data, crop_box, orig_size)
+        return finish_exact(data, geometry, self.engine.mask_threshold)
 
     def _process_batch(
         self,
@@ -295,77 +353,27 @@ class SamAutomaticMaskGenerator:
     def _filter_full_res(
         self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
     ) -> Candidates:
-        """Exact path: stability scores and boxes of the reference's full-resolution logits
-        (:func:`samkit.postprocess.exact.exact_stats`); the low-res logits of the masks that
-        pass are kept for their RLEs after the crop's NMS (:meth:`_finish_exact`). ``low``
-        ``(N, s, s)`` is the engine's native array, ``iou`` ``(N,)`` float32."""
-        if self.engine.backend == "torch" and not emulation_matches_torch(geometry):
-            return self._filter_upsampled(low, iou, pts, geometry)
-        rows, cols = geometry.used_low_res()
-        low_np = np.ascontiguousarray(self.engine.to_numpy(low)[:, :rows, :cols])
-        threshold = self.engine.mask_threshold
-        stats = exact_stats(low_np, geometry, threshold, self.stability_score_offset)
-        keep = np.arange(len(low_np))
-        if self.stability_score_thresh > 0.0:
-            keep = np.flatnonzero(stats.stability >= np.float32(self.stability_score_thresh))
-        return Candidates(
-            rles=[],
-            boxes=stats.boxes[keep],
-            iou_preds=iou[keep],
-            stability=stats.stability[keep],
-            points=pts[keep],
-            low_res=low_np[keep],
+        """Exact path (:func:`samkit.amg.exact_path.filter_exact`)."""
+        return filter_exact(
+            self.engine,
+            low,
+            iou,
+            pts,
+            geometry,
+            self.stability_score_offset,
+            self.stability_score_thresh,
         )
-
-    def _filter_upsampled(
-        self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
-    ) -> Candidates:
-        """Exact path for a geometry where the NumPy kernel emulation is not torch's bit for
-        bit: the engine's two resizes a chunk at a time, each chunk reduced at once."""
-        chunk = max(1, _CHUNK_ELEMENTS // (geometry.original_size[0] * geometry.original_size[1]))
-        parts = []
-        for start in range(0, low.shape[0], chunk):
-            sl = slice(start, start + chunk)
-            idx, stability, masks = filter_stable(
-                self.engine.upsample(low[sl]),
-                self.engine.mask_threshold,
-                self.stability_score_offset,
-                self.stability_score_thresh,
-            )
-            parts.append(
-                Candidates(
-                    rles=masks_to_rle(masks),
-                    boxes=mask_to_box(masks),
-                    iou_preds=iou[sl][idx],
-                    stability=stability,
-                    points=pts[sl][idx],
-                )
-            )
-        return Candidates.cat(parts)
-
-    def _finish_exact(self, data: Candidates, geometry: Geometry) -> Candidates:
-        """RLEs of the masks that survived the crop's NMS, from their kept low-res logits."""
-        if isinstance(data.low_res, np.ndarray):
-            data.rles = exact_masks(data.low_res, geometry, self.engine.mask_threshold)
-            data.low_res = None
-        return data
 
     def _filter_low_res(
         self, low: Any, iou: Any, pts: np.ndarray, crop_size: tuple[int, int]
     ) -> Candidates:
         from samkit.amg import lowres
 
-        input_size, _ = self.engine.sizes()
+        e = self.engine
+        input_size = e.sizes()[0]
+        args = (e.image_size, e.mask_threshold, self.stability_score_offset)
         return lowres.low_res_candidates(
-            low,
-            iou,
-            pts,
-            input_size,
-            crop_size,
-            self.engine.image_size,
-            self.engine.mask_threshold,
-            self.stability_score_offset,
-            self.stability_score_thresh,
+            low, iou, pts, input_size, crop_size, *args, self.stability_score_thresh
         )
 
     def _upsample_survivors(
@@ -373,27 +381,15 @@ class SamAutomaticMaskGenerator:
     ) -> Candidates:
         from samkit.amg import lowres
 
-        input_size, original_size = self.engine.sizes()
-        data = lowres.upsample_survivors(
-            data,
-            input_size,
-            original_size,
-            self.engine.image_size,
-            self.engine.mask_threshold,
+        e = self.engine
+        inp, orig = e.sizes()
+        threshold, offset, stable = (
+            e.mask_threshold,
             self.stability_score_offset,
             self.stability_score_thresh,
-            _CHUNK_ELEMENTS,
+        )
+        data = lowres.upsample_survivors(
+            data, inp, orig, e.image_size, threshold, offset, stable, _CHUNK_ELEMENTS
         )
         near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
         return data.take(np.flatnonzero(~near)) if near.any() else data
-
-
-def _check_grid(grid: np.ndarray, index: int) -> np.ndarray:
-    arr = np.asarray(grid, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise SamkitError(
-            f"point_grids[{index}] must have shape (N, 2) as (x, y) in [0, 1], got {arr.shape}"
-        )
-    if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise SamkitError(f"point_grids[{index}] must hold points normalised to [0, 1]")
-    return arr
