@@ -6,8 +6,8 @@
 Tasks: encoder (set_image), one point to full-resolution masks, 100 boxes in one call; samkit
 fp32 and bf16 against Meta's segment_anything / the MobileSAM package (and Ultralytics when
 installed). Prints medians of interleaved runs, ratios against the targets, peak memory and the
-comparison table. Segment-everything: benchmarks/bench_everything.py. Same as
-``samkit benchmark``.
+comparison table. Segment-everything: benchmarks/bench_everything.py. ``samkit benchmark``
+runs this script from a source checkout.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 # oversubscribed CPU, spinning threads made 2-thread runs up to 10x slower (both engines alike).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from samkit.bench_engine import run_engine
+from engine_suite import run_engine
 
 
 def main() -> None:

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import interleave, machine_info, markdown_table
+from common import build_models, interleave, machine_info, markdown_table, scene
 from samkit.backends.onnxruntime import OnnxPredictor
-from samkit.bench_engine import build_models, scene
 from samkit.export import export
 from samkit.export.quantize import quantize_folder
 from samkit.predictor import SamPredictor

@@ -226,6 +226,7 @@ def test_engine_masks_have_holes_and_parts(dataset: dict[str, Any], sam_model: s
     assert ((fill > 0.02) & (fill < 0.98)).sum() >= 2
 
 
+@pytest.mark.slow
 def test_yolo_box_labels_to_coco_polygons(
     dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
 ) -> None:
@@ -387,6 +388,7 @@ def test_images_without_objects_get_empty_labels(
     assert summary.empty == 3 and summary.objects == 0
 
 
+@pytest.mark.slow
 def test_resume_after_an_interrupted_run(
     dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
 ) -> None:
@@ -533,6 +535,7 @@ def test_multi_part_object_under_each_polygon_mode(tmp_path: Path, mode: str) ->
         assert _iou(union, target) >= 0.95
 
 
+@pytest.mark.slow
 def test_polygon_modes_on_engine_masks(
     dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
 ) -> None:
@@ -615,6 +618,7 @@ def test_missing_data_is_a_source_error(tmp_path: Path) -> None:
         auto_annotate(tmp_path / "nope", det_model=lambda im: None, progress=False)
 
 
+@pytest.mark.slow
 def test_ultralytics_detector_wiring(
     dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

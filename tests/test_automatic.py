@@ -105,8 +105,16 @@ def assert_parity(ref: list[dict], ours: list[dict], min_count: int) -> None:
     ("params", "min_count"),
     [
         ({"points_per_side": 6}, 20),
-        ({"points_per_side": 4, "crop_n_layers": 1, "crop_n_points_downscale_factor": 2}, 20),
-        ({"points_per_side": 5, "min_mask_region_area": 3000, "output_mode": "binary_mask"}, 20),
+        pytest.param(
+            {"points_per_side": 4, "crop_n_layers": 1, "crop_n_points_downscale_factor": 2},
+            20,
+            marks=pytest.mark.ci,
+        ),
+        pytest.param(
+            {"points_per_side": 5, "min_mask_region_area": 3000, "output_mode": "binary_mask"},
+            20,
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["default", "crop_layers", "min_region_area"],
 )
@@ -127,6 +135,7 @@ def test_parity_with_reference(models, image, params, min_count) -> None:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_parity_filters_off_and_explicit_grid(models, image) -> None:
     """Filters disabled (every candidate upsampled) and a user point grid."""
@@ -143,6 +152,7 @@ def test_parity_filters_off_and_explicit_grid(models, image) -> None:
     assert_parity(ref, out, 20)
 
 
+@pytest.mark.slow
 def test_output_modes_agree(models, image) -> None:
     _, ours = models
     from pycocotools import mask as mask_utils
@@ -166,6 +176,7 @@ def test_output_modes_agree(models, image) -> None:
         assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max(), ys.max())
 
 
+@pytest.mark.ci
 def test_low_res_filter_agrees_with_exact(models, image) -> None:
     """The opt-in low-res filter keeps (nearly) the same masks, with full-res segmentations."""
     _, ours = models

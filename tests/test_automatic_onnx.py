@@ -89,7 +89,10 @@ def assert_same_masks(ours: list[dict], ref: list[dict]) -> None:
     "params",
     [
         {"points_per_side": 6},
-        {"points_per_side": 4, "crop_n_layers": 1, "crop_n_points_downscale_factor": 2},
+        pytest.param(
+            {"points_per_side": 4, "crop_n_layers": 1, "crop_n_points_downscale_factor": 2},
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["default", "crop_layers"],
 )

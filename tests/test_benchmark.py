@@ -1,12 +1,19 @@
-"""The benchmark harness (no timing assertions: benchmarks are not tests)."""
+"""The benchmark harness in benchmarks/ (no timing assertions: benchmarks are not tests)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from samkit.bench_engine import mean_iou, scene
-from samkit.benchmark import Timing, interleave, markdown_table, ratio_line
 from samkit.cli import MODES
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from common import Timing, in_child, interleave, markdown_table, mean_iou, ratio_line, scene  # noqa: E402
 
 
 def test_interleave_runs_round_robin_after_warmup() -> None:
@@ -35,14 +42,24 @@ def test_mean_iou_and_table() -> None:
 
 def test_cli_has_benchmark_mode() -> None:
     mode = MODES["benchmark"]
-    assert mode.handler == "samkit.benchmark:cli" and "models" in mode.keys
+    assert mode.handler == "samkit.cli_modes:benchmark" and "models" in mode.keys
+
+
+def test_benchmarks_are_outside_the_package_without_cycles() -> None:
+    import samkit
+
+    package = Path(samkit.__file__).parent
+    assert not list(package.glob("bench*.py"))
+    code = "import engine_suite, bench_ultralytics, common; print('ok')"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True, text=True, check=False
+    )
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_in_child_returns_the_result_or_none() -> None:
     """Engines that could disturb the others (Ultralytics) are timed through in_child."""
     import os
-
-    from samkit.benchmark import in_child
 
     pid = in_child(os.getpid)
     assert isinstance(pid, int) and pid != os.getpid()

@@ -157,5 +157,16 @@ def test_parse_grammar_in_process():
     b = parse_args(
         "predict", mode, ["--source", "a.jpg", "--points=[[1,2]]", "--multimask", "--conf", "0.5"]
     )
-    assert a == b and a["points"] == [[1, 2]] and a["multimask"] is True and a["conf"] == 0.5
+    assert a == b and a["points"] == [[1, 2]] and a["multimask_output"] is True
+    assert a["conf"] == 0.5
+
+
+def test_cli_keys_are_the_api_names_old_spellings_accepted(capsys):
+    mode = MODES["predict"]
+    new = parse_args("predict", mode, ["source=a.jpg", "multimask_output=true", "decoder_batch=8"])
+    old = parse_args("predict", mode, ["source=a.jpg", "multimask=true", "batch_size=8"])
+    assert new == old and new["decoder_batch"] == 8 and "batch_size" not in new
+    assert "multimask= is now multimask_output=" in capsys.readouterr().err
+    args = parse_args("annotate", MODES["annotate"], ["data=x", "det_model=y", "batch=3"])
+    assert args["decoder_batch"] == 3 and "batch" not in args
     assert parse_args("predict", mode, ["source=a.jpg", "points=((1,2),)"])["points"] == ((1, 2),)

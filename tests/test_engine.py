@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import samkit.predictor
-from front_helpers import QUICK_EVERYTHING, TINY_CONFIG, save_random_checkpoint
+from front_helpers import QUICK_EVERYTHING, write_image
 from reference import make_image
 from samkit import SAM
 from samkit.annotate import auto_annotate
@@ -20,8 +20,8 @@ from samkit.errors import SamkitError
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_checkpoint(tmp_path_factory.mktemp("engine") / "tiny.pt", TINY_CONFIG)
+def tiny_ckpt(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 class EncoderProbe:
@@ -66,8 +66,6 @@ def test_sam_options_hold_on_every_path(
     # auto-annotation with the SAM front: the same engine, same dtype, same device
     folder = tmp_path / "images"
     folder.mkdir()
-    from front_helpers import write_image
-
     write_image(folder / "a.png", 96, 128, seed=2)
 
     def boxes(_image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,3 +123,37 @@ def test_decoder_batch_is_one_name(tiny_ckpt: Path) -> None:
     assert (one.masks != many.masks).mean() < 1e-3
     with pytest.raises(SamkitError, match="decoder_batch"):
         sam.predict(image, bboxes=boxes, decoder_batch=0)
+
+
+def test_fast_decoder_is_per_instance_and_threads_follow_the_engine_policy(
+    tiny_ckpt: Path,
+) -> None:
+    from samkit import device as devices
+    from samkit.build import build_sam
+    from samkit.predictor import PreparedDecoder
+
+    a, b = build_sam(tiny_ckpt), build_sam(tiny_ckpt)
+    a.mask_decoder.fast = False
+    assert b.mask_decoder.fast and not a.mask_decoder.fast
+
+    x = torch.zeros(2, 5, 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    try:
+        with devices.token_work(x):  # no policy: nothing is serialised
+            seen.append(torch.get_num_threads())
+        with devices.thread_policy(devices.ThreadPolicy()), devices.token_work(x):
+            seen.append(torch.get_num_threads())
+        with devices.thread_policy(devices.ThreadPolicy(serial_rows=4)), devices.token_work(x):
+            seen.append(torch.get_num_threads())  # 10 rows > 4: all threads
+        assert seen == [2, 1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+    sam = SAM(tiny_ckpt, device="cpu")
+    sam.predict(make_image(64, 64, seed=6), points=[[20, 20]])
+    state = sam.engine.get_state()
+    assert isinstance(state.decoder, PreparedDecoder)
+    assert list(state.decoder.by_dtype) == [torch.float32]
+    assert sam.engine.predictor.thread_policy == devices.ThreadPolicy()  # type: ignore[attr-defined]

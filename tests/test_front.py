@@ -221,7 +221,9 @@ def _np(obj: dict) -> dict:
     return {k: np.asarray(v) for k, v in obj.items()}
 
 
-@pytest.mark.parametrize("row", list(ROWS))
+@pytest.mark.parametrize(
+    "row", [pytest.param(r, marks=pytest.mark.slow) if r == "ragged" else r for r in ROWS]
+)
 def test_table_row_equals_engine(session, row):
     predictor, engine = session
     kwargs, reference = ROWS[row]

@@ -345,3 +345,73 @@ def test_token_required_off_localhost(images: list[Path], ckpt: Path, tmp_path: 
     answer = client.post("/api/images/0/predict", json={"box": [1, 1, 50, 50]})
     assert answer.status_code == 401 and "Bearer" in answer.json()["detail"]
     assert client.get(f"/?token={token}").status_code == 200  # the page link
+
+
+def test_segment_everything_and_detector_proposals(
+    images: list[Path], ckpt: Path, reference: SamPredictor, tmp_path: Path
+) -> None:
+    """Proposals equal the automatic mask generator's masks (same settings) and, for detector
+    boxes from a COCO JSON, ``SamPredictor.predict(box=...)`` with the detector's class."""
+    from samkit.automatic import SamAutomaticMaskGenerator
+
+    boxes = [[10, 12, 70, 60], [60, 30, 120, 90]]
+    coco = {"images": [{"id": 7, "file_name": "img02.png", "height": 96, "width": 128}],
+            "annotations": [{"id": i + 1, "image_id": 7, "category_id": c, "iscrowd": 0,
+                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+                            for i, (b, c) in enumerate(zip(boxes, [3, 5], strict=True))],
+            "categories": [{"id": 3, "name": "dog"}, {"id": 5, "name": "car"}]}  # fmt: skip
+    det = tmp_path / "boxes.json"
+    det.write_text(json.dumps(coco))
+    client = TestClient(_server(images, ckpt, tmp_path, prefetch=0, det_model=det).app)
+    assert client.get("/api/config").json()["detector"] is True
+    found = client.post("/api/images/2/proposals", json={"kind": "detector"}).json()["proposals"]
+    reference.set_image(read_image(images[2]))
+    assert [p["label"] for p in found] == ["dog", None]  # "car" is not a class of this run
+    for p, b in zip(found, boxes, strict=True):
+        want, _, _ = reference.predict(box=np.array(b, float), multimask_output=False)
+        np.testing.assert_array_equal(rle_to_mask(p["rle"]), want[0])
+
+    settings = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    found = client.post("/api/images/2/proposals", json={"kind": "everything", **settings})
+    records = SamAutomaticMaskGenerator(reference.model, **settings).generate(read_image(images[2]))
+    assert len(records) >= 2
+    got = sorted(json.dumps(p["rle"]) for p in found.json()["proposals"])
+    assert got == sorted(json.dumps(coco_rle(r["segmentation"])) for r in records)
+    for body, field in (({"kind": "all"}, "kind"), ({"kind": "everything", "points_per_side": 0},
+                        "points_per_side"), ({"kind": "everything", "x": 1}, "body")):  # fmt: skip
+        answer = client.post("/api/images/2/proposals", json=body)
+        assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+    plain = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
+    answer = plain.post("/api/images/0/proposals", json={"kind": "detector"})
+    assert answer.status_code == 422 and "det_model" in answer.json()["detail"]
+
+
+def test_cli_usage_errors(images: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from samkit.cli import main
+
+    assert main(["label", str(images[0].parent)]) == 2
+    assert "needs classes=" in capsys.readouterr().err
+    assert main(["label", str(images[0].parent), "classes=a", "prefetch=-1"]) == 1
+    assert "prefetch must be >= 0" in capsys.readouterr().err
+    assert main(["label", str(images[0].parent), "clases=a"]) == 2
+    assert "Did you mean 'classes'" in capsys.readouterr().err
+
+
+def test_unreadable_images_are_reported_not_fatal(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in images[:2]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.png").write_bytes(b"not a png")
+    server = build(
+        data, str(ckpt), CLASSES, output_dir=tmp_path / "o", cache_dir=tmp_path / "c", prefetch=0
+    )
+    assert [e.rel for e in server.store.entries] == ["img00.png", "img01.png"]
+    assert any("broken.png" in p for p in server.store.problems)
+    (data / "img01.png").write_bytes(b"gone bad")  # changed after the start
+    client = TestClient(server.app)
+    answer = client.post("/api/images/1/predict", json={"points": [[5, 5]], "labels": [1]})
+    assert answer.status_code == 409 and answer.json()["detail"].startswith("id:")
+    assert client.post("/api/images/0/predict", json={"box": [1, 1, 9, 9]}).status_code == 200

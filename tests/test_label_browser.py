@@ -2,12 +2,13 @@
 
 Open the page, click on an object, check the mask in a screenshot, commit it with a class, go
 to the next image, export. Screenshots are kept under the test's ``tmp_path``
-(``01_open.png`` ... ``04_next.png``).
+(``01_open.png`` ... ``04_next.png``), and copied to ``$SAMKIT_TEST_ARTIFACTS`` when it is set.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +28,8 @@ from samkit.sources import read_image
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("selenium")
-if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
-    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+if not (shutil.which("chromium") and shutil.which("chromedriver")):
+    pytest.skip("Debian's chromium and chromium-driver are not installed", allow_module_level=True)
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -169,3 +170,8 @@ def test_click_commit_next_export_in_chromium(setup: dict[str, Any], tmp_path: P
     assert [a["category_id"] for a in coco["annotations"]] == [2]
     assert [im["file_name"] for im in coco["images"]] == ["img00.png"]
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("01_open.png", "02_mask.png"))
+    keep = os.environ.get("SAMKIT_TEST_ARTIFACTS")  # e.g. a CI artefact folder
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for shot in sorted(tmp_path.glob("*.png")):
+            shutil.copy(shot, Path(keep) / f"label_{shot.name}")

@@ -142,6 +142,7 @@ def test_parity_reduced_vit(tmp_path: Path) -> None:
         _run_cases(pair)
 
 
+@pytest.mark.ci  # full size: slow, run by CI
 def test_parity_mobile_sam(tmp_path: Path) -> None:
     from mobile_sam import SamPredictor as RefPredictor
 
@@ -154,6 +155,7 @@ def test_parity_mobile_sam(tmp_path: Path) -> None:
         _run_cases(pair)
 
 
+@pytest.mark.ci  # full size: slow, run by CI
 def test_parity_sam_b(tmp_path: Path) -> None:
     from segment_anything import SamPredictor as RefPredictor
 

@@ -23,7 +23,6 @@ from samkit.build import build_from_config
 from samkit.device import select_device, select_dtype
 from samkit.errors import SamkitError
 from samkit.modeling import Sam
-from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.tiny_vit import Conv2d_BN, TinyViT
 from samkit.predictor import SamPredictor
 from samkit.registry import TinyViTConfig
@@ -82,11 +81,11 @@ def test_fast_decoder_matches_reference_path(
         cached = model.decode(
             features, multimask_output=multimask, cache=model.prepare_decoder(features), **kwargs
         )
-        MaskDecoder.fast = False
+        model.mask_decoder.fast = False
         try:
             plain = model.decode(features, multimask_output=multimask, **kwargs)
         finally:
-            MaskDecoder.fast = True
+            model.mask_decoder.fast = True
     for name, got in (("fast", fast), ("cached", cached)):
         err_logits, err_iou = _rel(got[0], plain[0]), _rel(got[1], plain[1])
         print(f"{case} {name}: logits {err_logits:.1e} iou {err_iou:.1e}")
@@ -98,10 +97,10 @@ def test_fast_decoder_matches_reference_path(
 def test_cache_lives_with_the_image_state(encoded: SamPredictor) -> None:
     state = encoded.get_image_state()
     encoded.predict(np.array([[100.0, 80.0]]), np.array([1]))
-    cache = state.cache[("decoder", torch.float32)]
+    cache = state.decoder.by_dtype[torch.float32]
     assert cache.matches(state.features)
     encoded.predict(np.array([[50.0, 60.0]]), np.array([1]))
-    assert state.cache[("decoder", torch.float32)] is cache  # computed once per image
+    assert state.decoder.by_dtype[torch.float32] is cache  # computed once per image
 
 
 def test_decoder_chunks_and_batched_images(small_sam: Sam, encoded: SamPredictor) -> None:

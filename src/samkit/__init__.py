@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "samkit.errors",
     "DownloadError": "samkit.errors",
     "PromptError": "samkit.errors",
+    "SourceError": "samkit.errors",
+    "ArgumentError": "samkit.errors",
     "build_sam": "samkit.build",
     "sam_model_registry": "samkit.build",
     "Sam": "samkit.modeling.sam",
@@ -32,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "auto_annotate": "samkit.annotate",
     "val": "samkit.evaluation",
     "open_dataset": "samkit.datasets",
+    "distill": "samkit.distillation.api",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from samkit.architecture import infer_config
-from samkit.errors import CheckpointError
+from samkit.errors import ArgumentError, CheckpointError
 from samkit.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -106,7 +106,7 @@ def build_sam(
 
     if checkpoint is None:
         if config is None:
-            raise ValueError("build_sam needs a checkpoint (path or model name) or a config")
+            raise ArgumentError("build_sam needs a checkpoint (path or model name) or a config")
         return build_from_config(config)
     path = weights.resolve_checkpoint(checkpoint)
     state = weights.load_state_dict(path)

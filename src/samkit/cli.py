@@ -43,12 +43,14 @@ class Key:
 
 @dataclass(frozen=True)
 class Mode:
-    """A CLI mode: ``handler(args) -> exit code``; ``positional`` keys take bare words."""
+    """A CLI mode: ``handler(args) -> exit code``; ``positional`` keys take bare words;
+    ``renamed`` maps old key spellings to the current names (accepted with a note)."""
 
     handler: str | Callable[[dict[str, Any]], int]
     help: str
     keys: dict[str, Key] = field(default_factory=dict)
     positional: tuple[str, ...] = ()
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def run(self, args: dict[str, Any]) -> int:
         handler = self.handler
@@ -120,6 +122,10 @@ def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any
         if tok.startswith("--") or ("=" in tok and not tok.startswith("-")):
             name, eq, value = tok.lstrip("-").partition("=")
             name = name.replace("-", "_")
+            if name in mode.renamed:
+                new = mode.renamed[name]
+                print(f"samkit: note: {name}= is now {new}= (the API's name)", file=sys.stderr)
+                name = new
             if name not in keys:
                 raise UsageError(
                     f"unknown key {name!r} for '{mode_name}'.{_suggest(name, list(keys))} "
@@ -246,12 +252,12 @@ PREDICT_KEYS: dict[str, Key] = {
     "labels": Key("literal", None, "point labels, 1 foreground / 0 background, shaped like points"),
     "bboxes": Key("literal", None, "boxes XYXY: [x1,y1,x2,y2] or [[...],...]"),
     "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
-    "multimask": Key(bool, False, "3 candidates per object, keep the best"),
-    "keep_all": Key(bool, False, "with multimask, keep all 3 candidates"),
+    "multimask_output": Key(bool, False, "3 candidates per object, keep the best"),
+    "keep_all": Key(bool, False, "with multimask_output, keep all 3 candidates"),
     "conf": Key(float, None, "drop masks scoring below this (default: keep all)"),
     "device": _DEVICE,
     "recursive": Key(bool, False, "descend into subfolders of a folder source"),
-    "batch_size": Key(int, None, "objects per decoder pass (default: the engine's)"),
+    "decoder_batch": Key(int, None, "prompts per decoder pass (default: 4 on CPU, 512 on GPU)"),
     "save": Key(bool, True, "write overlay images"),
     "save_txt": Key(bool, True, "write YOLO-seg label files"),
     "save_json": Key(bool, True, "write predictions.json"),
@@ -265,7 +271,7 @@ PREDICT_KEYS: dict[str, Key] = {
 # Ultralytics' spellings (samkit.amg.params maps them). Unset keys keep the generator's defaults.
 EVERYTHING_KEYS: dict[str, Key] = {
     "points_per_side": Key(int, None, "everything: grid points per side (32)"),
-    "points_per_batch": Key(int, None, "everything: prompts per decoder call (64)"),
+    "points_per_batch": Key(int, None, "everything: grid points per step (64)"),
     "pred_iou_thresh": Key(float, None, "everything: predicted-IoU filter (0.88)"),
     "stability_score_thresh": Key(float, None, "everything: stability filter (0.95)"),
     "stability_score_offset": Key(float, None, "everything: stability offset (1.0)"),
@@ -286,11 +292,25 @@ EVERYTHING_KEYS: dict[str, Key] = {
     "verbose": Key(bool, None, "everything: print points decoded / skipped, masks kept"),
 }
 
+# Where batch jobs run (predict everything over a folder, annotate, embed): this process or
+# a Ray cluster (samkit.cluster.RayOptions has the same names).
+ENGINE_KEYS: dict[str, Key] = {
+    "engine": Key(str, "local", "local (this process) or ray (a Ray cluster: samkit[ray])"),
+    "address": Key(str, None, "ray: cluster address, e.g. 10.0.0.1:6379 (default: local Ray)"),
+    "encoder_actors": Key(int, 1, "ray: actors running the image encoder (one per GPU)"),
+    "decoder_actors": Key(int, 1, "ray: CPU actors decoding and writing"),
+    "detector_actors": Key(int, 1, "ray: actors running the detector (annotate)"),
+    "encode_batch": Key(int, 1, "ray: images per encoder-actor call"),
+    "gpus_per_actor": Key(float, 0.0, "ray: GPUs reserved by each encoder actor"),
+    "cpus_per_actor": Key(float, 1.0, "ray: CPUs reserved by each actor"),
+}
+
 MODES: dict[str, Mode] = {
     "predict": Mode(
         "samkit.cli_modes:predict",
         "segment a source with prompts (points/labels/bboxes/masks), or everything without",
-        {**PREDICT_KEYS, **EVERYTHING_KEYS},
+        {**PREDICT_KEYS, **EVERYTHING_KEYS, **ENGINE_KEYS},
+        renamed={"multimask": "multimask_output", "batch_size": "decoder_batch"},
     ),
     "export": Mode(
         "samkit.export:cli_export",
@@ -332,10 +352,27 @@ MODES: dict[str, Mode] = {
             "min_area": Key(int, 0, "drop masks with fewer pixels"),
             "overwrite": Key(bool, False, "relabel images whose labels exist (default: resume)"),
             "recursive": Key(bool, False, "descend into subfolders"),
-            "batch": Key(int, None, "boxes per decoder pass (default: the engine's)"),
+            "decoder_batch": Key(int, None, "boxes per decoder pass (default: 4 CPU, 512 GPU)"),
             "progress": Key(bool, True, "progress bar with images/s and ETA"),
+            **ENGINE_KEYS,
         },
         positional=("data",),
+        renamed={"batch": "decoder_batch"},
+    ),
+    "embed": Mode(
+        "samkit.cli_modes:embed",
+        "precompute image embeddings into a store that val, train, distill and label read",
+        {
+            "source": Key(str, None, "folder of images (or an image, a glob)", required=True),
+            "model": _MODEL,
+            "store": Key(str, "embeddings", "store folder (<store>/<model key>/<image>.npz)"),
+            "device": _DEVICE,
+            "dtype": Key(str, "float32", "storage precision: float32 (lossless) or float16"),
+            "recursive": Key(bool, False, "descend into subfolders"),
+            "progress": Key(bool, True, "progress bar"),
+            **ENGINE_KEYS,
+        },
+        positional=("source",),
     ),
     "val": Mode(
         "samkit.evaluation.cli:cli_val",
@@ -396,8 +433,48 @@ MODES: dict[str, Mode] = {
             "prefetch": Key(int, 2, "next images encoded in the background (0: off)"),
             "cache_dir": Key(str, None, "embedding cache (default: <samkit cache>/embeddings)"),
             "recursive": Key(bool, False, "descend into subfolders"),
+            "det_model": Key(
+                str, None, "boxes for auto-annotate proposals: YOLO .pt, label dir, COCO JSON"
+            ),
         },
         positional=("images",),
+    ),
+    "distill": Mode(
+        "samkit.distillation.api:cli_distill",
+        "distil a small image encoder from a teacher on unlabelled images (MobileSAM's recipe)",
+        {
+            "teacher": Key(str, "sam_h", "teacher checkpoint or model name"),
+            "student": Key(str, "mobile_sam", "student architecture name, or a checkpoint file"),
+            "data": Key(str, None, "image folder or any dataset samkit val reads", required=True),
+            "images": Key(str, None, "image folder when not beside the annotations"),
+            "val": Key(str, None, "held-out images (default: the last val_images of data)"),
+            "val_images": Key(int, 8, "images held out of data when val is not given"),
+            "cache": Key(str, None, "teacher-embedding cache folder (default: per teacher)"),
+            "loss": Key(str, "mse", "stage-1 embedding loss: mse, huber or l1"),
+            "flip": Key(bool, False, "also left-right flipped images (teacher runs on each)"),
+            "stage": Key(int, 1, "1: embeddings only; 2: also prompts in the loop"),
+            "prompt_weight": Key(float, 1.0, "stage 2: weight of the mask loss"),
+            "prompts": Key(int, 4, "stage 2: random points (and their boxes) per image"),
+            "train_decoder": Key(bool, False, "stage 2: train the decoder too"),
+            "agreement": Key(bool, True, "teacher agreement (val's teacher protocol) each epoch"),
+            "epochs": Key(int, 8, "passes over the training images"),
+            "batch": Key(int, 8, "images per optimiser step (all processes together)"),
+            "accumulate": Key(int, 1, "micro-batches per optimiser step"),
+            "lr": Key(float, 1e-3, "AdamW learning rate"),
+            "weight_decay": Key(float, 0.01, "AdamW weight decay (not on biases / norms)"),
+            "warmup": Key(int, None, "warm-up optimiser steps (default 5 %, at most 200)"),
+            "schedule": Key(str, "cosine", "cosine, step or constant after warm-up"),
+            "clip": Key(float, 1.0, "gradient norm clipping (0: off)"),
+            "amp": Key(bool, True, "mixed precision on CUDA (bf16, else fp16 + scaler)"),
+            "device": _DEVICE,
+            "seed": Key(int, 0, "seed of shuffling and prompts"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "distill", "run folder name (numbered: distill, distill2, ...)"),
+            "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+            "resume": Key(str, None, "true (latest run) or a run folder to continue"),
+            "save_period": Key(int, 0, "also keep weights/epochN.pt every N epochs"),
+            "progress": Key(bool, True, "progress bars"),
+        },
     ),
     "info": Mode(
         "samkit.cli_modes:info",
@@ -416,8 +493,8 @@ MODES: dict[str, Mode] = {
         positional=("name",),
     ),
     "benchmark": Mode(
-        "samkit.benchmark:cli",
-        "time samkit against the reference packages on this machine (same weights, one run)",
+        "samkit.cli_modes:benchmark",
+        "run benchmarks/bench_engine.py of a source checkout (samkit vs the references)",
         {
             "models": Key(str, "mobile_sam,sam_b", "comma-separated variants"),
             "repeats": Key(int, None, "timed runs per task (default 5 MobileSAM, 3 SAM-B)"),

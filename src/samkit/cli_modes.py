@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from samkit.errors import SamkitError, SourceError
+from samkit.io_utils import increment_path
 
-__all__ = ["download", "increment_path", "info", "models", "predict"]
+__all__ = ["download", "embed", "increment_path", "info", "models", "predict", "write_result"]
 
 logger = logging.getLogger("samkit")
-
-
-def increment_path(project: str | os.PathLike[str], name: str, exist_ok: bool = False) -> Path:
-    """Create and return a new run folder ``project/name``, ``project/name2``, ... (never an
-    existing one unless ``exist_ok``)."""
-    base = Path(project) / name
-    if exist_ok:
-        base.mkdir(parents=True, exist_ok=True)
-        return base
-    base.parent.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while True:
-        candidate = base if n == 1 else base.with_name(f"{name}{n}")
-        try:
-            candidate.mkdir()  # atomic: two runs never get the same folder
-            return candidate
-        except FileExistsError:
-            n += 1
 
 
 def _load_mask_prompt(path: str) -> np.ndarray:
@@ -61,7 +43,7 @@ def _stem(result: Any, used: set[str]) -> str:
 def predict(args: dict[str, Any]) -> int:
     """``samkit predict``: segment, then write overlays, labels and predictions.json into a
     new run folder."""
-    from samkit.cli import EVERYTHING_KEYS, PREDICT_KEYS
+    from samkit.cli import EVERYTHING_KEYS, UsageError
     from samkit.model import SAM
 
     prompts = {k: args[k] for k in ("points", "labels", "bboxes")}
@@ -76,14 +58,19 @@ def predict(args: dict[str, Any]) -> int:
         and not Path(source).exists()
     ):
         raise SourceError(f"source {source!r} does not exist")
-    model = SAM(args["model"], device=args["device"])
+    from samkit.annotate.cli import engine_args
+
+    if engine_args(args):
+        if prompted:
+            raise UsageError("engine=ray runs segment everything over a folder: give no prompts")
+        return _predict_on_ray(args, everything)
+    model = SAM(args["model"], device=args["device"], decoder_batch=args["decoder_batch"])
     options: dict[str, Any] = {}
     if prompted:
         options = {
-            "multimask_output": args["multimask"],
+            "multimask_output": args["multimask_output"],
             "keep_all": args["keep_all"],
             "conf": args["conf"],
-            "batch_size": args["batch_size"],
         }
     stream = model.predict(
         source,
@@ -102,16 +89,36 @@ def predict(args: dict[str, Any]) -> int:
         if run_dir is None:
             run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
         stem = _stem(result, used)
-        if args["save"]:
-            result.save(run_dir / f"{stem}.jpg")
-        if args["save_txt"]:
-            result.save_txt(run_dir / "labels" / f"{stem}.txt")
+        write_result(result, run_dir, stem, args["save"], args["save_txt"])
         if args["save_json"]:
             images.append({"file": stem, **result.summary()})
         n_masks += len(result)
     skipped = model.last_run.skipped
     if run_dir is None:
         raise SourceError(f"no readable image in {source!r} ({len(skipped)} skipped)")
+    return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
+
+
+def write_result(result: Any, run_dir: Path, stem: str, save: bool, save_txt: bool) -> None:
+    """One image's files in a predict run folder: overlay ``<stem>.jpg`` and YOLO-seg
+    ``labels/<stem>.txt``."""
+    if save:
+        result.save(run_dir / f"{stem}.jpg")
+    if save_txt:
+        result.save_txt(run_dir / "labels" / f"{stem}.txt")
+
+
+def _finish_predict(
+    args: dict[str, Any],
+    everything: dict[str, Any],
+    run_dir: Path,
+    images: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+    n_masks: int,
+) -> int:
+    """Write ``predictions.json`` and print the run's one-line summary."""
+    from samkit.cli import PREDICT_KEYS
+
     if args["save_json"]:
         from samkit.io_utils import atomic_write_text
 
@@ -120,12 +127,58 @@ def predict(args: dict[str, Any]) -> int:
             "args": keys,
             "images": images,
             "skipped": skipped,
-            "counts": {"images": len(used), "masks": n_masks, "skipped": len(skipped)},
+            "counts": {"images": len(images), "masks": n_masks, "skipped": len(skipped)},
         }
         atomic_write_text(run_dir / "predictions.json", json.dumps(summary))
     extra = f", {len(skipped)} skipped" if skipped else ""
-    print(f"{len(used)} image(s), {n_masks} mask(s){extra} -> {run_dir}")
+    print(f"{len(images)} image(s), {n_masks} mask(s){extra} -> {run_dir}")
     return 0
+
+
+def _predict_on_ray(args: dict[str, Any], everything: dict[str, Any]) -> int:
+    """``samkit predict source=folder/ engine=ray``: segment everything on a Ray cluster."""
+    from samkit.annotate.images import list_images
+    from samkit.cli import UsageError
+    from samkit.cluster import ray_options_from_args
+    from samkit.cluster.everything import everything_on_ray
+    from samkit.cluster.runtime import model_spec
+    from samkit.model import SAM
+
+    options = ray_options_from_args(args)
+    if Path(args["source"]).is_file():
+        raise UsageError("engine=ray segments a folder (or a glob) of images; source is one file")
+    _, found = list_images(args["source"], args["recursive"])
+    SAM(args["model"], device=args["device"])._automatic(everything)  # settings checked first
+    used: set[str] = set()
+    pairs = []
+    for path, _rel in found:
+        stem, k = path.stem, 2
+        while stem in used:
+            stem, k = f"{path.stem}_{k}", k + 1
+        used.add(stem)
+        pairs.append((str(path), stem))
+    run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
+    images, skipped, _ = everything_on_ray(
+        pairs, model_spec(args["model"], args["device"]), everything, run_dir,
+        save=args["save"], save_txt=args["save_txt"], options=options,
+        progress=args["progress"] is not False,
+    )  # fmt: skip
+    n_masks = sum(len(im["objects"]) for im in images)
+    return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
+
+
+def embed(args: dict[str, Any]) -> int:
+    """``samkit embed``: precompute embeddings into a store; exit 1 when some images failed."""
+    from samkit.annotate.cli import engine_args
+    from samkit.embed import embed as run_embed
+
+    summary = run_embed(
+        args["source"], args["model"], args["store"], device=args["device"],
+        dtype=args["dtype"], recursive=args["recursive"], progress=args["progress"],
+        **engine_args(args),
+    )  # fmt: skip
+    print(f"samkit embed: {summary}")
+    return 1 if summary.errors else 0
 
 
 def info(args: dict[str, Any]) -> int:
@@ -173,3 +226,28 @@ def download(args: dict[str, Any]) -> int:
     path = resolve_checkpoint(args["name"], download=True, progress=True)
     print(path)
     return 0
+
+
+def benchmark(args: dict[str, Any]) -> int:
+    """``samkit benchmark``: runs ``benchmarks/bench_engine.py`` of the source checkout this
+    samkit is imported from (the benchmark harness is not part of the installed package)."""
+    import subprocess
+    import sys
+
+    import samkit
+
+    script = Path(samkit.__file__).resolve().parents[2] / "benchmarks" / "bench_engine.py"
+    if not script.is_file():
+        raise SamkitError(
+            "samkit benchmark runs benchmarks/bench_engine.py from a source checkout, and this "
+            "samkit is an installed package: clone the repository and run "
+            "`python benchmarks/bench_engine.py --help`"
+        )
+    argv = [sys.executable, str(script), "--models", str(args.get("models") or "mobile_sam,sam_b")]
+    for key in ("repeats", "threads", "json"):
+        if args.get(key) is not None:
+            argv += [f"--{key}", str(args[key])]
+    for key in ("bf16", "reference", "ultralytics", "memory"):
+        if args.get(key) is False:
+            argv.append(f"--no-{key}")
+    return subprocess.call(argv)

@@ -10,6 +10,10 @@
   Reduced precision runs under ``torch.autocast``: matrix products and convolutions in 16
   bits, normalisation and softmax in fp32; the weights stay fp32.
 - :func:`set_cpu_threads`: intra-op threads for CPU inference.
+- :class:`ThreadPolicy` / :func:`thread_policy` / :func:`token_work`: the CPU thread policy.
+  The networks mark their token-sized sections with :func:`token_work`; whether such a section
+  runs on one thread is decided by the policy the engine (the predictor) sets around its
+  calls. Without a policy (training, direct calls to the modules) nothing is serialised.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import torch
 
@@ -174,3 +180,43 @@ def serial(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """How the CPU threads serve the networks' small, token-side operations.
+
+    serial_rows: a section marked with :func:`token_work` whose tensor has at most this many
+    token rows (batch x tokens) runs on one intra-op thread (see :func:`serial`); 0 turns it
+    off. 256 rows: a (256, 256) x (256, 256) product still costs less than waking a thread.
+    """
+
+    serial_rows: int = 256
+
+
+_POLICY: ContextVar[ThreadPolicy | None] = ContextVar("samkit_thread_policy", default=None)
+
+
+@contextlib.contextmanager
+def thread_policy(policy: ThreadPolicy | None) -> Iterator[None]:
+    """Apply ``policy`` to the :func:`token_work` sections run inside (None: none)."""
+    token = _POLICY.set(policy)
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def token_work(
+    x: torch.Tensor | None = None, rows: int | None = None, enabled: bool = True
+) -> contextlib.AbstractContextManager[None]:
+    """Mark a section of token-sized CPU work on ``x`` (B, N, ...) or on ``rows`` token rows:
+    serial under the active :class:`ThreadPolicy` when small enough, else a no-op."""
+    policy = _POLICY.get()
+    if policy is None or not enabled or policy.serial_rows <= 0:
+        return contextlib.nullcontext()
+    if x is not None:
+        if x.device.type != "cpu":
+            return contextlib.nullcontext()
+        rows = int(x.shape[0]) * int(x.shape[1])
+    return serial(rows is not None and rows <= policy.serial_rows)

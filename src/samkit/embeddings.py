@@ -121,6 +121,11 @@ class EmbeddingStore:
             while len(self._memory) > self.memory_items:
                 self._memory.popitem(last=False)
 
+    def has(self, key: str) -> bool:
+        """Whether ``key`` is stored (in memory, or on disk without reading it)."""
+        path = self._path(key)
+        return key in self._memory or (path is not None and path.is_file())
+
     def get(self, key: str) -> Any | None:
         """The state stored for ``key``, or None (an unreadable disk entry counts as a miss)."""
         if key in self._memory:

@@ -52,14 +52,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from samkit.backends.common import PredictorImages
 from samkit.errors import SamkitError
-from samkit.prompts import ObjectPrompt
+from samkit.prompts import ObjectPrompt, stack_objects
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
-    from samkit.predictor import ImageState, SamPredictor
+    from samkit.predictor import SamPredictor
 
-__all__ = ["Engine", "TorchEngine", "as_engine", "stack_objects"]
+__all__ = ["Engine", "TorchEngine", "as_engine"]
 
 
 @runtime_checkable
@@ -106,34 +107,7 @@ class Engine(Protocol):
     def to_numpy(self, x: Any) -> np.ndarray: ...
 
 
-def stack_objects(
-    objects: Sequence[ObjectPrompt], original_size: tuple[int, int], image_size: int
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Objects with equal keys -> input-frame NumPy prompts: coords (B, K, 2) float64, labels
-    (B, K) int64, boxes (B, 4) float64 XYXY, mask logits (B, 1, s, s) float32 (None if absent)."""
-    from samkit import transforms
-
-    first = objects[0]
-    coords = labels = boxes = mask_in = None
-    if first.points is not None:
-        pts = np.stack([o.points for o in objects])  # type: ignore[misc]
-        coords = transforms.apply_coords(pts, original_size, image_size)
-        labels = np.stack([o.labels for o in objects])  # type: ignore[misc]
-    if first.box is not None:
-        b = np.stack([o.box for o in objects])  # type: ignore[misc]
-        boxes = transforms.apply_boxes(b, original_size, image_size)
-    if first.mask_logits is not None or first.mask is not None:
-        logits = [
-            o.mask_logits
-            if o.mask_logits is not None
-            else transforms.mask_to_logits_prompt(o.mask, original_size, image_size)  # type: ignore[arg-type]
-            for o in objects
-        ]
-        mask_in = np.stack(logits).astype(np.float32)
-    return coords, labels, boxes, mask_in
-
-
-class TorchEngine:
+class TorchEngine(PredictorImages):
     """:class:`Engine` over the torch :class:`~samkit.predictor.SamPredictor`.
 
     ``TorchEngine(model, device=..., dtype=..., half=..., compile=..., decoder_batch=...,
@@ -188,32 +162,6 @@ class TorchEngine:
     def dtype(self) -> Any:
         """The encoder's compute ``torch.dtype``."""
         return self.predictor.dtype
-
-    # ----------------------------------------------------------------- image
-    @property
-    def is_image_set(self) -> bool:
-        return self.predictor.is_image_set
-
-    def encode(self, image_rgb: np.ndarray) -> ImageState:
-        """Encode (H, W, 3) uint8 RGB; it becomes the current image. Returns its state."""
-        self.predictor.set_image(image_rgb, image_format="RGB")
-        return self.predictor.get_image_state()
-
-    def set_image(self, image_rgb: np.ndarray) -> None:
-        self.predictor.set_image(image_rgb, image_format="RGB")
-
-    def reset_image(self) -> None:
-        self.predictor.reset_image()
-
-    def get_state(self) -> ImageState:
-        return self.predictor.get_image_state()
-
-    def set_state(self, state: Any) -> None:
-        self.predictor.set_image_state(state)
-
-    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        state = self.predictor.get_image_state()
-        return tuple(state.input_size), tuple(state.original_size)  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- prompts
     def decode(

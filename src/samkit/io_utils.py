@@ -14,7 +14,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from samkit.errors import ArgumentError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "increment_path"]
 
 
 @functools.cache
@@ -34,7 +36,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     target = Path(path)
     if target.is_dir():
-        raise ValueError(f"path must be a file path, got the directory {str(target)!r}")
+        raise ArgumentError(f"path must be a file path, got the directory {str(target)!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = target.stat().st_mode & 0o7777
@@ -61,3 +63,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def increment_path(project: str | os.PathLike[str], name: str, exist_ok: bool = False) -> Path:
+    """Create and return a new run folder ``project/name``, ``project/name2``, ... (never an
+    existing one unless ``exist_ok``)."""
+    base = Path(project) / name
+    if exist_ok:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        candidate = base if n == 1 else base.with_name(f"{name}{n}")
+        try:
+            candidate.mkdir()  # atomic: two runs never get the same folder
+            return candidate
+        except FileExistsError:
+            n += 1

@@ -21,6 +21,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 __all__ = [
     "area_from_rle",
     "box_xyxy_to_xywh",
@@ -39,10 +41,10 @@ def _as_bool_masks(masks: np.ndarray, name: str, ndim: int) -> np.ndarray:
     arr = np.asarray(masks)
     if arr.ndim != ndim:
         shape = "(H, W)" if ndim == 2 else "(N, H, W)"
-        raise ValueError(f"{name} must have shape {shape}, got an array of shape {arr.shape}")
+        raise ArgumentError(f"{name} must have shape {shape}, got an array of shape {arr.shape}")
     if arr.dtype != bool:
         if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise ValueError(f"{name} must be a bool or numeric array, got dtype {arr.dtype}")
+            raise ArgumentError(f"{name} must be a bool or numeric array, got dtype {arr.dtype}")
         arr = arr != 0
     return arr
 
@@ -85,10 +87,10 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
 
 def _rle_size(rle: Mapping[str, Any]) -> tuple[int, int]:
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-        raise ValueError("rle must be a mapping with 'size' and 'counts' keys")
+        raise ArgumentError("rle must be a mapping with 'size' and 'counts' keys")
     size = rle["size"]
     if len(size) != 2 or any(int(s) != s or s < 0 for s in size):
-        raise ValueError(f"rle['size'] must be [height, width] non-negative ints, got {size!r}")
+        raise ArgumentError(f"rle['size'] must be [height, width] non-negative ints, got {size!r}")
     return int(size[0]), int(size[1])
 
 
@@ -98,7 +100,7 @@ def _rle_counts(rle: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(coco_string_to_counts(counts), dtype=np.int64)
     arr = np.asarray(counts, dtype=np.int64).reshape(-1)
     if arr.size and arr.min() < 0:
-        raise ValueError("rle['counts'] must not contain negative run lengths")
+        raise ArgumentError("rle['counts'] must not contain negative run lengths")
     return arr
 
 
@@ -108,7 +110,7 @@ def rle_to_mask(rle: Mapping[str, Any]) -> np.ndarray:
     h, w = _rle_size(rle)
     counts = _rle_counts(rle)
     if int(counts.sum()) != h * w:
-        raise ValueError(
+        raise ArgumentError(
             f"rle['counts'] sum to {int(counts.sum())} but size {h}x{w} needs {h * w} pixels"
         )
     values = np.arange(counts.size) % 2 == 1
@@ -139,7 +141,7 @@ def rle_to_coco_string(counts: Any) -> str:
     """
     cnts = np.asarray(counts, dtype=np.int64).reshape(-1)
     if cnts.size and (cnts.min() < 0 or cnts.max() >= 1 << 58):
-        raise ValueError("counts must be non-negative run lengths below 2**58")
+        raise ArgumentError("counts must be non-negative run lengths below 2**58")
     x = cnts.copy()
     x[3:] -= cnts[1:-2]
     shifts = 5 * np.arange(_MAX_CHARS, dtype=np.int64)
@@ -160,15 +162,15 @@ def coco_string_to_counts(s: str | bytes) -> list[int]:
     if c.size == 0:
         return []
     if c.min() < 0 or c.max() > 63:
-        raise ValueError("compressed RLE counts contain characters outside '0'..'o'")
+        raise ArgumentError("compressed RLE counts contain characters outside '0'..'o'")
     ends = (c & 0x20) == 0
     if not ends[-1]:
-        raise ValueError("compressed RLE counts end in the middle of a value")
+        raise ArgumentError("compressed RLE counts end in the middle of a value")
     value_id = np.concatenate(([0], np.cumsum(ends)[:-1]))
     starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
     pos = np.arange(c.size) - starts[value_id]  # index of each group inside its value
     if pos.max() >= _MAX_CHARS:
-        raise ValueError("compressed RLE counts hold a value too large to decode")
+        raise ArgumentError("compressed RLE counts hold a value too large to decode")
     x = np.zeros(int(ends.sum()), dtype=np.int64)
     np.add.at(x, value_id, (c & 0x1F) << (5 * pos))
     end_idx = np.flatnonzero(ends)
@@ -180,7 +182,7 @@ def coco_string_to_counts(s: str | bytes) -> list[int]:
         cnts[1::2] = np.cumsum(x[1::2])
         cnts[2::2] = np.cumsum(x[2::2])
     if cnts.size and cnts.min() < 0:
-        raise ValueError("compressed RLE counts decode to negative run lengths")
+        raise ArgumentError("compressed RLE counts decode to negative run lengths")
     return cnts.tolist()
 
 
@@ -208,7 +210,7 @@ def mask_to_box(masks: np.ndarray) -> np.ndarray:
     """
     arr = np.asarray(masks)
     if arr.ndim < 2:
-        raise ValueError(f"masks must have shape (..., H, W), got {arr.shape}")
+        raise ArgumentError(f"masks must have shape (..., H, W), got {arr.shape}")
     arr = arr.astype(bool, copy=False)
     lead, (h, w) = arr.shape[:-2], arr.shape[-2:]
     flat: np.ndarray = arr.reshape(-1, h, w)
@@ -230,7 +232,7 @@ def box_xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
     convention; for inclusive-max mask boxes COCO's ``toBbox`` width is one more)."""
     arr = np.asarray(boxes)
     if arr.ndim < 1 or arr.shape[-1] != 4:
-        raise ValueError(f"boxes must have shape (..., 4), got {arr.shape}")
+        raise ArgumentError(f"boxes must have shape (..., 4), got {arr.shape}")
     out = arr.copy()
     out[..., 2:] = arr[..., 2:] - arr[..., :2]
     return out
@@ -254,7 +256,7 @@ def remove_small_regions(
     Same results as ``segment_anything.utils.amg.remove_small_regions``.
     """
     if mode not in ("holes", "islands"):
-        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+        raise ArgumentError(f"mode must be 'holes' or 'islands', got {mode!r}")
     arr = _as_bool_masks(mask, "mask", 2)
     fill_holes = mode == "holes"
     working = (arr ^ fill_holes).astype(np.uint8)

@@ -215,6 +215,8 @@ class SAM:
             "decoder_batch": _decoder_batch(decoder_batch, batch_size),
         }
         if not prompted:
+            if options["decoder_batch"] is not None:
+                everything.setdefault("decoder_batch", options["decoder_batch"])
             self._automatic(everything)  # validate settings before the first image
         runner = self._run(source, prompted, prompts, options, everything, recursive, progress)
         return runner if stream else list(runner)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 __all__ = ["color", "draw_overlay"]
 
 # A fixed, high-contrast palette (BGR), cycled by object index.
@@ -42,7 +44,7 @@ def draw_overlay(
     Returns (H, W, 3) uint8 BGR.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise ArgumentError(f"alpha must be in [0, 1], got {alpha}")
     out = np.ascontiguousarray(image_bgr, dtype=np.uint8).copy()
     h, w = out.shape[:2]
     lw = line_width or max(1, round((h + w) / 2 * 0.003))
@@ -54,7 +56,7 @@ def draw_overlay(
         for i in range(n):
             m = np.asarray(masks[i])
             if m.shape != (h, w):
-                raise ValueError(f"masks must have shape (N, {h}, {w}), got a mask of {m.shape}")
+                raise ArgumentError(f"masks must have shape (N, {h}, {w}), got a mask of {m.shape}")
             layer[m] = layer[m] * (1 - alpha) + np.asarray(color(i), np.float32) * alpha
             if contours:
                 found, _ = cv2.findContours(

@@ -39,6 +39,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 __all__ = [
     "PolygonFrame",
     "PolygonMode",
@@ -55,13 +57,13 @@ PolygonFrame = Literal["centers", "edges"]
 def _check_mask(mask: np.ndarray) -> np.ndarray:
     arr = np.asarray(mask)
     if arr.ndim != 2:
-        raise ValueError(f"mask must have shape (H, W), got an array of shape {arr.shape}")
+        raise ArgumentError(f"mask must have shape (H, W), got an array of shape {arr.shape}")
     return np.ascontiguousarray(arr != 0, dtype=np.uint8)
 
 
 def _check_frame(frame: str) -> PolygonFrame:
     if frame not in ("centers", "edges"):
-        raise ValueError(f"frame must be 'centers' or 'edges', got {frame!r}")
+        raise ArgumentError(f"frame must be 'centers' or 'edges', got {frame!r}")
     return frame  # type: ignore[return-value]
 
 
@@ -144,7 +146,7 @@ def _simplify(poly: np.ndarray, tolerance: float) -> np.ndarray:
 def _check_tolerance(tolerance: float) -> float:
     tol = float(tolerance)
     if not tol >= 0:
-        raise ValueError(f"tolerance must be >= 0 (pixels), got {tolerance!r}")
+        raise ArgumentError(f"tolerance must be >= 0 (pixels), got {tolerance!r}")
     return tol
 
 
@@ -209,7 +211,7 @@ def mask_to_polygons(
         pixels in a line has no such polygon and is dropped; ``"edges"``: every part has one).
     """
     if mode not in ("all", "largest", "merge"):
-        raise ValueError(f"mode must be 'all', 'largest' or 'merge', got {mode!r}")
+        raise ArgumentError(f"mode must be 'all', 'largest' or 'merge', got {mode!r}")
     tol = _check_tolerance(tolerance)
     contours, hierarchy = _contours(mask, _check_frame(frame))
     polys = [_simplify(c, tol) for c, h in zip(contours, hierarchy, strict=True) if h[3] == -1]
@@ -250,7 +252,7 @@ def merge_polygons(polygons: Sequence[np.ndarray]) -> np.ndarray:
     polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
     polys = [p for p in polys if len(p)]
     if not polys:
-        raise ValueError("polygons must contain at least one non-empty polygon")
+        raise ArgumentError("polygons must contain at least one non-empty polygon")
     polys.sort(key=_area_key, reverse=True)
     path = polys[0]
     for part in polys[1:]:
@@ -281,7 +283,7 @@ def polygons_to_mask(
       mask exactly, as pycocotools does.
     """
     if int(height) <= 0 or int(width) <= 0:
-        raise ValueError(f"height and width must be positive, got {height}x{width}")
+        raise ArgumentError(f"height and width must be positive, got {height}x{width}")
     _check_frame(frame)
     canvas = np.zeros((int(height), int(width)), dtype=np.uint8)
     for item in polygons:

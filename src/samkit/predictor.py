@@ -16,9 +16,25 @@ from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
-from samkit.modeling.decoder_fast import OutputLimits
+from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
 from samkit.postprocess import binarize, upsample_fast
 from samkit.validation import check_image, check_mask_input, check_points
+
+
+@dataclass
+class PreparedDecoder:
+    """The decoder's prompt-independent work for one image (valid for every prompt without a
+    mask prompt), one :class:`~samkit.modeling.decoder_fast.DecoderCache` per compute dtype,
+    filled lazily by the predictor."""
+
+    by_dtype: dict[torch.dtype, DecoderCache] = field(default_factory=dict)
+
+    def get(self, model: Sam, features: torch.Tensor, dtype: torch.dtype) -> DecoderCache:
+        """The cache for ``dtype``, computed from ``features`` (1, 256, 64, 64) on first use."""
+        cache = self.by_dtype.get(dtype)
+        if cache is None:
+            cache = self.by_dtype[dtype] = model.prepare_decoder(features)
+        return cache
 
 
 @dataclass(frozen=True)
@@ -32,9 +48,7 @@ class ImageState:
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
-    # Derived, recomputable per-image work (the decoder's prompt-independent part), keyed by
-    # compute dtype; filled lazily by the predictor.
-    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    decoder: PreparedDecoder = field(default_factory=PreparedDecoder, compare=False, repr=False)
 
 
 class SamPredictor:
@@ -52,6 +66,8 @@ class SamPredictor:
     decoder_batch: prompts per decoder pass (bounds memory; each prompt needs ~40 MB of fp32
     activations); default 4 on CPU (measured 10-15 % faster per prompt than 64 for 100 boxes
     and segment everything, at a sixteenth of the memory), 512 on GPUs.
+    thread_policy: the CPU thread policy of the decoder's token-sized work
+    (:class:`samkit.device.ThreadPolicy`; default: the standard policy on CPU, none elsewhere).
 
     The model is put in eval mode and its inference-only folds (TinyViT's batch norms) are
     applied; they are dropped again by ``model.train()``.
@@ -66,6 +82,7 @@ class SamPredictor:
         compile: bool | str = False,
         decoder_batch: int | None = None,
         decoder_dtype: str | torch.dtype | None = None,
+        thread_policy: devices.ThreadPolicy | None = None,
     ) -> None:
         if device is not None:
             sam_model = sam_model.to(devices.select_device(device))
@@ -80,6 +97,8 @@ class SamPredictor:
         if decoder_batch is not None and decoder_batch < 1:
             raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
         self.decoder_batch = decoder_batch or (4 if sam_model.device.type == "cpu" else 512)
+        on_cpu = sam_model.device.type == "cpu"
+        self.thread_policy = thread_policy or (devices.ThreadPolicy() if on_cpu else None)
         self._state: ImageState | None = None
         self.optimize()
         self._encoder: Any = sam_model.image_encoder
@@ -348,12 +367,8 @@ class SamPredictor:
         if batch < 1:
             raise SamkitError(f"decoder_batch must be >= 1, got {decoder_batch}")
         dt = self.decoder_dtype if dtype is None else dtype
-        if total <= batch:
-            return self._decode_chunk(
-                state, point_coords, point_labels, boxes, mask_input, multimask_output, dt, limits
-            )
         lows, scores = [], []
-        for i in range(0, total, batch):
+        for i in range(0, max(total, 1), batch):  # one pass at least (empty batches too)
             sel = slice(i, i + batch)
             low, score = self._decode_chunk(
                 state,
@@ -367,6 +382,8 @@ class SamPredictor:
             )
             lows.append(low)
             scores.append(score)
+        if len(lows) == 1:
+            return lows[0], scores[0]
         return torch.cat(lows), torch.cat(scores)
 
     def _decode_chunk(
@@ -383,13 +400,10 @@ class SamPredictor:
         points = (
             None if point_coords is None or point_labels is None else (point_coords, point_labels)
         )
-        with devices.autocast(self.device, dtype):
+        with devices.autocast(self.device, dtype), devices.thread_policy(self.thread_policy):
             cache = None
             if mask_input is None and self.model.mask_decoder.fast:
-                key = ("decoder", dtype)
-                cache = state.cache.get(key)
-                if cache is None:
-                    cache = state.cache[key] = self.model.prepare_decoder(state.features)
+                cache = state.decoder.get(self.model, state.features, dtype)
             low, scores = self._decode(
                 state.features, points, boxes, mask_input, multimask_output, cache, limits=limits
             )

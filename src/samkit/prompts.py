@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from samkit import transforms
 from samkit.errors import PromptError
 
-__all__ = ["PROMPT_SHAPES", "ObjectPrompt", "group_objects", "normalize_prompts"]
+__all__ = ["PROMPT_SHAPES", "ObjectPrompt", "group_objects", "normalize_prompts", "stack_objects"]
 
 PROMPT_SHAPES = (
     "points (2,) = 1 object with 1 point; (K, 2) with labels (K,) = 1 object with K points; "
@@ -279,3 +280,28 @@ def group_objects(objects: Sequence[ObjectPrompt], batch_size: int) -> Iterator[
     for indexes in groups.values():
         for start in range(0, len(indexes), batch_size):
             yield indexes[start : start + batch_size]
+
+
+def stack_objects(
+    objects: Sequence[ObjectPrompt], original_size: tuple[int, int], image_size: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Objects with equal keys -> input-frame NumPy prompts: coords (B, K, 2) float64, labels
+    (B, K) int64, boxes (B, 4) float64 XYXY, mask logits (B, 1, s, s) float32 (None if absent)."""
+    first = objects[0]
+    coords = labels = boxes = mask_in = None
+    if first.points is not None:
+        pts = np.stack([o.points for o in objects])  # type: ignore[misc]
+        coords = transforms.apply_coords(pts, original_size, image_size)
+        labels = np.stack([o.labels for o in objects])  # type: ignore[misc]
+    if first.box is not None:
+        b = np.stack([o.box for o in objects])  # type: ignore[misc]
+        boxes = transforms.apply_boxes(b, original_size, image_size)
+    if first.mask_logits is not None or first.mask is not None:
+        logits = [
+            o.mask_logits
+            if o.mask_logits is not None
+            else transforms.mask_to_logits_prompt(o.mask, original_size, image_size)  # type: ignore[arg-type]
+            for o in objects
+        ]
+        mask_in = np.stack(logits).astype(np.float32)
+    return coords, labels, boxes, mask_in

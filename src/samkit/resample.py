@@ -8,7 +8,7 @@ adjacent low-res pixels). Applying the composed maps is far cheaper than running
 over full-size intermediates, and equals them up to float rounding.
 
 This module is NumPy only (the torch-free backends use it too); the torch application lives in
-:func:`samkit.transforms.postprocess_masks`.
+:func:`samkit.postprocess.upsample_fast` (torch and NumPy).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from samkit.errors import ArgumentError
 
 __all__ = ["Bands", "axis_map", "bands", "resize_matrix"]
 
@@ -47,7 +49,7 @@ def axis_map(low: int, image_size: int, keep: int, out: int) -> np.ndarray:
     """(out, low) float64: ``low`` logits -> ``image_size`` (padded input), keep the first
     ``keep`` (the resized image), -> ``out`` pixels of the original image, along one axis."""
     if not 0 < keep <= image_size:
-        raise ValueError(f"keep must be in [1, {image_size}], got {keep}")
+        raise ArgumentError(f"keep must be in [1, {image_size}], got {keep}")
     composed = resize_matrix(keep, out) @ resize_matrix(low, image_size)[:keep]
     composed.setflags(write=False)
     return composed

@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from samkit.build import build_from_config, describe
+from samkit.errors import ArgumentError
 from samkit.modeling import Sam
 from samkit.registry import SamConfig, find_variant
 
@@ -85,7 +86,7 @@ def model_summary(model: Sam, checkpoint: str | os.PathLike[str] | None = None) 
     """Summarise ``model``; ``checkpoint`` (a file) adds its size on disk."""
     config = model.config
     if config is None:
-        raise ValueError("model_summary needs a model built by samkit (model.config is unset)")
+        raise ArgumentError("model_summary needs a model built by samkit (model.config is unset)")
     ckpt_bytes = None
     ckpt_name = None
     if checkpoint is not None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 if TYPE_CHECKING:
     import torch
 
@@ -87,10 +89,10 @@ def batched_nms_numpy(
     boxes = np.asarray(boxes)
     scores = np.asarray(scores)
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
+        raise ArgumentError(f"boxes must have shape (N, 4), got {boxes.shape}")
     cats = np.zeros(len(boxes), dtype=np.int64) if idxs is None else np.asarray(idxs)
     if scores.shape != (boxes.shape[0],) or cats.shape != (boxes.shape[0],):
-        raise ValueError(
+        raise ArgumentError(
             f"scores and idxs must have shape ({boxes.shape[0]},), got "
             f"{scores.shape} and {cats.shape}"
         )
@@ -119,9 +121,9 @@ def batched_nms(
         (ties in input order).
     """
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+        raise ArgumentError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
     if scores.shape != (boxes.shape[0],) or idxs.shape != (boxes.shape[0],):
-        raise ValueError(
+        raise ArgumentError(
             f"scores and idxs must have shape ({boxes.shape[0]},), got "
             f"{tuple(scores.shape)} and {tuple(idxs.shape)}"
         )

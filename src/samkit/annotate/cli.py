@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cli_annotate", "parse_names"]
+from samkit.errors import ArgumentError
+
+__all__ = ["cli_annotate", "engine_args", "parse_names"]
 
 
 def parse_names(text: str | None) -> Any:
@@ -22,7 +24,7 @@ def parse_names(text: str | None) -> Any:
         except json.JSONDecodeError:
             value = ast.literal_eval(stripped)  # literals only
             if not isinstance(value, (list, tuple, dict)):
-                raise ValueError(f"names must be a list or a dict, got {text!r}") from None
+                raise ArgumentError(f"names must be a list or a dict, got {text!r}") from None
             return value
     if Path(stripped).is_file():
         return stripped
@@ -56,7 +58,22 @@ def cli_annotate(args: dict[str, Any]) -> int:
         min_area=args["min_area"],
         overwrite=args["overwrite"],
         recursive=args["recursive"],
-        decoder_batch=args["batch"],
+        decoder_batch=args["decoder_batch"],
         progress=args["progress"],
+        **engine_args(args),
     )
     return 1 if summary.errors else 0
+
+
+def engine_args(args: dict[str, Any]) -> dict[str, Any]:
+    """``engine=`` and, for Ray, its options, from the parsed keys."""
+    from samkit.cli import UsageError
+
+    engine = args.get("engine", "local")
+    if engine not in ("local", "ray"):
+        raise UsageError(f"engine must be local or ray, got {engine!r}")
+    if engine == "local":
+        return {}
+    from samkit.cluster import ray_options_from_args
+
+    return {"engine": "ray", "ray": ray_options_from_args(args)}

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.errors import SourceError
+from samkit.errors import ArgumentError, SourceError
 from samkit.formats.coco import read_coco_boxes
 from samkit.formats.yolo import read_yolo_boxes
 
@@ -67,21 +67,21 @@ class Detections:
         if b.size == 0:
             b = b.reshape(0, 4)
         if b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"boxes must have shape (N, 4) XYXY, got {b.shape}{at}")
+            raise ArgumentError(f"boxes must have shape (N, 4) XYXY, got {b.shape}{at}")
         c = np.asarray(class_ids).reshape(-1)
         if c.shape != (len(b),):
-            raise ValueError(
+            raise ArgumentError(
                 f"class_ids must have shape ({len(b)},) to match boxes, got {c.shape}{at}"
             )
         if len(c) and (not np.all(np.mod(c, 1) == 0) or c.min() < 0):
-            raise ValueError(f"class_ids must be non-negative integers, got {c.tolist()}{at}")
+            raise ArgumentError(f"class_ids must be non-negative integers, got {c.tolist()}{at}")
         s = np.ones(len(b)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
         if s.shape != (len(b),):
-            raise ValueError(
+            raise ArgumentError(
                 f"scores must have shape ({len(b)},) to match boxes, got {s.shape}{at}"
             )
         if not np.isfinite(b).all():
-            raise ValueError(f"boxes contain NaN or infinite values{at}")
+            raise ArgumentError(f"boxes contain NaN or infinite values{at}")
         return cls(b, c.astype(np.int64), s)
 
     def __len__(self) -> int:
@@ -127,7 +127,7 @@ def normalize_names(names: Any) -> dict[int, str]:
     elif isinstance(names, Sequence) and not isinstance(names, bytes):
         table = dict(enumerate(names))
     else:
-        raise ValueError(
+        raise ArgumentError(
             f"names must be a list, a dict int -> str or a data.yaml path, got {names!r}"
         )
     out: dict[int, str] = {}
@@ -135,16 +135,16 @@ def normalize_names(names: Any) -> dict[int, str]:
         try:
             index = int(k)
         except (TypeError, ValueError):
-            raise ValueError(f"names keys must be class indices, got {k!r}") from None
+            raise ArgumentError(f"names keys must be class indices, got {k!r}") from None
         if index < 0:
-            raise ValueError(f"names keys must be >= 0, got {k!r}")
+            raise ArgumentError(f"names keys must be >= 0, got {k!r}")
         out[index] = str(v)
     return out
 
 
 def _names_from_yaml(path: Path) -> dict[int, str]:
     if not path.is_file():
-        raise ValueError(f"names: {str(path)!r} is not a data.yaml file")
+        raise ArgumentError(f"names: {str(path)!r} is not a data.yaml file")
     try:
         import yaml
     except ImportError:
@@ -154,7 +154,7 @@ def _names_from_yaml(path: Path) -> dict[int, str]:
         ) from None
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "names" not in data:
-        raise ValueError(f"{path}: a data.yaml needs a 'names' entry")
+        raise ArgumentError(f"{path}: a data.yaml needs a 'names' entry")
     return normalize_names(data["names"])
 
 
@@ -169,7 +169,7 @@ class CallableDetector(BoxSource):
     def __call__(self, image: np.ndarray, rel_path: str) -> Detections:
         out = self.fn(image)
         if not isinstance(out, (tuple, list)) or len(out) != 3:
-            raise ValueError(
+            raise ArgumentError(
                 "a detector callable must return (boxes_xyxy (N, 4), class_ids (N,), scores (N,)), "
                 f"got {type(out).__name__}"
             )
@@ -241,7 +241,7 @@ class YoloBoxLabels(BoxSource):
     def __init__(self, folder: str | os.PathLike[str], names: Any = None) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise ValueError(f"det_model: {str(folder)!r} is not a folder of YOLO label files")
+            raise ArgumentError(f"det_model: {str(folder)!r} is not a folder of YOLO label files")
         if names is None:
             for candidate in (self.folder / "data.yaml", self.folder.parent / "data.yaml"):
                 if candidate.is_file():
@@ -334,7 +334,7 @@ def make_box_source(
     callable -> :class:`CallableDetector`.
     """
     if det_model is None:
-        raise ValueError(
+        raise ArgumentError(
             "det_model is required: an Ultralytics YOLO checkpoint (e.g. 'yolo11x.pt'), a folder "
             "of YOLO box labels, a COCO JSON with boxes, or a callable image -> (boxes, classes, scores)"
         )
@@ -346,7 +346,7 @@ def make_box_source(
             return YoloBoxLabels(path, names)
         if path.suffix.lower() == ".json":
             if not path.is_file():
-                raise ValueError(f"det_model: COCO box file {str(path)!r} does not exist")
+                raise ArgumentError(f"det_model: COCO box file {str(path)!r} does not exist")
             return CocoBoxes(path, names)
     if isinstance(det_model, (str, os.PathLike)) or hasattr(det_model, "predict"):
         return UltralyticsDetector(
@@ -355,7 +355,7 @@ def make_box_source(
         )  # fmt: skip
     if callable(det_model):
         return CallableDetector(det_model, names)
-    raise ValueError(
+    raise ArgumentError(
         f"det_model must be a YOLO checkpoint, a label folder, a COCO JSON or a callable, "
         f"got {type(det_model).__name__}"
     )

@@ -27,7 +27,14 @@ from samkit.engine import Engine, as_engine
 from samkit.errors import ArgumentError, SourceError
 from samkit.polygons import PolygonMode
 
-__all__ = ["AnnotateSummary", "auto_annotate", "filter_boxes", "segment_boxes"]
+__all__ = [
+    "AnnotateRun",
+    "AnnotateSummary",
+    "auto_annotate",
+    "decode_boxes",
+    "filter_boxes",
+    "segment_boxes",
+]
 
 logger = logging.getLogger("samkit")
 
@@ -51,6 +58,7 @@ class AnnotateSummary:
     formats: list[str] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -64,6 +72,40 @@ class AnnotateSummary:
             f"{self.empty} empty), {self.skipped} skipped, {self.errors} errors, "
             f"{self.dropped} detections dropped in {self.seconds:.1f}s -> {self.output_dir}"
         )
+
+
+@dataclass
+class AnnotateRun:
+    """One run's shared state: where labels go, the box source, the class names and COCO ids
+    seen so far, the summary, and which images may not be written (label-name clashes)."""
+
+    writer: DatasetWriter
+    source: Any
+    names: dict[int, str]
+    coco_ids: dict[int, int]
+    summary: AnnotateSummary
+    polygon_mode: PolygonMode | None
+    clashes: dict[str, str]
+    reserved: set[Path]
+    verbose: bool = True
+
+    def refuse(self, rel: str) -> str | None:
+        """Why the image at ``rel`` may not be labelled, or None."""
+        if rel in self.clashes:
+            return f"its label file would overwrite the one of {self.clashes[rel]}"
+        if any(p in self.reserved for p in self.writer.paths(rel).values()):
+            return "its label file name is reserved for the run's own files"
+        return None
+
+    def fail(self, rel: str, message: str) -> None:
+        """Count and report an image that failed."""
+        from tqdm.auto import tqdm
+
+        self.summary.errors += 1
+        self.summary.failures.append({"image": rel, "error": message})
+        if self.verbose:
+            tqdm.write(f"samkit: skipped {rel}: {message}")
+        logger.debug("auto_annotate: %s: %s", rel, message)
 
 
 def filter_boxes(
@@ -104,12 +146,20 @@ def segment_boxes(
     ``batch`` is the old spelling), single-mask output as Ultralytics' auto-annotation,
     upsampled to full resolution in chunks of bounded memory. ``engine``: an
     :class:`~samkit.engine.Engine` or anything :func:`~samkit.engine.as_engine` takes."""
-    from samkit.prompts import ObjectPrompt
-
     engine = as_engine(engine)
     decoder_batch = decoder_batch if decoder_batch is not None else batch
     engine.set_image(image)
-    h, w = image.shape[:2]
+    return decode_boxes(engine, boxes, image.shape[0], image.shape[1], decoder_batch)
+
+
+def decode_boxes(
+    engine: Engine, boxes: np.ndarray, height: int, width: int, decoder_batch: int | None = None
+) -> np.ndarray:
+    """Masks (N, H, W) bool for boxes (N, 4) XYXY on the engine's current image (set by
+    ``set_image`` or restored by ``set_state``), as :func:`segment_boxes` decodes them."""
+    from samkit.prompts import ObjectPrompt
+
+    h, w = height, width
     out = np.zeros((len(boxes), h, w), dtype=bool)
     if not len(boxes):
         return out
@@ -153,6 +203,8 @@ def auto_annotate(
     batch: int | None = None,
     progress: bool = True,
     verbose: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    ray: Any = None,
 ) -> AnnotateSummary:
     """Turn a folder of images into a segmentation dataset: boxes from ``det_model`` prompt SAM.
 
@@ -187,6 +239,11 @@ def auto_annotate(
         decoder_batch: boxes per decoder pass (default: the engine's); ``batch`` is its old
             spelling.
         progress, verbose: progress bar (images/s, ETA); per-image errors and the summary.
+        engine: ``"local"`` (this process) or ``"ray"``: the same files, made by a Ray Data
+            pipeline of detector, encoder and decoder/writer actors (``pip install
+            'samkit[ray]'``); see :mod:`samkit.cluster`.
+        ray: with ``engine="ray"``, a :class:`~samkit.cluster.RayOptions` or its fields as a
+            dict (``address``, ``encoder_actors``, ``decoder_actors``, ``gpus_per_actor``...).
 
     Returns:
         The run's :class:`AnnotateSummary`, also written to ``output_dir/summary.json``.
@@ -196,6 +253,8 @@ def auto_annotate(
     from tqdm.auto import tqdm
 
     formats = parse_formats(format)
+    if engine not in ("local", "ray"):
+        raise ArgumentError(f"engine must be 'local' or 'ray', got {engine!r}")
     decoder_batch = decoder_batch if decoder_batch is not None else batch
     if decoder_batch is not None and int(decoder_batch) < 1:
         raise ArgumentError(f"decoder_batch must be >= 1, got {decoder_batch!r}")
@@ -212,57 +271,36 @@ def auto_annotate(
     )  # fmt: skip
     all_names = {**_previous_names(out_dir), **source.names}
     coco_ids = {c: source.coco_id(c) for c in all_names}
-    clashes = label_collisions([rel for _, rel in images])
-    reserved = writer.reserved()
     summary = AnnotateSummary(images=len(images), output_dir=str(out_dir), formats=list(formats))
-    engine: Engine | None = None
+    run = AnnotateRun(
+        writer, source, all_names, coco_ids, summary, polygon_mode,
+        label_collisions([rel for _, rel in images]), writer.reserved(), verbose,
+    )  # fmt: skip
     start = time.perf_counter()
+    images_left = list(images)
+    if engine == "ray":
+        from samkit.cluster import RayOptions
+        from samkit.cluster.annotate import run_annotate
 
-    def fail(rel: str, message: str) -> None:
-        summary.errors += 1
-        summary.failures.append({"image": rel, "error": message})
-        if verbose:
-            tqdm.write(f"samkit: skipped {rel}: {message}")
-        logger.debug("auto_annotate: %s: %s", rel, message)
-
-    bar = tqdm(total=len(images), unit="img", disable=not progress, desc="annotate")
+        source_args = dict(det_model=det_model, names=names, conf=conf, iou=iou, imgsz=imgsz,
+                           max_det=max_det, classes=classes, device=device)  # fmt: skip
+        filters = dict(conf=conf, classes=classes, max_det=max_det)
+        opts = ray if isinstance(ray, RayOptions) else RayOptions.from_kwargs(dict(ray or {}))
+        summary.stage_seconds = run_annotate(
+            run, images, sam_model=sam_model, device=device, filters=filters,
+            source_args=source_args, min_area=min_area, batch=decoder_batch,
+            overwrite=overwrite, options=opts, progress=progress,
+        )  # fmt: skip
+        images_left = []
+    local = _LocalStages(
+        run, _Segmenter(sam_model, device, decoder_batch),
+        {"conf": conf, "classes": classes, "max_det": max_det}, max(int(min_area), 1),
+    )  # fmt: skip
+    bar = tqdm(total=len(images_left), unit="img", disable=not progress, desc="annotate")
     try:
-        for path, rel in images:
-            bar.update(1)
-            if rel in clashes:
-                fail(rel, f"its label file would overwrite the one of {clashes[rel]}")
-                continue
-            if any(p in reserved for p in writer.paths(rel).values()):
-                fail(rel, "its label file name is reserved for the run's own files")
-                continue
-            if not overwrite and writer.is_done(rel):
-                summary.skipped += 1
-                continue
-            try:
-                image = _read_image(path)
-                found = source(image, rel)
-            except SourceError as exc:
-                fail(rel, str(exc))
-                continue
-            h, w = image.shape[:2]
-            dets = filter_boxes(found, h, w, conf=conf, classes=classes, max_det=max_det)
-            summary.dropped += len(found) - len(dets)
-            if len(dets):
-                if engine is None:
-                    engine = _engine(sam_model, device)
-                masks = segment_boxes(engine, image, dets.boxes, decoder_batch)
-                dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
-                keep = masks.reshape(len(masks), -1).sum(1) >= max(int(min_area), 1)
-                summary.dropped += int((~keep).sum())
-                dets = dets.select(keep)
-            masks = dets.masks if dets.masks is not None else np.zeros((0, h, w), dtype=bool)
-            for c in dets.class_ids.tolist():
-                all_names.setdefault(int(c), str(c))
-                coco_ids.setdefault(int(c), source.coco_id(int(c)))
-            writer.write(rel, path, h, w, dets.class_ids, dets.scores, masks, all_names, coco_ids)
-            summary.annotated += 1
-            summary.objects += len(dets)
-            summary.empty += len(dets) == 0
+        for path, rel in images_left:
+            local.image(path, rel, overwrite)
+            bar.update(1)  # after the image is done
             bar.set_postfix(objects=summary.objects, errors=summary.errors, refresh=False)
     except BaseException:
         bar.close()
@@ -279,6 +317,69 @@ def auto_annotate(
     if verbose:
         print(f"samkit annotate: {summary}")
     return summary
+
+
+class _Segmenter:
+    """Boxes -> masks through the engine, made on first use (a run without detections never
+    loads the SAM network)."""
+
+    def __init__(self, sam_model: Any, device: str | None, decoder_batch: int | None) -> None:
+        self.sam_model, self.device, self.decoder_batch = sam_model, device, decoder_batch
+        self.engine: Engine | None = None
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if self.engine is None:
+            self.engine = _engine(self.sam_model, self.device)
+        return segment_boxes(self.engine, image, boxes, self.decoder_batch)
+
+
+@dataclass
+class _LocalStages:
+    """The in-process pipeline of one image: read -> detect -> filter -> segment -> write."""
+
+    run: AnnotateRun
+    segment: _Segmenter
+    box_filter: dict[str, Any]
+    min_area: int
+
+    def image(self, path: Path, rel: str, overwrite: bool) -> None:
+        """Label one image, or count it as skipped / failed."""
+        run, summary = self.run, self.run.summary
+        problem = run.refuse(rel)
+        if problem:
+            return run.fail(rel, problem)
+        if not overwrite and run.writer.is_done(rel):
+            summary.skipped += 1
+            return None
+        try:
+            image = _read_image(path)
+            found = run.source(image, rel)
+        except SourceError as exc:
+            return run.fail(rel, str(exc))
+        h, w = image.shape[:2]
+        dets = filter_boxes(found, h, w, **self.box_filter)
+        summary.dropped += len(found) - len(dets)
+        if len(dets):
+            masks = self.segment(image, dets.boxes)
+            dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
+            keep = masks.reshape(len(masks), -1).sum(1) >= self.min_area
+            summary.dropped += int((~keep).sum())
+            dets = dets.select(keep)
+        self.write(rel, path, (h, w), dets)
+        return None
+
+    def write(self, rel: str, path: Path, hw: tuple[int, int], dets: Detections) -> None:
+        run, summary = self.run, self.run.summary
+        masks = dets.masks if dets.masks is not None else np.zeros((0, *hw), dtype=bool)
+        for c in dets.class_ids.tolist():
+            run.names.setdefault(int(c), str(c))
+            run.coco_ids.setdefault(int(c), run.source.coco_id(int(c)))
+        run.writer.write(
+            rel, path, hw[0], hw[1], dets.class_ids, dets.scores, masks, run.names, run.coco_ids
+        )
+        summary.annotated += 1
+        summary.objects += len(dets)
+        summary.empty += len(dets) == 0
 
 
 def _engine(sam_model: Any, device: str | None) -> Engine:

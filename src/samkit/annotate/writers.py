@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samkit.errors import ArgumentError
 from samkit.formats.coco import CocoWriter
 from samkit.formats.labelme import labelme_record, write_labelme
 from samkit.formats.yolo import format_yolo_lines, write_data_yaml, write_yolo
@@ -46,7 +47,7 @@ def parse_formats(value: str | Sequence[str]) -> tuple[str, ...]:
     out = tuple(dict.fromkeys(str(f).strip().lower() for f in items if str(f).strip()))
     bad = [f for f in out if f not in FORMATS]
     if not out or bad:
-        raise ValueError(f"format must be one or more of {', '.join(FORMATS)}, got {value!r}")
+        raise ArgumentError(f"format must be one or more of {', '.join(FORMATS)}, got {value!r}")
     return out
 
 
@@ -73,13 +74,13 @@ class DatasetWriter:
         tolerance: float = 0.0,
     ) -> None:
         if segmentation not in ("rle", "polygon"):
-            raise ValueError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
+            raise ArgumentError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
         if polygon_mode is not None and polygon_mode not in ("all", "largest", "merge"):
-            raise ValueError(
+            raise ArgumentError(
                 f"polygon_mode must be 'all', 'largest', 'merge' or None, got {polygon_mode!r}"
             )
         if not float(tolerance) >= 0:
-            raise ValueError(f"tolerance must be >= 0 (pixels), got {tolerance!r}")
+            raise ArgumentError(f"tolerance must be >= 0 (pixels), got {tolerance!r}")
         self.output_dir = Path(output_dir)
         self.formats = parse_formats(formats)
         self.segmentation = segmentation

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from samkit.backends.common import PredictorImages
 from samkit.errors import SamkitError
-from samkit.prompts import ObjectPrompt
+from samkit.prompts import ObjectPrompt, stack_objects
 
 if TYPE_CHECKING:
-    from samkit.backends.onnxruntime import OnnxImageState, OnnxPredictor
+    from samkit.backends.onnxruntime import OnnxPredictor
 
 __all__ = ["OnnxEngine"]
 
 
-class OnnxEngine:
+class OnnxEngine(PredictorImages):
     """:class:`~samkit.engine.Engine` over :class:`OnnxPredictor`.
 
     decoder_batch: prompts per decoder-graph run (default 64; bounds memory).
@@ -41,31 +42,6 @@ class OnnxEngine:
     @property
     def decoder_batch(self) -> int:
         return self._decoder_batch
-
-    # ----------------------------------------------------------------- image
-    @property
-    def is_image_set(self) -> bool:
-        return self.predictor.is_image_set
-
-    def encode(self, image_rgb: np.ndarray) -> OnnxImageState:
-        self.predictor.set_image(image_rgb, image_format="RGB")
-        return self.predictor.get_image_state()
-
-    def set_image(self, image_rgb: np.ndarray) -> None:
-        self.predictor.set_image(image_rgb, image_format="RGB")
-
-    def reset_image(self) -> None:
-        self.predictor.reset_image()
-
-    def get_state(self) -> OnnxImageState:
-        return self.predictor.get_image_state()
-
-    def set_state(self, state: Any) -> None:
-        self.predictor.set_image_state(state)
-
-    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        state = self.predictor.get_image_state()
-        return state.input_size, state.original_size
 
     # ----------------------------------------------------------------- prompts
     def _chunks(
@@ -98,8 +74,6 @@ class OnnxEngine:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objects with equal :attr:`ObjectPrompt.key` -> low-res logits (B, C, s, s) float32 and
         scores (B, C) float32, C = 3 with ``multimask_output`` else 1."""
-        from samkit.engine import stack_objects
-
         p = self.predictor
         arrays = stack_objects(objects, p.original_size, self.image_size)
         return self._decode_low_res(arrays, multimask_output, decoder_batch)

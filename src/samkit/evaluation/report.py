@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from samkit.cli_modes import increment_path
 from samkit.evaluation.metrics import InstanceResult, click_summary, miou_summary
 from samkit.evaluation.protocols import PROMPT_PROTOCOLS
-from samkit.io_utils import atomic_write_text
+from samkit.io_utils import atomic_write_text, increment_path
 from samkit.masks import coco_rle
 
 __all__ = ["Report", "format_table"]

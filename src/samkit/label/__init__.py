@@ -53,6 +53,7 @@ def build(
     prefetch: int = 2,
     cache_dir: str | os.PathLike[str] | None = None,
     recursive: bool = False,
+    det_model: Any = None,
 ) -> LabelServer:
     """Everything :func:`serve` runs, without starting the server (tests mount the app).
 
@@ -60,6 +61,8 @@ def build(
     (names found in existing label files are added). ``output_dir`` default
     ``<images>_labels`` next to the folder. ``token`` is required off localhost; one is made
     when not given. ``cache_dir``: embeddings on disk (default ``<samkit cache>/embeddings``).
+    ``det_model``: boxes for "auto-annotate this image" proposals (an Ultralytics checkpoint, a
+    folder of YOLO box labels or a COCO JSON; see :func:`samkit.annotate.detectors.make_box_source`).
     """
     from samkit.annotate.images import list_images
     from samkit.annotate.writers import parse_formats
@@ -84,7 +87,13 @@ def build(
         raise ValueError("classes: give at least one class name, e.g. classes=person,car")
     cache = Path(cache_dir) if cache_dir is not None else samkit_cache() / "embeddings"
     segmenter = Segmenter.from_checkpoint(model, cache, device)
-    app = create_app(store, segmenter, token=token, prefetch=prefetch, model_name=str(model))
+    detector = None
+    if det_model is not None:
+        from samkit.annotate.detectors import make_box_source
+
+        detector = make_box_source(det_model, device=device or "")
+    app = create_app(store, segmenter, token=token, prefetch=prefetch, model_name=str(model),
+                     detector=detector)  # fmt: skip
     return LabelServer(app, store, segmenter, token)
 
 

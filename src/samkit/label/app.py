@@ -7,9 +7,12 @@ str}``):
 - ``GET /api/config`` -> ``{"classes": [...], "model": str}``;
 - ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated"}, ...]``;
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
-- ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...]}``;
+- ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
+  (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
 - ``GET`` / ``PUT /api/images/{id}/annotations`` -> ``[{"label", "rle"}, ...]``;
-- ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files.
+- ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files;
+- ``POST /api/images/{id}/proposals`` with ``{"kind": "everything" | "detector", ...}`` ->
+  ``{"proposals": [{"rle", "score", "label"}, ...]}`` to accept or reject on the page.
 
 Bad bodies get 422 with ``{"detail": "<field>: <what was expected>"}``. With a ``token`` every
 request needs ``Authorization: Bearer <token>`` (the page itself also takes ``?token=``).
@@ -22,12 +25,17 @@ from __future__ import annotations
 import io
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import PromptError
+from samkit.errors import PromptError, SourceError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
+from samkit.label.proposals import Proposer, parse_proposals
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -51,6 +59,39 @@ def _import_fastapi() -> Any:
     return fastapi
 
 
+@dataclass
+class _Context:
+    """What the routes share: the store, the segmenter, the proposer and the settings."""
+
+    store: AnnotationStore
+    segmenter: Segmenter
+    proposer: Proposer
+    prefetch: int
+    model_name: str
+    http: Any  # the fastapi module
+    keys: dict[int, str] = field(default_factory=dict)
+
+    def entry(self, image_id: int) -> ImageEntry:
+        entries = self.store.entries
+        if not 0 <= image_id < len(entries):
+            raise self.http.HTTPException(
+                404, f"id: no image {image_id} (ids are 0..{len(entries) - 1})"
+            )
+        return entries[image_id]
+
+    def key(self, e: ImageEntry) -> str:
+        """The embedding store's key of an image: its file's content hash (once per run)."""
+        if e.id not in self.keys:
+            self.keys[e.id] = EmbeddingStore.key(e.path)
+        return self.keys[e.id]
+
+    @staticmethod
+    def loader(e: ImageEntry) -> Callable[[], np.ndarray]:
+        from samkit.sources import read_image
+
+        return lambda: read_image(e.path)
+
+
 def create_app(
     store: AnnotationStore,
     segmenter: Segmenter,
@@ -58,60 +99,61 @@ def create_app(
     token: str | None = None,
     prefetch: int = 2,
     model_name: str = "",
+    detector: Any = None,
 ) -> FastAPI:
     """The annotator app over a store and a segmenter; ``prefetch`` next images are encoded in
-    the background when an image is opened (0: encode on the first click only)."""
+    the background when an image is opened (0: encode on the first click only); ``detector``
+    a box source (:func:`samkit.annotate.detectors.make_box_source`) for proposals."""
     fastapi = _import_fastapi()
-    from fastapi.responses import JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
+    from fastapi.responses import JSONResponse
 
     app = fastapi.FastAPI(title="samkit label", docs_url=None, redoc_url=None)
-    json_body = fastapi.Body(None)  # any JSON: checked by samkit.label.checks
-    static = resources.files("samkit.label") / "static"
-
-    @app.middleware("http")
-    async def require_token(request: Any, call_next: Any) -> Any:
-        if token is not None:
-            header = request.headers.get("authorization", "")
-            given = (
-                header[7:]
-                if header.startswith("Bearer ")
-                else request.query_params.get("token", "")
-            )
-            if not secrets.compare_digest(given.encode(), token.encode()):
-                return JSONResponse(
-                    {
-                        "detail": "authorization: send 'Authorization: Bearer <token>' (printed at start)"
-                    },
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        return await call_next(request)
+    ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi)
+    if token is not None:
+        _require_token(app, token)
 
     @app.exception_handler(BadRequest)
     @app.exception_handler(PromptError)
     async def bad_request(request: Any, exc: Exception) -> Any:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    def entry(image_id: int) -> ImageEntry:
-        if not 0 <= image_id < len(store.entries):
-            raise fastapi.HTTPException(
-                404, f"id: no image {image_id} (ids are 0..{len(store.entries) - 1})"
+    @app.exception_handler(SourceError)
+    async def unreadable(request: Any, exc: Exception) -> Any:  # changed on disk since start
+        return JSONResponse({"detail": f"id: {exc}"}, status_code=409)
+
+    _page_routes(app, ctx)
+    _image_routes(app, ctx)
+    _label_routes(app, ctx)
+    return app
+
+
+def _require_token(app: Any, token: str) -> None:
+    """Every request needs ``Authorization: Bearer <token>`` (or ``?token=`` for the page)."""
+    from fastapi.responses import JSONResponse
+
+    @app.middleware("http")
+    async def require_token(request: Any, call_next: Any) -> Any:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            given = header[7:]
+        else:
+            given = request.query_params.get("token", "")
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            return JSONResponse(
+                {
+                    "detail": "authorization: send 'Authorization: Bearer <token>' (printed at start)"
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
             )
-        return store.entries[image_id]
+        return await call_next(request)
 
-    keys: dict[int, str] = {}
 
-    def key(e: ImageEntry) -> str:
-        """The embedding store's key of an image: its file's content hash (once per run)."""
-        if e.id not in keys:
-            keys[e.id] = EmbeddingStore.key(e.path)
-        return keys[e.id]
+def _page_routes(app: Any, ctx: _Context) -> None:
+    from fastapi.responses import Response
+    from fastapi.staticfiles import StaticFiles
 
-    def loader(e: ImageEntry) -> Any:
-        from samkit.sources import read_image
-
-        return lambda: read_image(e.path)
+    static = resources.files("samkit.label") / "static"
 
     @app.get("/", include_in_schema=False)
     def index() -> Any:
@@ -121,45 +163,51 @@ def create_app(
 
     @app.get("/api/config")
     def config() -> dict[str, Any]:
-        return {"classes": list(store.classes), "model": model_name}
+        has_detector = ctx.proposer.detector is not None
+        return {"classes": list(ctx.store.classes), "model": ctx.model_name,
+                "detector": has_detector}  # fmt: skip
+
+
+def _image_routes(app: Any, ctx: _Context) -> None:
+    from fastapi.responses import Response
+
+    json_body = ctx.http.Body(None)  # any JSON: checked by samkit.label.checks
 
     @app.get("/api/images")
     def images() -> list[dict[str, Any]]:
         return [
-            {
-                "id": e.id,
-                "name": e.rel,
-                "width": e.width,
-                "height": e.height,
-                "annotated": store.annotated(e.id),
-            }
-            for e in store.entries
-        ]
+            {"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
+             "annotated": ctx.store.annotated(e.id)}
+            for e in ctx.store.entries
+        ]  # fmt: skip
 
     @app.get("/api/images/{image_id}/file")
     def image_file(image_id: int) -> Any:
-        e = entry(image_id)
-        if prefetch > 0:
-            ahead = store.entries[e.id : e.id + 1 + prefetch]
-            segmenter.prefetch([(key(x), loader(x)) for x in ahead])
+        e = ctx.entry(image_id)
+        if ctx.prefetch > 0:
+            ahead = ctx.store.entries[e.id : e.id + 1 + ctx.prefetch]
+            ctx.segmenter.prefetch([(ctx.key(x), ctx.loader(x)) for x in ahead])
         media = _BROWSER_IMAGES.get(e.path.suffix.lower())
         if media is not None:
-            return Response(e.path.read_bytes(), media_type=media)
+            try:
+                return Response(e.path.read_bytes(), media_type=media)
+            except OSError as exc:
+                raise SourceError(f"cannot read {e.rel}: {exc}") from None
         from PIL import Image
 
         buf = io.BytesIO()
-        Image.fromarray(loader(e)()).save(buf, format="PNG")
+        Image.fromarray(ctx.loader(e)()).save(buf, format="PNG")
         return Response(buf.getvalue(), media_type="image/png")
 
     @app.post("/api/images/{image_id}/predict")
     def predict(image_id: int, body: Any = json_body) -> dict[str, Any]:
         from samkit.masks import coco_rle
 
-        e = entry(image_id)
+        e = ctx.entry(image_id)
         req = parse_predict(body, e.width, e.height)
         start = time.perf_counter()
-        pred = segmenter.predict(
-            key(e), loader(e), req.points, req.labels, req.box, req.multimask,
+        pred = ctx.segmenter.predict(
+            ctx.key(e), ctx.loader(e), req.points, req.labels, req.box, req.multimask,
             req.mask_input, req.mask_index,
         )  # fmt: skip
         masks = [
@@ -169,26 +217,43 @@ def create_app(
         ms = round(1000 * (time.perf_counter() - start), 1)
         return {"id": pred.id, "masks": masks, "server_ms": ms}
 
+    @app.post("/api/images/{image_id}/proposals")
+    def proposals(image_id: int, body: Any = json_body) -> dict[str, Any]:
+        e = ctx.entry(image_id)
+        req = parse_proposals(body, ctx.proposer.detector is not None)
+        if req["kind"] == "detector":
+            found = ctx.proposer.detections(ctx.key(e), ctx.loader(e), e.rel, ctx.store.classes)
+        else:
+            found = ctx.proposer.everything(
+                ctx.loader(e)(), req["points_per_side"], req["pred_iou_thresh"],
+                req["stability_score_thresh"],
+            )  # fmt: skip
+        return {"proposals": found}
+
+
+def _label_routes(app: Any, ctx: _Context) -> None:
+    from fastapi.responses import Response
+
+    json_body = ctx.http.Body(None)
+
     @app.get("/api/images/{image_id}/annotations")
     def get_annotations(image_id: int) -> list[dict[str, Any]]:
-        return store.get(entry(image_id).id)
+        return ctx.store.get(ctx.entry(image_id).id)
 
     @app.put("/api/images/{image_id}/annotations")
     def put_annotations(image_id: int, body: Any = json_body) -> list[dict[str, Any]]:
-        e = entry(image_id)
-        objects = parse_annotations(body, e.width, e.height, store.classes)
-        return store.put(e.id, objects)
+        e = ctx.entry(image_id)
+        objects = parse_annotations(body, e.width, e.height, ctx.store.classes)
+        return ctx.store.put(e.id, objects)
 
     @app.get("/api/export")
     def export(format: str = "coco") -> Any:
         if format not in ("coco", "yolo", "labelme"):
-            raise fastapi.HTTPException(
+            raise ctx.http.HTTPException(
                 422, f"format: expected coco, yolo or labelme, got {format!r}"
             )
-        data, media = store.export(format)
+        data, media = ctx.store.export(format)
         headers = {}
         if media == "application/zip":
             headers["Content-Disposition"] = f'attachment; filename="{format}_labels.zip"'
         return Response(data, media_type=media, headers=headers)
-
-    return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = ["cli_label"]
@@ -9,6 +10,10 @@ __all__ = ["cli_label"]
 
 def cli_label(args: dict[str, Any]) -> int:
     """Serve the annotator with the parsed keys until interrupted."""
+    # An interactive server sits idle between clicks, usually beside the browser on the same
+    # machine: OpenMP threads that spin while waiting would take the CPU the page needs (and,
+    # on a busy machine, made a one-point decode ~10x slower; see benchmarks/README.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from samkit.label import serve
 
     serve(
@@ -24,5 +29,6 @@ def cli_label(args: dict[str, Any]) -> int:
         prefetch=args["prefetch"],
         cache_dir=args["cache_dir"],
         recursive=args["recursive"],
+        det_model=args["det_model"],
     )
     return 0

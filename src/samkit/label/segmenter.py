@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class Segmenter:
         self._worker: threading.Thread | None = None
         self._busy = False
         self.encodes = 0  # encoder passes run (for tests and the benchmark)
+        self.quiet_s = 1.0  # background encodes wait this long after the last click
+        self._activity = 0.0
+        self._urgent: str | None = None
 
     @classmethod
     def from_checkpoint(
@@ -133,8 +137,13 @@ class Segmenter:
 
     # ------------------------------------------------------------------ background
     def prefetch(self, items: Sequence[tuple[str, ImageLoader]]) -> None:
-        """Encode these images in the background, in order, replacing earlier requests."""
+        """Encode these images in the background, in order, replacing earlier requests. The
+        first (the image just opened) starts at once; the others wait until no click has been
+        decoded for :attr:`quiet_s` seconds, so an encoder pass does not share the CPU with the
+        first clicks on the new image."""
         with self._wake:
+            self._activity = time.monotonic()
+            self._urgent = items[0][0] if items else None
             self._queue.clear()
             self._queue.extend(items)
             self._busy = self._busy or bool(items)
@@ -150,8 +159,14 @@ class Segmenter:
             with self._wake:
                 self._busy = False
                 self._wake.notify_all()
-                while not self._queue and not self._closed:
-                    self._wake.wait()
+                while not self._closed:
+                    if self._queue:
+                        wait = self._activity + self.quiet_s - time.monotonic()
+                        if self._queue[0][0] == self._urgent or wait <= 0:
+                            break
+                        self._wake.wait(wait)
+                    else:
+                        self._wake.wait()
                 if self._closed:
                     return
                 key, load = self._queue.popleft()
@@ -192,6 +207,7 @@ class Segmenter:
         if mask_input is not None:
             logits = self._mask_input(key, mask_input, mask_index)
         state = self.state(key, load)
+        self._activity = time.monotonic()
         with self._decode_lock:
             if self._current != key:
                 self.predictor.set_image_state(state)
@@ -203,6 +219,7 @@ class Segmenter:
                 mask_input=logits,
                 multimask_output=multimask,
             )
+        self._activity = time.monotonic()
         pred = Prediction(uuid.uuid4().hex[:16], key, masks, scores, low_res)
         with self._state_lock:
             self._predictions[pred.id] = pred

@@ -19,7 +19,9 @@ Three facts make it cheaper at identical results (up to float rounding):
   plain last-axis layer norm, and only the final (B, M, 4h, 4w) logits are re-laid out.
 
 The reference path (the modules' own ``forward``) is kept for tracing / ONNX export and meta
-tensors (FLOP counting of the nominal model); :attr:`MaskDecoder.fast` switches it globally.
+tensors (FLOP counting of the nominal model); each decoder's ``fast`` attribute selects it.
+Token-sized sections are marked with :func:`samkit.device.token_work`; whether they run on one
+CPU thread is the engine's thread policy.
 """
 
 from __future__ import annotations
@@ -128,11 +130,6 @@ def _reassociate(attn: Attention, n_tokens: int) -> bool:
     return n_tokens * attn.num_heads < attn.internal_dim
 
 
-def few_tokens(tokens: torch.Tensor) -> bool:
-    """Token-side work small enough to run on one CPU thread (see :func:`devices.serial`)."""
-    return tokens.device.type == "cpu" and tokens.shape[0] * tokens.shape[1] <= 256
-
-
 def token_to_image(
     attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
@@ -144,7 +141,7 @@ def token_to_image(
         return attn(q, k, v)
     h = attn.num_heads
     d = attn.internal_dim // h
-    with devices.serial(few_tokens(q)):
+    with devices.token_work(q):
         qh = attn.q_proj(q).view(b, n, h, d) * d**-0.5
         # Keys: scores = (q W_k) k^T; the key bias is constant along each softmax row.
         wk = attn.k_proj.weight.view(h, d, c)
@@ -152,7 +149,7 @@ def token_to_image(
     weights = torch.bmm(qk, k.transpose(1, 2)).softmax(dim=-1)
     # Values: (weights v) W_v^T + b_v, since each row of weights sums to one.
     mixed = torch.bmm(weights, v).view(b, h, n, c)
-    with devices.serial(few_tokens(q)):
+    with devices.token_work(q):
         wv = attn.v_proj.weight.view(h, d, c)
         out = torch.einsum("bhnc,hdc->bnhd", mixed, wv).reshape(b, n, h * d) + attn.v_proj.bias
         return attn.out_proj(out)
@@ -179,7 +176,7 @@ def image_to_token(
     if q_heads is None and not _reassociate(attn, n):
         out = attn(x.expand(b, -1, -1), k, v)
         return out if residual is None else residual + out
-    with devices.serial(few_tokens(k)):
+    with devices.token_work(k):
         kh = attn.k_proj(k).view(b, n, h, d) * d**-0.5
         if q_heads is not None:
             kk = kh.permute(2, 0, 1, 3).reshape(h, b * n, d)
@@ -222,8 +219,7 @@ def _block(
     cache: DecoderCache | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One two-way block; with ``cache`` the image side is the cached first-block input."""
-    few = few_tokens(queries)
-    with devices.serial(few):
+    with devices.token_work(queries):
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(queries, queries, queries)
         else:
@@ -235,18 +231,18 @@ def _block(
     if cache is not None:
         b, n, _ = queries.shape
         h = t2i.num_heads
-        with devices.serial(few):
+        with devices.token_work(queries):
             qh = _heads(t2i.q_proj(queries + query_pe), h)  # (B, h, N, d)
             qh = qh.transpose(0, 1).reshape(1, h, b * n, -1)
         out = F.scaled_dot_product_attention(qh, cache.t2i_k, cache.t2i_v)
         keys_pe = cache.keys_pe
-        with devices.serial(few):
+        with devices.token_work(queries):
             out = out.view(h, b, n, -1).permute(1, 2, 0, 3).reshape(b, n, -1)
             attn_out = t2i.out_proj(out)
     else:
         keys_pe = keys + key_pe
         attn_out = token_to_image(t2i, queries + query_pe, keys_pe, keys)
-    with devices.serial(few):
+    with devices.token_work(queries):
         queries = layer.norm2(queries + attn_out)
         queries = layer.norm3(queries + layer.mlp(queries))
         tokens_pe = queries + query_pe
@@ -294,7 +290,7 @@ def transformer_forward(
     attn = token_to_image(
         transformer.final_attn_token_to_image, queries + point_embedding, keys + key_pe, keys
     )
-    with devices.serial(few_tokens(queries)):
+    with devices.token_work(queries):
         return transformer.norm_final_attn(queries + attn), keys
 
 

@@ -16,11 +16,10 @@ class MaskDecoder(nn.Module):
     """Predicts ``num_multimask_outputs + 1`` masks per prompt: token 0 is the single-mask
     output, tokens 1.. the multimask outputs.
 
-    ``fast`` selects :mod:`samkit.modeling.decoder_fast` (same function, fewer operations);
-    the plain path is the reference computation, always used when tracing or exporting.
+    ``fast`` (this instance's switch, default True) selects
+    :mod:`samkit.modeling.decoder_fast` (same function, fewer operations); the plain path is the
+    reference computation, always used when tracing or exporting.
     """
-
-    fast: bool = True
 
     def __init__(
         self,
@@ -29,8 +28,10 @@ class MaskDecoder(nn.Module):
         num_multimask_outputs: int = 3,
         iou_head_depth: int = 3,
         iou_head_hidden_dim: int = 256,
+        fast: bool = True,
     ) -> None:
         super().__init__()
+        self.fast = fast
         self.transformer_dim = transformer_dim
         self.transformer = transformer
         self.num_multimask_outputs = num_multimask_outputs
@@ -152,7 +153,7 @@ class MaskDecoder(nn.Module):
             src = src + dense_prompt_embeddings
         hs, keys = decoder_fast.transformer_forward(self.transformer, src, image_pe, tokens, cache)
         mlps = list(enumerate(self.output_hypernetworks_mlps))[select or slice(None)]
-        with devices.serial(decoder_fast.few_tokens(hs)):
+        with devices.token_work(hs):
             hyper_in = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in mlps], dim=1)
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
         if select is not None:

@@ -73,8 +73,11 @@ class Sam(nn.Module):
         ``limits``: which logits the caller reads (:class:`~samkit.modeling.decoder_fast.
         OutputLimits`); the others may come back as 0.
         """
-        few = boxes is None or boxes.shape[0] <= 32
-        with devices.serial(few and mask_input is None and self.device.type == "cpu"):
+        # Prompt tokens: K per point prompt, 2 per box (corners).
+        rows = 0 if points is None else points[0].shape[0] * points[0].shape[1]
+        rows += 0 if boxes is None else 2 * boxes.shape[0]
+        cpu_tokens_only = mask_input is None and self.device.type == "cpu"
+        with devices.token_work(rows=rows, enabled=cpu_tokens_only):
             sparse, dense = self.prompt_encoder(points, boxes, mask_input)
         if cache is not None and (mask_input is not None or not cache.matches(image_embeddings)):
             cache = None

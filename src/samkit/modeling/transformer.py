@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samkit.errors import ArgumentError
 from samkit.modeling.common import MLPBlock
 
 
@@ -18,7 +19,7 @@ class Attention(nn.Module):
         self.internal_dim = embedding_dim // downsample_rate
         self.num_heads = num_heads
         if self.internal_dim % num_heads:
-            raise ValueError(
+            raise ArgumentError(
                 f"num_heads ({num_heads}) must divide the internal width {self.internal_dim}"
             )
         self.q_proj = nn.Linear(embedding_dim, self.internal_dim)

@@ -262,7 +262,7 @@ class _Loop:
         return self._train()
 
     def _new_run_dir(self) -> Path:
-        from samkit.cli_modes import increment_path
+        from samkit.io_utils import increment_path
 
         return increment_path(self.cfg.project, self.cfg.name, self.cfg.exist_ok)
 

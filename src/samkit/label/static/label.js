@@ -6,6 +6,7 @@
   const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]];
   const CANDIDATE = [255, 215, 0];
+  const PROPOSAL = [0, 200, 255];
   const token = new URLSearchParams(location.search).get("token");
   const $ = (id) => document.getElementById(id);
   const canvas = $("canvas");
@@ -16,7 +17,7 @@
     images: [], classes: [], cur: -1, image: null, label: null,
     objects: [], selected: -1,
     points: [], box: null, history: [],
-    pred: null, cand: 0, seq: 0,
+    pred: null, cand: 0, seq: 0, proposals: [], detector: false,
     view: { scale: 1, ox: 0, oy: 0 },
     latencies: [], serverMs: [], lastDrawn: 0, saving: 0, loaded: 0,
   };
@@ -69,10 +70,12 @@
     let pos = 0;
     for (let i = 0; i < counts.length; i++) {
       const n = counts[i];
-      if (i % 2 === 1) {
-        for (let j = pos; j < pos + n; j++) {
-          const x = (j / h) | 0;
-          px[(j - x * h) * w + x] = value;
+      if (i % 2 === 1) {  // a run of ones, split into column segments
+        let at = pos, left = n;
+        while (left > 0) {
+          const x = (at / h) | 0, y = at - x * h, len = Math.min(left, h - y);
+          for (let k = 0, o = y * w + x; k < len; k++, o += w) px[o] = value;
+          at += len; left -= len;
         }
       }
       pos += n;
@@ -118,7 +121,17 @@
       ctx.drawImage(o.canvas, 0, 0);
     });
     ctx.globalAlpha = 1;
-    if (S.pred) ctx.drawImage(S.pred.masks[S.cand].canvas, 0, 0);
+    S.proposals.forEach((p, i) => {
+      if (!p.canvas) p.canvas = maskCanvas(p.rle, PROPOSAL, 255);
+      ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
+      ctx.drawImage(p.canvas, 0, 0);
+    });
+    ctx.globalAlpha = 1;
+    if (S.pred) {
+      const m = S.pred.masks[S.cand];  // candidates are painted when first shown
+      if (!m.canvas) m.canvas = maskCanvas(m.rle, CANDIDATE, 140);
+      ctx.drawImage(m.canvas, 0, 0);
+    }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     if (S.box) {
       const [x1, y1] = toScreen(S.box[0], S.box[1]), [x2, y2] = toScreen(S.box[2], S.box[3]);
@@ -211,8 +224,7 @@
       if (seq !== S.seq || id !== S.images[S.cur].id) return;  // a newer prompt won
       let best = 0;
       res.masks.forEach((m, i) => { if (m.score > res.masks[best].score) best = i; });
-      S.pred = { id: res.id, masks: res.masks.map((m) => ({ rle: m.rle, score: m.score,
-        canvas: maskCanvas(m.rle, CANDIDATE, 140) })) };
+      S.pred = { id: res.id, masks: res.masks.map((m) => ({ rle: m.rle, score: m.score })) };
       S.cand = best;
       renderCandidates(); draw();
       S.lastDrawn = performance.now();
@@ -287,6 +299,35 @@
     renderObjects(); draw();
   }
 
+  // ------------------------------------------------------------------ proposals
+  function renderProposals() {
+    $("proposal-count").textContent = S.proposals.length ? "(" + S.proposals.length + ")" : "";
+    $("proposal-actions").hidden = !S.proposals.length;
+    $("detect").hidden = !S.detector;
+  }
+  async function propose(kind) {
+    if (!S.image) return;
+    const id = S.images[S.cur].id;
+    status(kind === "detector" ? "detecting..." : "segmenting everything...");
+    try {
+      const res = await (await api("POST", "/api/images/" + id + "/proposals", { kind })).json();
+      if (id !== S.images[S.cur].id) return;
+      S.proposals = res.proposals;
+      status(S.proposals.length + " proposals: Y accepts, N rejects");
+    } catch (e) { status(e.message, true); }
+    renderProposals(); draw();
+  }
+  function acceptProposals(count) {
+    const taken = S.proposals.splice(0, count);
+    for (const p of taken) S.objects.push(makeObject(p.label || S.label, p.rle));
+    renderProposals(); renderObjects(); draw();
+    if (taken.length) save();
+  }
+  function rejectProposals(count) {
+    S.proposals.splice(0, count);
+    renderProposals(); draw();
+  }
+
   // ------------------------------------------------------------------ images
   async function open(index) {
     if (index < 0 || index >= S.images.length) return;
@@ -294,7 +335,8 @@
     S.openedAt = performance.now();
     const im = S.images[index];
     clearPrompt();
-    S.objects = []; S.selected = -1; S.image = null;
+    S.objects = []; S.selected = -1; S.image = null; S.proposals = [];
+    renderProposals();
     renderProgress(); renderObjects(); draw();
     status("loading " + im.name);
     try {
@@ -395,7 +437,13 @@
     if (k === " ") { space = true; ev.preventDefault(); return; }
     if (k === "Tab") {
       ev.preventDefault();
-      if (S.pred) {
+      S.proposals.forEach((p, i) => {
+      if (!p.canvas) p.canvas = maskCanvas(p.rle, PROPOSAL, 255);
+      ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
+      ctx.drawImage(p.canvas, 0, 0);
+    });
+    ctx.globalAlpha = 1;
+    if (S.pred) {
         const n = S.pred.masks.length;
         S.cand = (S.cand + (ev.shiftKey ? n - 1 : 1)) % n;
         renderCandidates(); draw();
@@ -411,6 +459,11 @@
       d: () => open(S.cur + 1), D: () => open(S.cur + 1), ArrowRight: () => open(S.cur + 1),
       a: () => open(S.cur - 1), A: () => open(S.cur - 1), ArrowLeft: () => open(S.cur - 1),
       u: nextUnannotated, U: nextUnannotated,
+      e: () => propose("everything"), E: () => propose("everything"),
+      b: () => { if (S.detector) propose("detector"); },
+      B: () => { if (S.detector) propose("detector"); },
+      y: () => acceptProposals(1), Y: () => acceptProposals(1),
+      n: () => rejectProposals(1), N: () => rejectProposals(1),
       "+": () => zoomAt(1.25, canvas.width / 2, canvas.height / 2),
       "=": () => zoomAt(1.25, canvas.width / 2, canvas.height / 2),
       "-": () => zoomAt(0.8, canvas.width / 2, canvas.height / 2),
@@ -428,6 +481,12 @@
   $("commit").onclick = commit;
   $("undo").onclick = undo;
   $("clear").onclick = clearPrompt;
+  $("everything").onclick = () => propose("everything");
+  $("detect").onclick = () => propose("detector");
+  $("accept").onclick = () => acceptProposals(1);
+  $("reject").onclick = () => rejectProposals(1);
+  $("accept-all").onclick = () => acceptProposals(S.proposals.length);
+  $("reject-all").onclick = () => rejectProposals(S.proposals.length);
   document.querySelectorAll("[data-export]").forEach((b) => {
     b.onclick = () => exportAs(b.dataset.export);
   });
@@ -436,6 +495,8 @@
       const cfg = await (await api("GET", "/api/config")).json();
       S.classes = cfg.classes;
       S.label = S.classes[0] || null;
+      S.detector = cfg.detector;
+      renderProposals();
       S.images = await (await api("GET", "/api/images")).json();
       renderClasses();
       const first = S.images.findIndex((im) => !im.annotated);

@@ -6,7 +6,7 @@ full-resolution masks (``predict``, 3 masks), 100 boxes in one call (``predict_t
 full-resolution mask each). References: Meta's ``segment_anything`` (SAM-B) and the MobileSAM
 package, when installed; Ultralytics' SAM when installed (a separately marked row). samkit in
 bf16 is reported with its mask IoU against samkit fp32. Segment-everything is measured by
-benchmarks/bench_everything.py.
+benchmarks/bench_everything.py. Run through ``python benchmarks/bench_engine.py``.
 """
 
 from __future__ import annotations
@@ -20,15 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from samkit.benchmark import (
+from common import (
     Timing,
+    boxes_100,
+    build_models,
     fmt_seconds,
     in_child,
     interleave,
     machine_info,
     markdown_table,
+    mean_iou,
     peak_memory,
     ratio_line,
+    scene,
 )
 
 TARGETS = {
@@ -41,59 +45,6 @@ BF16_SPEEDUP = 1.6
 BF16_IOU = 0.98
 REFERENCE_PACKAGE = {"mobile_sam": "mobile_sam", "sam_b": "segment_anything"}
 REFERENCE_KEY = {"mobile_sam": "vit_t", "sam_b": "vit_b"}
-
-
-def seeded_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded weights that give non-trivial masks (official key names), loaded into ``model``."""
-    gen = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
-    for key, value in state.items():
-        if not value.dtype.is_floating_point:
-            continue
-        noise = torch.randn(value.shape, generator=gen)
-        if key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(value.shape, generator=gen)
-        elif key.endswith("running_mean") or value.ndim <= 1:
-            is_scale = key.endswith("weight") and (
-                "norm" in key or ".bn." in key or value.ndim == 1
-            )
-            state[key] = 1.0 + 0.1 * noise if is_scale else 0.02 * noise
-        else:
-            scale = 1.0 / max(1, value[0].numel()) ** 0.5
-            if "rel_pos" in key or "pos_embed" in key or "attention_biases" in key:
-                scale = 0.1
-            if "gaussian_matrix" in key:
-                scale = 1.0
-            state[key] = noise * scale
-    model.load_state_dict(state)
-    return state
-
-
-def scene(height: int = 720, width: int = 1280, seed: int = 0) -> np.ndarray:
-    """A synthetic (H, W, 3) uint8 RGB image with smooth gradients and discs."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.stack(
-        [
-            127 + 100 * np.sin(xx / 37),
-            127 + 100 * np.cos(yy / 23),
-            127 + 80 * np.sin((xx + yy) / 51),
-        ],
-        axis=-1,
-    )
-    for _ in range(8):
-        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.05, 0.25) * height
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 255, size=3)
-    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-
-
-def build_models(name: str, seed: int = 0) -> tuple[Any, dict[str, torch.Tensor]]:
-    """samkit's network for variant ``name`` with seeded weights, and those weights."""
-    from samkit.build import build_from_config
-    from samkit.registry import VARIANTS
-
-    model = build_from_config(VARIANTS[name].config)
-    return model, seeded_state(model, seed)
 
 
 def build_reference(name: str, state: dict[str, torch.Tensor]) -> Any | None:
@@ -112,22 +63,6 @@ def build_reference(name: str, state: dict[str, torch.Tensor]) -> Any | None:
     if unexpected or any(not k.startswith("image_encoder.") or "head" not in k for k in missing):
         raise RuntimeError(f"reference {name}: key mismatch {missing[:3]} {unexpected[:3]}")
     return SamPredictor(ref.eval())  # MobileSAM caches its attention biases on eval()
-
-
-def boxes_100(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 0.7, (100, 2)) * [w, h]
-    wh = rng.uniform(0.1, 0.3, (100, 2)) * [w, h]
-    return np.concatenate([xy, xy + wh], axis=1)
-
-
-def mean_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean IoU over the leading axes of two boolean mask stacks (..., H, W)."""
-    a2 = a.reshape(-1, a.shape[-2] * a.shape[-1])
-    b2 = b.reshape(-1, b.shape[-2] * b.shape[-1])
-    inter = (a2 & b2).sum(1)
-    union = (a2 | b2).sum(1)
-    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 
 def _tasks(pred: Any, image: np.ndarray, boxes_in: torch.Tensor) -> dict[str, Callable[[], Any]]:
@@ -193,7 +128,7 @@ def bench_model(
             for t in timings.values():
                 print(f"  {name} {task:9s} {t}")
     if ultralytics:
-        from samkit.bench_ultralytics import ultralytics_times
+        from bench_ultralytics import ultralytics_times
 
         other = in_child(ultralytics_times, name, repeats, torch.get_num_threads())
         for task, times in (other or {}).items():
@@ -323,7 +258,7 @@ def run_engine(
         results.append(bench_model(name, n, bf16, reference, memory, ultralytics))
     extra: list[list[Any]] = []
     if ultralytics:
-        from samkit.bench_ultralytics import other_models_rows
+        from bench_ultralytics import other_models_rows
 
         extra = in_child(other_models_rows, max(3, repeats or 3), threads) or []
     print()

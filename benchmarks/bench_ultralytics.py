@@ -2,7 +2,7 @@
 
 Ultralytics' SAM predictor gets the same seeded weights as samkit and is timed on the same tasks
 in a process of its own (:func:`ultralytics_times`, run through
-:func:`samkit.benchmark.in_child`): imported and run in the benchmark's process it slowed samkit
+:func:`common.in_child`): imported and run in the benchmark's process it slowed samkit
 and the reference by 15 % to 2x in the runs after it. FastSAM-s (YOLOv8s-seg
 architecture) and YOLOv8n-seg are *other models*, built from their architecture files with
 random weights (nothing is downloaded), so their times include detection post-processing on
@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from samkit.benchmark import Timing, fmt_seconds
+from common import Timing, fmt_seconds
 
 
 def _sam_predictor(name: str) -> Any:
     from ultralytics.models.sam import Predictor
     from ultralytics.models.sam.build import build_mobile_sam, build_sam_vit_b
 
-    from samkit.bench_engine import build_models
+    from common import build_models
 
     model = build_mobile_sam() if name == "mobile_sam" else build_sam_vit_b()
     _, state = build_models(name)
@@ -88,7 +88,7 @@ def ultralytics_times(
 ) -> dict[str, list[float]] | None:
     """Run in a child process: seconds per run of each engine task for Ultralytics' SAM (after
     one warm-up run), on the benchmark's scene and boxes; None without Ultralytics."""
-    from samkit.bench_engine import boxes_100, scene
+    from common import boxes_100, scene
     from samkit.device import set_cpu_threads
 
     set_cpu_threads(threads)
@@ -106,7 +106,7 @@ def ultralytics_times(
 
 def other_models_rows(repeats: int, threads: int | None) -> list[list[Any]]:
     """Run in a child process: :func:`bench_other_models` on the benchmark's scene."""
-    from samkit.bench_engine import scene
+    from common import scene
     from samkit.device import set_cpu_threads
 
     set_cpu_threads(threads)
