@@ -155,3 +155,13 @@ def test_exact_stats_and_masks_equal_full_resolution(orig, inp) -> None:
     full_edge = two_step(torch.from_numpy(edge), inp, orig) > 0
     assert exact_masks(edge, geometry, 0.0) == masks_to_rle(full_edge.numpy())
     assert np.array_equal(exact_stats(edge, geometry, 0.0, 1.0).boxes, mask_to_box(full_edge))
+
+
+def test_exact_path_takes_empty_batches() -> None:
+    from samkit.postprocess.exact import Geometry, exact_masks, exact_stats
+
+    geometry = Geometry(256, 1024, (768, 1024), (240, 320))
+    empty = np.zeros((0, 256, 256), np.float32)
+    stats = exact_stats(empty, geometry, 0.0, 1.0)
+    assert stats.stability.shape == (0,) and stats.boxes.shape == (0, 4)
+    assert exact_masks(empty, geometry, 0.0) == []

@@ -7,8 +7,7 @@ what a run did.
   mask also skips the grid points inside it.
 - After the crop's NMS, every skipped point that no surviving mask covers is decoded after all
   (a repair pass), so a skipped point is always inside a kept mask.
-- The low-res filter and a bfloat16 decoder (where the CPU or GPU has it) come with it; see
-  :class:`~samkit.amg.generator.Speed`.
+- The low-res filter comes with it (torch engines); see :class:`Speed`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ __all__ = [
     "Speed",
     "confident_masks",
     "covered_by",
-    "fast_bf16",
     "sparse_first",
 ]
 
@@ -74,21 +72,6 @@ class EverythingStats:
             f"segment everything ({self.mode}): {self.decoded}/{self.points} points decoded, "
             f"{self.skipped} skipped, {self.candidates} candidates, {self.kept} masks kept"
         )
-
-
-def fast_bf16(engine: Any) -> bool:
-    """Whether fast mode decodes in bfloat16 on this engine: torch on a CUDA GPU with bf16, or
-    on a CPU with native bf16 matrix products (AVX512-BF16 / AMX)."""
-    if getattr(engine, "backend", "") != "torch":
-        return False
-    import torch
-
-    from samkit.device import cpu_supports_bf16
-
-    device = engine.device
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return device.type == "cpu" and cpu_supports_bf16()
 
 
 def sparse_first(n_points: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,6 @@ from samkit.amg.fast import (
     Speed,
     confident_masks,
     covered_by,
-    fast_bf16,
     sparse_first,
 )
 from samkit.amg.grid import (
@@ -138,8 +137,9 @@ class SamAutomaticMaskGenerator:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
         self.engine = as_engine(model)
-        if fast:
-            bf16 = bf16 or fast_bf16(self.engine)
+        if fast:  # the TinySAM-style composition (bf16 is opt-in: see Speed)
+            skip_covered = True
+            low_res_filter = low_res_filter or self.engine.backend == "torch"
         if self.engine.backend != "torch" and (low_res_filter or bf16):
             raise SamkitError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "

@@ -198,6 +198,9 @@ def exact_stats(low: np.ndarray, geometry: Geometry, threshold: float, offset: f
     offset`` over ``> threshold - offset``), areas and boxes of ``logits > threshold`` in the
     ``original_size`` frame."""
     low = np.ascontiguousarray(low, dtype=np.float32)
+    if len(low) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return MaskStats(np.zeros(0, np.float32), empty, np.zeros((0, 4), np.int64))
     rows, cols = geometry.axes()
     levels = (threshold + offset, threshold - offset, threshold)
     above, undecided = _classify(low, rows, cols, levels)
@@ -274,6 +277,8 @@ def exact_masks(low: np.ndarray, geometry: Geometry, threshold: float) -> list[d
     ``original_size`` frame, **exact**. Each mask is built on the tiles of its box only and
     run-length encoded from there."""
     low = np.ascontiguousarray(low, dtype=np.float32)
+    if len(low) == 0:
+        return []
     rows, cols = geometry.axes()
     (above,), undecided = _classify(low, rows, cols, (threshold,))
     return [
