@@ -39,9 +39,9 @@ class Speed:
     skip_covered: hierarchical sampling, sparse grid first, then only the points no accepted
         mask covers (:mod:`samkit.amg.fast`).
 
-    ``fast=True`` on the generator turns on ``bf16`` where the device computes it natively
-    (the combination that kept the masks in ``benchmarks/bench_everything.py``); the other two
-    stay opt-in: on masks of many sizes around every point they lose masks.
+    ``fast=True`` on the generator turns on ``skip_covered`` and (torch engines)
+    ``low_res_filter``; ``bf16`` stays opt-in: on the CPU decoder it was measured no faster, and
+    it moves steep logits across the stability thresholds (``benchmarks/README.md``).
     """
 
     low_res_filter: bool = False

@@ -73,8 +73,9 @@ class SamAutomaticMaskGenerator:
     per crop layer), ``min_mask_region_area`` (fill holes / drop islands below this many pixels,
     then NMS again), ``output_mode`` ``"binary_mask"`` | ``"uncompressed_rle"`` | ``"coco_rle"``.
 
-    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (all of them), or one by
-    one ``low_res_filter``, ``bf16``, ``skip_covered``, see :class:`Speed`. ``verbose=True``
+    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (``skip_covered`` and
+    ``low_res_filter``), or one by one ``low_res_filter``, ``bf16``, ``skip_covered``, see
+    :class:`~samkit.amg.fast.Speed`. ``verbose=True``
     prints what each ``generate`` did (points decoded and skipped, masks kept); it is in
     :attr:`stats` either way. ``decoder_batch`` prompts per decoder pass (default: the engine's;
     ``decode_batch`` is its old spelling, still accepted).
