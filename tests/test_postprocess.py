@@ -165,3 +165,6 @@ def test_exact_path_takes_empty_batches() -> None:
     stats = exact_stats(empty, geometry, 0.0, 1.0)
     assert stats.stability.shape == (0,) and stats.boxes.shape == (0, 4)
     assert exact_masks(empty, geometry, 0.0) == []
+    for logits in (empty, torch.from_numpy(empty)):  # the low-res filter's path
+        keep, stab, masks = filter_stable(logits, 0.0, 1.0, 0.95)
+        assert keep.shape == stab.shape == (0,) and masks.shape == (0, 256, 256)

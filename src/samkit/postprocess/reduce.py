@@ -33,9 +33,10 @@ def binarize(logits: Any, threshold: float) -> Any:
 def count_above(logits: torch.Tensor | np.ndarray, threshold: float) -> np.ndarray:
     """``(N,)`` int64 number of pixels of each ``(N, H, W)`` logit map ``> threshold``."""
     above = binarize(logits, threshold)
+    n, size = above.shape[0], int(np.prod(above.shape[1:]))
     if not isinstance(above, np.ndarray):
-        above = above.reshape(above.shape[0], -1).cpu().numpy()
-    return np.count_nonzero(above.reshape(above.shape[0], -1), axis=1).astype(np.int64)
+        above = above.reshape(n, size).cpu().numpy()
+    return np.count_nonzero(above.reshape(n, size), axis=1).astype(np.int64)
 
 
 def stability_from_counts(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
