@@ -9,6 +9,7 @@ regions with a few parts and holes rather than pixel noise, which polygons canno
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +465,95 @@ def test_corrupt_image_is_reported_and_skipped(
     assert "broken.jpg" in captured and "1 errors" in captured
 
 
+def test_coco_run_over_a_subset_never_shrinks_instances(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    """instances.json keeps the images a later run over a subset did not label, also with
+    .coco_parts deleted; it used to be rewritten with the subset only."""
+    out = tmp_path / "out"
+    args = {"det_model": _detector(dataset), "sam_model": sam_model, "output_dir": out,
+            "format": "coco", "progress": False, "verbose": False}  # fmt: skip
+    auto_annotate(dataset["root"], **args)
+    full = json.loads((out / "instances.json").read_text())
+    assert len(full["images"]) == 3 and len(full["annotations"]) == 4
+
+    def by_name(coco: dict[str, Any]) -> dict[str, list[Any]]:
+        names = {i["id"]: i["file_name"] for i in coco["images"]}
+        table: dict[str, list[Any]] = {n: [] for n in names.values()}
+        for a in coco["annotations"]:
+            table[names[a["image_id"]]].append((a["category_id"], a["segmentation"]))
+        return table
+
+    subset = [dataset["root"] / "shapes.png"]
+    for drop_parts in (False, True):
+        if drop_parts:
+            shutil.rmtree(out / ".coco_parts")
+        summary = auto_annotate(subset, overwrite=True, **args)
+        assert summary.annotated == 1
+        merged = json.loads((out / "instances.json").read_text())
+        assert by_name(merged) == by_name(full)
+        assert [a["id"] for a in merged["annotations"]] == [1, 2, 3, 4]
+
+
+def test_unreadable_instances_json_stops_before_any_work(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    (tmp_path / "instances.json").write_text('{"images": [')
+    seen = []
+
+    def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen.append(1)
+        return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+
+    with pytest.raises(samkit.SamkitError, match="cannot be read as COCO instances"):
+        auto_annotate(dataset["root"], det_model=detect, sam_model=sam_model,
+                      output_dir=tmp_path, format="coco", progress=False)  # fmt: skip
+    assert seen == [] and (tmp_path / "instances.json").read_text() == '{"images": ['
+
+
+def test_resume_removes_temporary_files_of_a_killed_run(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    (tmp_path / "sub").mkdir()
+    orphans = [tmp_path / ".shapes.txt.a1b2c3d4.tmp", tmp_path / ".instances.json.zz_9x8w7.tmp",
+               tmp_path / "sub" / ".x.json.q1w2e3r4.tmp"]  # fmt: skip
+    mine = [tmp_path / "notes.tmp", tmp_path / ".draft.tmp", tmp_path / ".a.txt.tmp"]
+    for p in orphans + mine:
+        p.write_text("x")
+    auto_annotate(dataset["root"], det_model=lambda im: (np.zeros((0, 4)), np.zeros(0), np.zeros(0)),
+                  sam_model=sam_model, output_dir=tmp_path, format="yolo,coco", progress=False,
+                  verbose=False)  # fmt: skip
+    assert [p.exists() for p in orphans] == [False] * 3
+    assert [p.exists() for p in mine] == [True] * 3  # not samkit's: left alone
+
+
+def test_image_the_model_cannot_take_is_reported_and_skipped(
+    dataset: dict[str, Any], sam_model: samkit.Sam, tmp_path: Path
+) -> None:
+    """A 10000 x 1 image shrinks to 0 rows at the model's input: reported with its path and
+    skipped, on the first run and on every resume (it used to stop the folder for good)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    img, boxes, classes = dataset["objects"]["shapes"]
+    cv2.imwrite(str(folder / "good.png"), img[..., ::-1])
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 10000, 3), 128, np.uint8))
+
+    def whole_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if image.shape[0] == 1:
+            return np.array([[0.0, 0.0, image.shape[1], 1.0]]), np.array([0]), np.ones(1)
+        return boxes, classes, np.ones(len(boxes))
+
+    for run in range(2):
+        summary = auto_annotate(folder, det_model=whole_image, sam_model=sam_model,
+                                output_dir=tmp_path / "out", progress=False, verbose=False)  # fmt: skip
+        assert summary.errors == 1 and summary.failures[0]["image"] == "thin.png"
+        assert "10000x1" in summary.failures[0]["error"]
+        assert "too thin" in summary.failures[0]["error"]
+        assert (summary.annotated, summary.skipped) == ((1, 0) if run == 0 else (0, 1))
+    assert (tmp_path / "out" / "good.txt").stat().st_size > 0
+    assert not (tmp_path / "out" / "thin.txt").exists()
+
+
 # --------------------------------------------------------------------------- formats
 
 
@@ -586,10 +676,12 @@ def test_tolerance_simplifies_and_coordinates_are_rounded(tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- API, CLI
 
 
-def test_default_output_dir_matches_ultralytics(tmp_path: Path) -> None:
+def test_default_output_dir_is_labels_beside_images(tmp_path: Path) -> None:
+    """images/ + labels/ (a YOLO dataset), not Ultralytics' images_auto_annotate_labels/."""
     (tmp_path / "images").mkdir()
-    assert default_output_dir(tmp_path / "images", tmp_path / "images") == (
-        tmp_path / "images_auto_annotate_labels"
+    assert default_output_dir(tmp_path / "images", tmp_path / "images") == tmp_path / "labels"
+    assert default_output_dir(tmp_path / "labels", tmp_path / "labels") == (
+        tmp_path / "labels_auto_annotate"
     )
     assert samkit.auto_annotate is auto_annotate
 
@@ -603,6 +695,10 @@ def test_default_output_dir_matches_ultralytics(tmp_path: Path) -> None:
         ({"polygon_mode": "hull"}, ValueError, "polygon_mode must be"),
         ({"batch": 0}, ValueError, "batch must be >= 1"),
         ({"det_model": 42}, ValueError, "det_model must be"),
+        ({"batch": "a"}, ValueError, "batch must be >= 1 .an int., got 'a'"),
+        ({"conf": "high"}, ValueError, r"conf must be a number in \[0, 1\], got 'high'"),
+        ({"classes": ["a"]}, ValueError, "classes must be a list of class indices"),
+        ({"max_det": 0}, ValueError, "max_det must be >= 1"),
     ],
 )
 def test_invalid_arguments(

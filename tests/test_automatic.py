@@ -320,6 +320,12 @@ def test_everything_params_accepts_both_namings() -> None:
         ({"points_per_side": 0}, "points_per_side"),
         ({"crop_n_layers": -1}, "crop_n_layers"),
         ({"points_per_batch": 0}, "points_per_batch"),
+        ({"stability_score_thresh": 5}, r"stability_score_thresh must be a number in \[0, 1\]"),
+        ({"points_per_side": True}, "points_per_side must be an int >= 1, got True"),
+        ({"crop_overlap_ratio": 2}, r"crop_overlap_ratio must be a number in \[0, 1\)"),
+        ({"min_mask_region_area": -5}, "min_mask_region_area must be an int >= 0"),
+        ({"pred_iou_thresh": float("nan")}, "pred_iou_thresh must be a number in"),
+        ({"box_nms_thresh": 0}, r"box_nms_thresh must be a number in \(0, 1\]"),
     ],
 )
 def test_generator_rejects_bad_parameters(models, kwargs, match_text) -> None:

@@ -65,3 +65,17 @@ def test_in_child_returns_the_result_or_none() -> None:
     assert isinstance(pid, int) and pid != os.getpid()
     assert in_child(os.path.join, "a", "b") == os.path.join("a", "b")
     assert in_child(os.stat, "/nonexistent/samkit") is None  # the child failed
+
+
+def test_benchmark_mode_outside_a_checkout_says_why(monkeypatch, tmp_path) -> None:
+    """An installed samkit has no benchmarks/ folder: the mode explains instead of failing."""
+    import pytest
+
+    import samkit
+    from samkit.cli_modes import benchmark
+    from samkit.errors import SamkitError
+
+    fake = tmp_path / "site-packages" / "samkit" / "__init__.py"
+    monkeypatch.setattr(samkit, "__file__", str(fake))
+    with pytest.raises(SamkitError, match="source checkout"):
+        benchmark({"models": "mobile_sam"})

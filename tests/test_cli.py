@@ -107,7 +107,7 @@ def test_predict_without_prompts(setup, tmp_path):
     ("args", "code", "needle"),
     [
         (["predict", "source=x.png", "poinst=[1,2]"], 2, "Did you mean 'points'?"),
-        (["predict", "source=x.png", "--multimsk"], 2, "Did you mean 'multimask'?"),
+        (["predict", "source=x.png", "--multimsk"], 2, "Did you mean 'multimask_output'?"),
         (["predict", "source=x.png", "conf=abc"], 2, "bad value for conf: 'abc'"),
         (["predict", "source=x.png", "points=__import__('os')"], 2, "bad value for points"),
         (["predict", "source=missing.png", "points=[1,2]"], 1, "does not exist"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,8 +25,10 @@ import cv2
 import numpy as np
 import pytest
 
-# Ray reads its auth mode when imported: the driver, the head and the worker node must agree.
+# Ray reads its auth settings when imported: the driver, the head and the worker node share a
+# token made here (a fresh machine has no ~/.ray/auth_token).
 os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")

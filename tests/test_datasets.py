@@ -177,3 +177,15 @@ def test_embedding_store_memory_disk_and_model_isolation(tmp_path):
     np.testing.assert_array_equal(model.engine.upscale(low)[0], np.asarray(ref)[0])
     with pytest.raises(ValueError, match="model_key"):
         EmbeddingStore(None, "a/b")
+
+
+def test_images_argument_points_at_a_separate_folder(tmp_path):
+    data = make_shapes_dataset(tmp_path / "d", 2, fmt="coco")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "d" / "images").rename(moved)
+    lost = open_dataset(data)
+    assert len(lost) == 0 and len(lost.problems) == 2  # reported: image file not found
+    ds = open_dataset(data, images=moved)
+    assert len(ds) == 2 and not ds.problems and ds[0].path.parent == moved
+    with pytest.raises(DatasetError, match="images"):
+        open_dataset(data, images=tmp_path / "nope")

@@ -379,3 +379,126 @@ def test_stage2_prompts_in_the_loop_from_a_stage1_checkpoint(images: Path, tmp_p
         f"mask loss {two.rows[0]['train/masks']:.3f} -> {b['train/masks']:.3f}"
     )
     assert "train/masks" in b and 0 < b["train/masks"] < two.rows[0]["train/masks"]
+
+
+# ---------------------------------------------------------------------------- resume, torchrun
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_resume_after_kill_equals_uninterrupted(images: Path, tmp_path: Path) -> None:
+    from samkit.distillation.task import DistillSettings, DistillTask
+    from samkit.train import TrainConfig, fit
+
+    class Killed(DistillTask):
+        calls = 0
+
+        def batch(self, indices: list[int], epoch: int) -> dict:
+            if epoch == 1:
+                Killed.calls += 1
+                if Killed.calls == 2:
+                    raise _Killed
+            return super().batch(indices, epoch)
+
+    teacher = make_teacher()
+    settings = dict(data=str(images), val_images=4, cache=str(tmp_path / "cache"), agreement=False)
+    loop = dict(epochs=2, batch=2, lr=5e-3, warmup=0, progress=False, name="distill")
+
+    def run(task_type: type, project: str, **extra: object):  # type: ignore[no-untyped-def]
+        task = task_type(DistillSettings(**settings), teacher=teacher, student=make_student())
+        return fit(task, TrainConfig(project=str(tmp_path / project), **loop, **extra))
+
+    full = run(DistillTask, "a")
+    with pytest.raises(_Killed):
+        run(Killed, "b")
+    resumed = run(DistillTask, "b", resume=True)
+    a = torch.load(full.last, weights_only=True)
+    b = torch.load(resumed.last, weights_only=True)
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    print(f"resumed vs uninterrupted distillation: max |dw| = {diff:.3g}")
+    assert diff < 1e-5 and [r["epoch"] for r in resumed.rows] == [1, 2]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two CPU processes (gloo): rank 0 fills the cache, rank 1 reads it; one run folder.
+    (TinyViT's batch norms see half the batch per process, so weights are not compared.)"""
+    import csv
+    import os
+    import sys
+
+    from samkit.distillation.student import save_checkpoint
+    from samkit.train.distributed import spawn
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    teacher_file = tmp_path / "teacher.pt"
+    torch.save(make_teacher().state_dict(), teacher_file)
+    student_file = save_checkpoint(build_student(make_student(), make_teacher()), tmp_path / "s.pt")
+    kwargs = dict(
+        teacher=str(teacher_file),
+        student=str(student_file),
+        data=str(images),
+        val_images=4,
+        cache=str(tmp_path / "cache"),
+        epochs=2,
+        batch=4,
+        lr=5e-3,
+        warmup=0,
+        agreement=False,
+        device="cpu",
+        progress=False,
+        project=str(tmp_path / "runs"),
+    )
+    assert spawn("samkit.distillation.api:distill", kwargs, nproc=2) == 0
+    run = tmp_path / "runs" / "distill"
+    assert not (tmp_path / "runs" / "distill2").exists()  # only rank 0 wrote
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    mse = [float(r["val/embed_mse"]) for r in rows]
+    print(f"2 processes: held-out embedding MSE per epoch {mse}")
+    assert len(rows) == 2 and mse[-1] < mse[0]
+    assert build_sam(run / "weights" / "best.pt").config.encoder.embed_dims == (32, 64, 96, 128)
+
+
+def test_stage2_ground_truth_prompts_follow_the_flip(tmp_path: Path) -> None:
+    """A labelled dataset gives stage 2 its GT boxes / interior points in the input frame,
+    mirrored with the image for the flipped copy; the loss runs on them."""
+    from samkit import transforms
+    from samkit.distillation.data import EmbeddingPairs
+
+    teacher = make_teacher()
+    ds = open_dataset(make_shapes_dataset(tmp_path / "coco", 2, size=(96, 128), seed=4))
+    cache = _cache(tmp_path / "cache", teacher)
+    encoder = TeacherEncoder(teacher)
+    _, hashes = fill(cache, ds, encoder, flips=(False, True))
+    pairs = EmbeddingPairs(
+        ds, hashes, cache, mean=encoder.mean, std=encoder.std, flips=(False, True), gt_prompts=3
+    )
+    plain, flipped = pairs[0], pairs[1]
+    inst = ds[0].instances[0]
+    expected = transforms.apply_boxes(inst.box.astype(float), (96, 128), SIZE)
+    assert int(plain["gt_count"]) == min(3, len(ds[0].instances))
+    assert np.allclose(plain["gt_boxes"][0].numpy(), expected, atol=1e-4)
+    x0, y0, x1, y1 = inst.box.astype(float)
+    mirrored = transforms.apply_boxes(np.array([127 - x1, y0, 127 - x0, y1]), (96, 128), SIZE)
+    assert np.allclose(flipped["gt_boxes"][0].numpy(), mirrored, atol=1e-4)
+    px, py = (float(v) for v in plain["gt_points"][0])  # input frame = original here (128 px)
+    assert inst.mask[round(py), round(px)]
+
+    student = build_student(make_student(), teacher).train()
+    student.mask_decoder.fast = False
+    batch = {k: torch.stack([plain[k], flipped[k]]) for k in plain}
+    emb = student.image_encoder(batch["image"])
+    loss = prompt_loss(
+        student,
+        teacher,
+        emb,
+        batch["target"],
+        batch["input_size"],
+        prompts_per_image=3,
+        generator=torch.Generator().manual_seed(0),
+        gt=batch,
+    )
+    assert torch.isfinite(loss) and float(loss.detach()) > 0

@@ -239,6 +239,9 @@ def test_existing_labels_are_loaded_not_overwritten(
     out.mkdir()
     yolo = out / "img00.txt"
     yolo.write_text("1 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5\n")
+    (out / "data.yaml").write_text(
+        "path: .\ntrain: images\nval: images\nnames:\n  0: horse\n  1: dog\n"
+    )
     data = tmp_path / "data"
     data.mkdir()
     for p in images:
@@ -248,10 +251,16 @@ def test_existing_labels_are_loaded_not_overwritten(
              "shape_type": "polygon", "flags": {}}  # fmt: skip
     labelme.write_text(json.dumps({"version": "5.4.1", "flags": {}, "shapes": [shape],
         "imagePath": "img03.png", "imageData": None, "imageHeight": 96, "imageWidth": 128}))  # fmt: skip
-    before = {yolo: yolo.read_bytes(), labelme: labelme.read_bytes()}
+    data_yaml = out / "data.yaml"
+    before = {
+        yolo: yolo.read_bytes(),
+        labelme: labelme.read_bytes(),
+        data_yaml: data_yaml.read_bytes(),
+    }
     server = build(data, str(ckpt), CLASSES, output_dir=out, cache_dir=tmp_path / "c", prefetch=0)
     client = TestClient(server.app)
-    assert client.get("/api/config").json()["classes"] == ["cat", "dog", "bird"]
+    # data.yaml's ids first (the YOLO file uses them), then the new classes
+    assert client.get("/api/config").json()["classes"] == ["horse", "dog", "cat", "bird"]
     (dog,) = client.get("/api/images/0/annotations").json()
     assert dog["label"] == "dog"
     mask = rle_to_mask(dog["rle"])
@@ -262,8 +271,9 @@ def test_existing_labels_are_loaded_not_overwritten(
     assert flags == [True, False, False, True]
     assert all(p.read_bytes() == b for p, b in before.items())
     client.put("/api/images/0/annotations", json=[dog, {"label": "cat", "rle": bird["rle"]}])
-    assert yolo.read_text().splitlines()[0].startswith("1 ")  # the loaded object is kept
-    assert len(yolo.read_text().splitlines()) == 2
+    lines = yolo.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["1", "2"]  # the loaded dog is kept, cat is 2
+    assert "cat" in (out / "data.yaml").read_text() and "horse" in (out / "data.yaml").read_text()
     assert labelme.read_bytes() == before[labelme]  # files beside the images are never written
 
 
@@ -415,3 +425,33 @@ def test_unreadable_images_are_reported_not_fatal(
     answer = client.post("/api/images/1/predict", json={"points": [[5, 5]], "labels": [1]})
     assert answer.status_code == 409 and answer.json()["detail"].startswith("id:")
     assert client.post("/api/images/0/predict", json={"box": [1, 1, 9, 9]}).status_code == 200
+
+
+def test_if_match_guards_edits_of_the_same_image(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    """Two annotators read image 0; the second save with the old version gets 412 and nothing
+    of the first is lost. Without If-Match the last writer wins."""
+    client = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
+    a = np.zeros((96, 128), bool)
+    a[5:20, 5:30] = True
+    b = np.zeros((96, 128), bool)
+    b[50:70, 60:90] = True
+    first = client.get("/api/images/0/annotations")
+    version = first.headers["ETag"]
+    one = [{"label": "cat", "rle": coco_rle(a)}]
+    saved = client.put("/api/images/0/annotations", json=one, headers={"If-Match": version})
+    assert saved.status_code == 200 and saved.headers["ETag"] != version
+    other = [{"label": "dog", "rle": coco_rle(b)}]
+    stale = client.put("/api/images/0/annotations", json=other, headers={"If-Match": version})
+    assert stale.status_code == 412 and stale.json()["detail"].startswith("If-Match")
+    assert client.get("/api/images/0/annotations").json() == one
+    now = client.get("/api/images/0/annotations").headers["ETag"]
+    assert now == saved.headers["ETag"]
+    both = one + other
+    assert (
+        client.put("/api/images/0/annotations", json=both, headers={"If-Match": now}).status_code
+        == 200
+    )
+    assert client.put("/api/images/0/annotations", json=other).status_code == 200  # no If-Match
+    assert client.get("/api/images/0/annotations").json() == other

@@ -159,6 +159,31 @@ def test_click_commit_next_export_in_chromium(setup: dict[str, Any], tmp_path: P
     _shot(driver, tmp_path / "03_committed.png")
     assert "1 annotated" in driver.find_element(By.ID, "progress").text
 
+    # Tab cycles the 3 candidates of a single click; a drag draws a box prompt.
+    ActionChains(driver).send_keys("\ue00c").perform()  # Esc
+    ActionChains(driver).move_to_element_with_offset(canvas, 0, 0).click().perform()
+    _wait(driver, "return window.samkit.latencies.length === 4")
+    first = driver.execute_script("return window.samkit.cand")
+    ActionChains(driver).send_keys("\ue004").perform()  # Tab
+    assert driver.execute_script("return window.samkit.cand") == (first + 1) % 3
+    ActionChains(driver).send_keys("\ue00c").perform()
+    x1, y1 = to_screen(40, 30)
+    x2, y2 = to_screen(200, 150)
+    ActionChains(driver).move_to_element_with_offset(
+        canvas,
+        round(x1 - rect["x"] - size["width"] / 2),
+        round(y1 - rect["y"] - size["height"] / 2),
+    ).click_and_hold().move_by_offset(round(x2 - x1) // 2, round(y2 - y1) // 2).move_by_offset(
+        round(x2 - x1) - round(x2 - x1) // 2, round(y2 - y1) - round(y2 - y1) // 2
+    ).release().perform()
+    _wait(driver, "return window.samkit.latencies.length === 5")
+    box = driver.execute_script("return window.samkit.box")
+    assert np.allclose(box, [40, 30, 200, 150], atol=1.5), box
+    shown = driver.execute_script("const s = window.samkit; return s.pred.masks[s.cand].rle")
+    want_box, _, _ = predictor.predict(box=np.array(box), multimask_output=False)
+    np.testing.assert_array_equal(rle_to_mask(shown), want_box[0])
+    ActionChains(driver).send_keys("\ue00c").perform()
+
     # Next image (D), then export COCO from the page.
     ActionChains(driver).send_keys("d").perform()
     _wait(driver, "return window.samkit.cur === 1 && window.samkit.image")
@@ -170,6 +195,8 @@ def test_click_commit_next_export_in_chromium(setup: dict[str, Any], tmp_path: P
     assert [a["category_id"] for a in coco["annotations"]] == [2]
     assert [im["file_name"] for im in coco["images"]] == ["img00.png"]
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("01_open.png", "02_mask.png"))
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors  # no script errors, no failed requests
     keep = os.environ.get("SAMKIT_TEST_ARTIFACTS")  # e.g. a CI artefact folder
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,20 @@ def test_bad_image_format(predictor: samkit.SamPredictor) -> None:
         ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([1, 0])}, r"\(1,\)"),
         ({"point_coords": np.array([[np.nan, 2.0]]), "point_labels": np.array([1])}, "NaN"),
         ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([5])}, "foreground"),
+        ({"point_coords": np.array([["1", "2"]]), "point_labels": np.array([1])}, "numbers"),
+        ({"point_coords": [["a", 2]], "point_labels": [1]}, "numbers"),
+        ({"point_coords": np.array([[1e300, 2.0]]), "point_labels": np.array([1])}, "at most"),
+        ({"box": np.array([np.nan, 2.0, 3.0, 4.0])}, "NaN"),
+        ({"box": np.array([np.inf, 2.0, 3.0, 4.0])}, "infinite"),
+        ({"box": np.array([1.0, 2.0, 3.0, 1e300])}, "at most"),
+        (
+            {"box": np.array([1.0, 2.0, 3.0, 4.0]), "mask_input": np.full((1, 256, 256), np.nan)},
+            "NaN",
+        ),
+        (
+            {"box": np.array([1.0, 2.0, 3.0, 4.0]), "mask_input": np.full((1, 256, 256), 1e300)},
+            "float32",
+        ),
         ({"box": np.array([1.0, 2.0, 3.0])}, "4 numbers"),
         (
             {"box": np.array([1.0, 2.0, 3.0, 4.0]), "mask_input": np.zeros((256, 256))},

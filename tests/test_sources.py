@@ -48,6 +48,19 @@ def test_folder_reports_non_image_and_goes_on(tiny, folder, caplog):
     assert [Path(r.path).name for r in recursive] == ["a.png", "b.jpg", "c.png"]
 
 
+def test_folder_skips_an_image_the_model_cannot_take(tiny, folder, caplog):
+    """A 10000 x 1 image has no rows left at the model's input size: in a folder it is
+    reported with its path and skipped; alone it is a SourceError naming its size."""
+    cv2.imwrite(str(folder / "thin.png"), np.full((1, 10000, 3), 128, np.uint8))
+    results = tiny.predict(folder, bboxes=BOX)
+    assert [Path(r.path).name for r in results] == ["a.png", "b.jpg"]
+    skipped = {Path(s["path"]).name: s["error"] for s in tiny.last_run.skipped}
+    assert set(skipped) == {"notes.txt", "thin.png"} and "too thin" in skipped["thin.png"]
+    assert "thin.png" in caplog.text
+    with pytest.raises(SourceError, match="10000x1 pixels"):
+        tiny.predict(folder / "thin.png", bboxes=BOX)
+
+
 def test_glob_list_array_pil(tiny, folder):
     assert len(tiny.predict(str(folder / "*.png"), bboxes=BOX)) == 1
     rgb = write_image(folder / "d.png", 32, 48, seed=4)

@@ -83,6 +83,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
     assert resumed.rows[-1]["train/loss"] == pytest.approx(full.rows[-1]["train/loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
     one = fit(ToyTask(), _config(tmp_path / "a", epochs=2, batch=8))
     acc = fit(ToyTask(), _config(tmp_path / "b", epochs=2, batch=8, accumulate=4))

@@ -239,8 +239,16 @@ def test_metrics_equal_an_independent_computation(tiny, shapes, tmp_path):
                 assert rows[(p, s.name, inst.instance_id)].iou == pytest.approx(
                     ref[p][-1], abs=1e-12
                 )
+    images = [s.name for s in ds for _ in s.instances]
     for p, values in ref.items():
-        assert res.models["tiny.pt"][p]["miou"] == pytest.approx(np.mean(values), abs=1e-12)
+        m = res.models["tiny.pt"][p]
+        assert m["miou"] == pytest.approx(np.mean(values), abs=1e-12)
+        per_image = [
+            np.mean([v for v, i in zip(values, images, strict=True) if i == k])
+            for k in dict.fromkeys(images)
+        ]
+        assert m["miou_image"] == pytest.approx(np.mean(per_image), abs=1e-12)
+        assert sum(b["n"] for b in m["by_size"].values()) == len(values)
         assert 0.0 < np.mean(values) < 1.0 and len(set(values)) > 2, "degenerate IoUs"
     assert res.metrics["box"]["n"] == sum(len(s.instances) for s in ds) >= 6
     doc = json.loads((res.save_dir / "metrics.json").read_text())
@@ -293,6 +301,10 @@ def test_coco_edge_cases_through_val(tmp_path, tiny):
     d = json.loads((res.save_dir / "metrics.json").read_text())["dataset"]
     assert (d["images"], d["annotations"], d["crowd_skipped"], len(d["problems"])) == (2, 3, 2, 4)
     assert res.metrics["box"]["n"] == 3 and res.metrics["box"]["images"] == 2
+    (tmp_path / "b.png").write_bytes(b"not a png")  # a bad file: reported, the run goes on
+    res = val(tiny, data, protocols="box", device="cpu", save=False, verbose=False)
+    assert res.metrics["box"]["n"] == 2 and len(res.dataset["problems"]) == 5
+    assert res.dataset["problems"][-1]["file"] == str(tmp_path / "b.png")
 
 
 # ------------------------------------------------------------------------------ cache, runs, CLI
@@ -342,6 +354,8 @@ def test_cli_val_side_by_side_and_usage_errors(tmp_path, tiny, shapes, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("samkit: error: protocols must be among")
     assert main(["val", f"data={shapes}", "select=top"]) == 2
+    assert main(["val", f"data={tmp_path / 'missing.json'}"]) == 2
+    assert "data" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ other protocols
@@ -362,6 +376,12 @@ def test_everything_detections_and_teacher_protocols(tmp_path, tiny, shapes):
     )
     assert det["n"] == n and det["detections"] == n and 0.0 <= det["ap"] <= 1.0
     assert te["miou"] == 1.0 and te["n"] == 2 * n  # a model agrees with itself
+    # unlabelled images: a 3x3 grid of points, then the boxes of the teacher's masks
+    other = save_random_checkpoint(tmp_path / "other.pt", TINY_CONFIG, seed=2)
+    free = val(other, shapes.parent / "images", protocols="teacher", teacher=model, save=False,
+               verbose=False)  # fmt: skip
+    t = free.metrics["teacher"]
+    assert free.dataset["format"] == "images" and t["n"] > 18 and 0.0 < t["miou"] < 1.0
 
 
 def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):
@@ -369,7 +389,7 @@ def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):
     from samkit import SAM
 
     torch_model = SAM(tiny, device="cpu")
-    torch_model.export(format="onnx", output=tmp_path / "tiny_onnx")
+    torch_model.export(format="onnx", output=tmp_path / "tiny_onnx", check=False)
     onnx_model = SAM(tmp_path / "tiny_onnx")
     kw = {"protocols": "box,clicks", "max_clicks": 3, "save": False, "verbose": False}
     a, b = torch_model.val(data=shapes, **kw), onnx_model.val(data=shapes, **kw)
@@ -380,3 +400,56 @@ def test_onnx_backend_gives_the_torch_numbers(tmp_path, tiny, shapes):
         print(p, "max |IoU torch - ONNX|", np.max(np.abs(np.subtract(ra, rb))))
         np.testing.assert_allclose(rb, ra, atol=1e-3)
         assert abs(a.metrics[p]["miou"] - b.metrics[p]["miou"]) < 5e-3
+
+
+# ------------------------------------------------------------------------------ options
+class CandidatesEngine(SquaresEngine):
+    """Three candidates per prompt -- nothing, the upper half of the truth, all of it -- with
+    predicted IoUs 0.9 / 0.5 / 0.1; the single output is the upper half."""
+
+    def __init__(self, truth: np.ndarray):
+        super().__init__([], (0, 0, 0))
+        self.truth = truth
+
+    def decode(self, objects, multimask_output):
+        half = self.truth.copy()
+        half[32:] = False
+        cands = [np.zeros_like(half), half, self.truth] if multimask_output else [half]
+        low = np.stack([np.where(c, 5.0, -5.0) for c in cands]).astype(np.float32)
+        scores = np.array([0.9, 0.5, 0.1][: len(cands)], np.float32)
+        return np.repeat(low[None], len(objects), 0), np.tile(scores, (len(objects), 1))
+
+
+@pytest.mark.parametrize(
+    ("select", "box", "point"),
+    [(None, 0.5, 0.0), ("best", 0.0, 0.0), ("first", 0.0, 0.0), ("oracle", 1.0, 1.0),
+     ("single", 0.5, 0.5)],
+)  # fmt: skip
+def test_mask_selection_rules(tmp_path, select, box, point):
+    from samkit import val
+
+    squares = [(4, 4, 9), (40, 4, 9)]
+    data = _square_dataset(tmp_path, squares)
+    truth = np.zeros((64, 64), bool)
+    for y, x, s in squares:
+        truth[y : y + s, x : x + s] = True
+    res = val(CandidatesEngine(truth), data, protocols="box,point", select=select, save=False,
+              verbose=False)  # fmt: skip
+    assert res.metrics["box"]["miou"] == pytest.approx(box)
+    assert res.metrics["point"]["miou"] == pytest.approx(point)
+    assert res.settings["select"]["box"] == (select or "single")
+
+
+def test_box_jitter_is_seeded_and_stays_in_the_image():
+    from samkit.evaluation.protocols import _rng, jitter_box
+
+    box = np.array([10.0, 20.0, 49.0, 39.0])
+    a = jitter_box(box, 0.1, _rng(0, "img.png", 3), (60, 80))
+    assert np.array_equal(a, jitter_box(box, 0.1, _rng(0, "img.png", 3), (60, 80)))
+    assert not np.array_equal(a, jitter_box(box, 0.1, _rng(1, "img.png", 3), (60, 80)))
+    assert not np.array_equal(a, box) and np.array_equal(
+        jitter_box(box, 0.0, _rng(0, "x", 0), (60, 80)), box
+    )
+    many = np.stack([jitter_box(box, 2.0, _rng(s, "i", 0), (60, 80)) for s in range(50)])
+    assert many.min() >= 0 and many[:, [0, 2]].max() <= 79 and many[:, [1, 3]].max() <= 59
+    assert (many[:, 0] <= many[:, 2]).all() and (many[:, 1] <= many[:, 3]).all()

@@ -89,6 +89,12 @@ def load_weights(
         problems.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:3])})")
     if problems:
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite weights in {len(bad)} tensor(s) (e.g. "
+            f"{', '.join(bad[:3])}); the file is damaged or came from a diverged training run"
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -108,6 +114,11 @@ def build_sam(
         if config is None:
             raise ArgumentError("build_sam needs a checkpoint (path or model name) or a config")
         return build_from_config(config)
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise CheckpointError(
+            f"checkpoint must be a file path or a model name such as 'sam_b' or 'mobile_sam', "
+            f"got {type(checkpoint).__name__} {checkpoint!r}"
+        )
     path = weights.resolve_checkpoint(checkpoint)
     state = weights.load_state_dict(path)
     inferred = infer_config(state)

@@ -16,6 +16,7 @@ import difflib
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -86,17 +87,19 @@ def parse_value(name: str, key: Key, text: str) -> Any:
         if want == "literal":
             return _literal(text)
         return text
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
         kind = {bool: "true or false", int: "an integer", float: "a number"}.get(
-            want, "a list or number like [[900,370]]"
+            want, "a list or number like [[400,370]]"
         )
         raise UsageError(f"bad value for {name}: {text!r} (expected {kind})") from None
 
 
 def _literal(text: str) -> Any:
+    if len(text) > 1_000_000:
+        raise ValueError("longer than 1,000,000 characters")
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         value = ast.literal_eval(text)  # literals only: no names, calls or attributes
         if not isinstance(value, (list, tuple, int, float, bool)):
             raise ValueError from None
@@ -104,9 +107,11 @@ def _literal(text: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------ parsing
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+def _suggest(word: str, options: Sequence[str], renamed: dict[str, str] | None = None) -> str:
+    """' Did you mean ...?' for the closest option; an old spelling suggests its new name."""
+    renamed = renamed or {}
+    close = difflib.get_close_matches(word, [*options, *renamed], n=1, cutoff=0.5)
+    return f" Did you mean {renamed.get(close[0], close[0])!r}?" if close else ""
 
 
 def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any]:
@@ -128,7 +133,8 @@ def parse_args(mode_name: str, mode: Mode, argv: Sequence[str]) -> dict[str, Any
                 name = new
             if name not in keys:
                 raise UsageError(
-                    f"unknown key {name!r} for '{mode_name}'.{_suggest(name, list(keys))} "
+                    f"unknown key {name!r} for '{mode_name}'."
+                    f"{_suggest(name, list(keys), mode.renamed)} "
                     f"See: samkit {mode_name} --help"
                 )
             if not eq:
@@ -170,7 +176,8 @@ def _main_help() -> str:
         *(f"  {name.ljust(width)}  {mode.help}" for name, mode in MODES.items()),
         "",
         "samkit MODE --help lists the keys of a mode.",
-        "example: samkit predict model=mobile_sam.pt source=image.jpg points=[[900,370]] labels=[1]",
+        'example: samkit predict model=mobile_sam.pt source=image.jpg "points=[[400,370]]" "labels=[1]"',
+        "(quote values with brackets: zsh and other shells read [...] as a file pattern)",
     ]
     return "\n".join(lines)
 
@@ -185,6 +192,9 @@ def _mode_help(name: str, mode: Mode) -> str:
             tname = key.type if isinstance(key.type, str) else key.type.__name__
             default = "required" if key.required else f"default {key.default!r}"
             lines.append(f"  {key_name.ljust(width)}  {key.help} ({tname}, {default})")
+        if any(k.type == "literal" for k in mode.keys.values()):
+            lines += ["", 'Quote values with brackets, e.g. "points=[[400,370]]": zsh and other '
+                      "shells read [...] as a file pattern."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -212,16 +222,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_mode_help(name, mode))
             return 0
         parsed = parse_args(name, mode, args[1:])
-        return mode.run(parsed)
+        with warnings.catch_warnings():  # samkit's warnings as one line each, not Python's form
+            warnings.showwarning = _warning_line
+            return mode.run(parsed)
     except UsageError as exc:
         _error(exc)
         return 2
-    except (SamkitError, OSError, ValueError) as exc:
-        _error(exc)
+    except (SamkitError, OSError, ValueError, ImportError) as exc:
+        _error(exc)  # ImportError: an optional dependency, its message says what to install
         return 1
     except KeyboardInterrupt:
         print("samkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_line(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    print(f"samkit: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def _error(exc: BaseException) -> None:
@@ -240,17 +256,29 @@ def _setup_logging() -> None:
 
 
 # ------------------------------------------------------------------------------------ modes
-_MODEL = Key(str, "sam_b.pt", "checkpoint file or model name (sam_b, mobile_sam, ...)")
+_MODEL = Key(
+    str,
+    "sam_b.pt",
+    "checkpoint file or model name: sam_b (Ultralytics' default), mobile_sam (39 MiB, ~10x "
+    "faster on CPU), sam_l, sam_h, or grabcut (no weights)",
+)
 _DEVICE = Key(str, None, "torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
 
 PREDICT_KEYS: dict[str, Key] = {
     "model": _MODEL,
     "source": Key(str, None, "image, folder, glob, URL or video", required=True),
     "points": Key(
-        "literal", None, "points XY: [x,y], [[x,y],...] (1 object), [[[x,y],...],...] (N objects)"
+        "literal",
+        None,
+        'points XY: "points=[x,y]", "points=[[x,y],...]" (1 object), "points=[[[x,y],...],...]" '
+        "(N objects)",
     ),
-    "labels": Key("literal", None, "point labels, 1 foreground / 0 background, shaped like points"),
-    "bboxes": Key("literal", None, "boxes XYXY: [x1,y1,x2,y2] or [[...],...]"),
+    "labels": Key(
+        "literal",
+        None,
+        'point labels shaped like points: "labels=[1,0]" (1 foreground, 0 background)',
+    ),
+    "bboxes": Key("literal", None, 'boxes XYXY: "bboxes=[x1,y1,x2,y2]" or "bboxes=[[...],...]"'),
     "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
     "multimask_output": Key(bool, False, "3 candidates per object, keep the best"),
     "keep_all": Key(bool, False, "with multimask_output, keep all 3 candidates"),
@@ -338,14 +366,16 @@ MODES: dict[str, Mode] = {
             ),
             "sam_model": _MODEL,
             "device": _DEVICE,
-            "output_dir": Key(str, None, "default: <data>_auto_annotate_labels next to data"),
+            "output_dir": Key(
+                str, None, "default: a labels folder beside data (images/ -> labels/)"
+            ),
             "conf": Key(float, 0.25, "minimum detection score"),
             "iou": Key(float, 0.45, "NMS IoU (Ultralytics detectors)"),
             "imgsz": Key(int, 640, "detector input size (Ultralytics detectors)"),
             "max_det": Key(int, 300, "most boxes per image"),
-            "classes": Key("literal", None, "keep only these class ids, e.g. [0,2]"),
+            "classes": Key("literal", None, 'keep only these class ids, e.g. "classes=[0,2]"'),
             "format": Key(str, "yolo", "yolo, coco, labelme, or several: yolo,coco"),
-            "names": Key(str, None, "class names: a,b,c or [...] or a data.yaml"),
+            "names": Key(str, None, 'class names: a,b,c or "names=[a,b]" or a data.yaml'),
             "segmentation": Key(str, "rle", "COCO masks: rle (keeps holes) or polygon"),
             "polygon_mode": Key(str, None, "largest, all or merge (default: yolo merge, else all)"),
             "tolerance": Key(float, 0.0, "polygon simplification in pixels"),
@@ -358,6 +388,46 @@ MODES: dict[str, Mode] = {
         },
         positional=("data",),
         renamed={"batch": "decoder_batch"},
+    ),
+    "train": Mode(
+        "samkit.train.api:cli_train",
+        "fine-tune on labelled masks (decoder by default); writes runs/train with weights/best.pt",
+        {
+            "model": Key(str, "mobile_sam.pt", "checkpoint or model name to start from"),
+            "data": Key(
+                str, None, "COCO JSON, YOLO data.yaml, LabelMe or mask folder", required=True
+            ),
+            "val": Key(str, None, "held-out dataset (default: val_fraction of data)"),
+            "val_fraction": Key(float, 0.1, "share of data held out when val is not given"),
+            "epochs": Key(int, 10, "passes over the training images"),
+            "batch": Key(int, 8, "images per optimiser step (all processes together)"),
+            "accumulate": Key(int, 1, "micro-batches per optimiser step"),
+            "lr": Key(float, 1e-4, "AdamW learning rate"),
+            "weight_decay": Key(float, 0.01, "AdamW weight decay (not on biases / norms)"),
+            "warmup": Key(int, None, "warm-up optimiser steps (default 5 %, at most 200)"),
+            "schedule": Key(str, "cosine", "cosine, step or constant after warm-up"),
+            "lr_final": Key(float, 0.01, "cosine: final lr as a fraction of lr"),
+            "clip": Key(float, 1.0, "gradient norm clipping (0: off)"),
+            "amp": Key(bool, True, "mixed precision on CUDA (bf16, else fp16 + scaler)"),
+            "train": Key(str, "decoder", "parts to train: decoder,prompt_encoder,encoder"),
+            "encoder_blocks": Key(int, 0, "with train=...encoder: only its last N blocks"),
+            "lora_rank": Key(int, 0, "LoRA adapters of this rank on the encoder's attention"),
+            "prompts": Key(str, "mixed", "simulated prompts: mixed, box or point"),
+            "max_points": Key(int, 4, "most random interior points of a point prompt"),
+            "clicks": Key(int, 2, "error-region click rounds after the first prompt"),
+            "mask_prompt": Key(float, 0.5, "chance a click round feeds the previous logits"),
+            "box_jitter": Key(float, 0.1, "box noise, fraction of the side (<= 20 px at 1024)"),
+            "objects": Key(int, 16, "most objects per image per step (one shared embedding)"),
+            "cache": Key(str, "ram", "frozen-encoder embeddings: ram, disk or a folder"),
+            "device": _DEVICE,
+            "seed": Key(int, 0, "seed of shuffling, prompts and the held-out split"),
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "train", "run folder name (numbered: train, train2, ...)"),
+            "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+            "resume": Key(str, None, "true (latest run) or a run folder to continue"),
+            "save_period": Key(int, 0, "also keep weights/epochN.pt every N epochs"),
+            "progress": Key(bool, True, "progress bar with loss and steps/s"),
+        },
     ),
     "embed": Mode(
         "samkit.cli_modes:embed",
@@ -456,6 +526,7 @@ MODES: dict[str, Mode] = {
             "prompt_weight": Key(float, 1.0, "stage 2: weight of the mask loss"),
             "prompts": Key(int, 4, "stage 2: random points (and their boxes) per image"),
             "train_decoder": Key(bool, False, "stage 2: train the decoder too"),
+            "gt_prompts": Key(bool, True, "stage 2, labelled data: prompts from the GT masks"),
             "agreement": Key(bool, True, "teacher agreement (val's teacher protocol) each epoch"),
             "epochs": Key(int, 8, "passes over the training images"),
             "batch": Key(int, 8, "images per optimiser step (all processes together)"),

@@ -18,6 +18,20 @@ __all__ = ["download", "embed", "increment_path", "info", "models", "predict", "
 logger = logging.getLogger("samkit")
 
 
+def _check_run_folder(project: str, name: str) -> None:
+    """``name`` must be one folder name and ``project`` a folder (or not yet there), so the
+    run folder lies inside ``project``; checked before the model loads."""
+    from samkit.cli import UsageError
+
+    parts = Path(name).parts
+    if len(parts) != 1 or parts[0] in ("..", ".") or Path(name).is_absolute() or "\\" in name:
+        raise UsageError(f"name must be a single folder name inside project, got {name!r}")
+    base = Path(project)
+    for folder in (base, base / name):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{str(folder)!r} is a file; project/name must be folders")
+
+
 def _load_mask_prompt(path: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
@@ -52,6 +66,11 @@ def predict(args: dict[str, Any]) -> int:
     prompted = any(v is not None for v in prompts.values())
     everything = {k: args[k] for k in EVERYTHING_KEYS if args.get(k) is not None}
     source = args["source"]
+    _check_run_folder(args["project"], args["name"])
+    if not source.strip():
+        from samkit.cli import UsageError
+
+        raise UsageError("source is empty: give an image, folder, glob, URL or video")
     if (
         not any(c in source for c in "*?[")
         and not source.lower().startswith(("http://", "https://"))

@@ -141,6 +141,17 @@ class Dataset(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self._records)
 
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        """The images at ``indices`` (e.g. a held-out split) as a Dataset of the same format."""
+        return Dataset(
+            [self._records[i] for i in indices],
+            names=self.names,
+            problems=[],
+            format=self.format,
+            root=self.root,
+            min_area=self.min_area,
+        )
+
     @overload
     def __getitem__(self, index: int) -> Sample: ...
     @overload

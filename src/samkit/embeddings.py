@@ -202,6 +202,9 @@ def model_key(model: Any, extra: str = "") -> str:
             _hash_file(h, p)
         return h.hexdigest()[:24]
     net = getattr(model, "model", model)
+    if net is None:  # a front without a network (model=grabcut): its name is the model
+        h.update(str(source).encode())
+        return h.hexdigest()[:24]
     for name, tensor in net.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().numpy().tobytes())

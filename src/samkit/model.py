@@ -18,16 +18,17 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samkit.engine import Engine, TorchEngine
-from samkit.errors import SamkitError
+from samkit.errors import SamkitError, SourceError
 from samkit.prompts import ObjectPrompt, group_objects, normalize_prompts
 from samkit.results import Results
-from samkit.sources import count_items, iter_source
+from samkit.sources import count_items, is_collection, iter_source
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
@@ -81,19 +82,28 @@ class SAM:
         threads: int | None = None,
     ) -> None:
         from samkit.backends import onnx_source
+        from samkit.backends.grabcut import is_grabcut
 
-        self.onnx_folder = onnx_source(model, backend)
+        self.grabcut = is_grabcut(model)
+        self.onnx_folder = None if self.grabcut else onnx_source(model, backend)
         self.last_run = RunLog()
         self._precision: dict[str, Any] = {"half": half, "dtype": dtype, "compile": compile}
         self._precision.update(decoder_batch=decoder_batch, threads=threads)
         self._generator: tuple[str, Any] | None = None
-        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
-            self.checkpoint: str | None = str(self.onnx_folder)
+        if self.grabcut:  # OpenCV GrabCut: no network, no weights
+            self.checkpoint: str | None = "grabcut"
             self.model: Sam = None  # type: ignore[assignment]
             self.engine: Engine = self._make_engine()
             return
+        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
+            self.checkpoint = str(self.onnx_folder)
+            self.model = None  # type: ignore[assignment]
+            self.engine = self._make_engine()
+            return
         from samkit.build import build_sam
+        from samkit.device import select_device
 
+        dev = select_device(device)  # a bad device fails before any weights are read
         if isinstance(model, (str, os.PathLike)):
             from samkit.weights import resolve_checkpoint
 
@@ -102,13 +112,15 @@ class SAM:
         else:
             self.checkpoint = None
             net = model
-        from samkit.device import select_device
-
-        self.model = net.to(select_device(device)).eval()
+        self.model = net.to(dev).eval()
         self.engine = self._make_engine()
 
     def _make_engine(self) -> Engine:
         """The one place where the backend is chosen."""
+        if self.grabcut:
+            from samkit.backends.grabcut import GrabCutEngine
+
+            return GrabCutEngine()
         if self.onnx_folder is not None:
             from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
 
@@ -128,6 +140,23 @@ class SAM:
             print(summary.table())
         return summary
 
+    def train(self, data: str | os.PathLike[str], **kwargs: Any) -> Any:
+        """Fine-tune this model on a labelled dataset (``samkit train``'s settings as keywords,
+        see :func:`samkit.train.api.train`); afterwards this object holds the best weights.
+        Returns the :class:`~samkit.train.TrainResult` (run folder, weights paths, rows)."""
+        from samkit.build import build_sam
+        from samkit.train.api import train
+
+        self._require_torch("train()")
+        start = {"model": self.checkpoint} if self.checkpoint else {"network": self.model}
+        result = train(data=os.fspath(data), **start, **kwargs)
+        if result is not None and result.best is not None:
+            self.checkpoint = str(result.best)
+            self.model = build_sam(self.checkpoint).to(self.model.device).eval()
+            self.engine = self._make_engine()
+            self._generator = None
+        return result
+
     def export(self, format: str = "onnx", **kwargs: Any) -> Any:
         """Export the model; a thin call into ``samkit.export.export``."""
         try:
@@ -141,9 +170,11 @@ class SAM:
 
     def _require_torch(self, what: str) -> None:
         if self.model is None:
+            runs = (
+                "GrabCut, which has none" if self.grabcut else f"the ONNX export {self.onnx_folder}"
+            )
             raise SamkitError(
-                f"{what} needs the torch network; this SAM runs the ONNX export "
-                f"{self.onnx_folder} (load the checkpoint instead)"
+                f"{what} needs the torch network; this SAM runs {runs} (load a checkpoint instead)"
             )
 
     # ------------------------------------------------------------------ predict
@@ -196,8 +227,14 @@ class SAM:
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.
         """
-        if source is None:
-            raise SamkitError("predict needs a source (an image path, folder, URL, array ...)")
+        if source is None or (isinstance(source, str) and not source.strip()):
+            raise SamkitError(
+                f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
+            )
+        if conf is not None and (
+            isinstance(conf, bool) or not isinstance(conf, Real) or not 0 <= conf <= 1
+        ):
+            raise SamkitError(f"conf must be a number in [0, 1] or None, got {conf!r}")
         prompted = any(v is not None for v in (points, labels, bboxes, masks))
         if prompted and everything:
             raise SamkitError(
@@ -205,8 +242,6 @@ class SAM:
             )
         if keep_all and not multimask_output:
             raise SamkitError("keep_all=True needs multimask_output=True")
-        if conf is not None and not 0.0 <= float(conf) <= 1.0:
-            raise SamkitError(f"conf must be in [0, 1] or None, got {conf!r}")
         prompts = {"points": points, "labels": labels, "bboxes": bboxes, "masks": masks}
         options = {
             "multimask_output": multimask_output,
@@ -237,21 +272,30 @@ class SAM:
         total = count_items(source, recursive)
         show = (total or 0) > 1 if progress is None else progress
         bar = tqdm(total=total, disable=not show, unit="img", desc="samkit")
+        multi = is_collection(source)
         try:
             for item in iter_source(source, recursive):
-                bar.update(1)
-                if item.image is None:
-                    logger.warning("skipped %s: %s", item.path, item.error)
-                    log.skipped.append({"path": item.path, "error": str(item.error)})
+                error = item.error
+                if item.image is not None:
+                    try:
+                        if prompted:
+                            result = self.segment_prompts(
+                                item.image, path=item.path, frame=item.frame, **prompts, **options
+                            )
+                        else:
+                            result = self.segment_everything(
+                                item.image, path=item.path, frame=item.frame,
+                                progress=progress is not False, **everything,
+                            )  # fmt: skip
+                    except (SourceError, MemoryError) as exc:  # this image, not the run
+                        if not multi:
+                            raise
+                        error = str(exc) or type(exc).__name__
+                bar.update(1)  # the item is done (or skipped)
+                if error is not None:
+                    logger.warning("skipped %s: %s", item.path, error)
+                    log.skipped.append({"path": item.path, "error": str(error)})
                     continue
-                if prompted:
-                    result = self.segment_prompts(
-                        item.image, path=item.path, frame=item.frame, **prompts, **options
-                    )
-                else:
-                    result = self.segment_everything(
-                        item.image, path=item.path, frame=item.frame, **everything
-                    )
                 log.images += 1
                 yield result
         finally:
@@ -375,14 +419,22 @@ class SAM:
         return self._generator[1]
 
     def segment_everything(
-        self, image_rgb: np.ndarray, *, path: str = "", frame: int | None = None, **settings: Any
+        self,
+        image_rgb: np.ndarray,
+        *,
+        path: str = "",
+        frame: int | None = None,
+        progress: bool = True,
+        **settings: Any,
     ) -> Results:
         """Every object of one (H, W, 3) uint8 RGB image, as found by the automatic mask
         generator (masks sorted by area, largest first, as the generator returns them).
+        ``progress``: a bar of the grid points decoded so far (a large image takes minutes).
 
         The Results hold the masks as RLEs (``Results.rles``); the dense ``Results.masks``
         stack is only decoded if accessed (N * H * W bytes)."""
         generator = self._automatic(settings)
+        generator.progress = bool(progress)
         t0 = time.perf_counter()
         records = generator.generate(image_rgb)
         t1 = time.perf_counter()
@@ -406,8 +458,11 @@ def _decoder_batch(decoder_batch: int | None, batch_size: int | None) -> int | N
     if decoder_batch is not None and batch_size is not None and decoder_batch != batch_size:
         raise SamkitError("give decoder_batch only (batch_size is its old spelling)")
     value = decoder_batch if decoder_batch is not None else batch_size
-    if value is not None and (int(value) != value or value < 1):
-        raise SamkitError(f"decoder_batch must be a positive int, got {value!r}")
+    name = "decoder_batch" if decoder_batch is not None else "batch_size"
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, Integral) or value < 1
+    ):
+        raise SamkitError(f"{name} must be a positive int, got {value!r}")
     return value
 
 

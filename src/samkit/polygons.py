@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 
 from samkit.errors import ArgumentError
+from samkit.polygon_merge import area_key as _area_key
+from samkit.polygon_merge import merge_polygons
 
 __all__ = [
     "PolygonFrame",
@@ -221,45 +223,6 @@ def mask_to_polygons(
     if mode == "largest":
         return [max(polys, key=_area_key)]
     return [merge_polygons(polys)]
-
-
-def _area_key(poly: np.ndarray) -> tuple[float, int]:
-    return abs(float(cv2.contourArea(poly.astype(np.float32)))), len(poly)
-
-
-def _nearest_pair(path: np.ndarray, poly: np.ndarray, chunk: int = 2048) -> tuple[int, int]:
-    """Indices ``(i, j)`` minimising ``|path[i] - poly[j]|``, in chunks to bound memory."""
-    best = (np.inf, 0, 0)
-    for start in range(0, len(path), chunk):
-        block = path[start : start + chunk]
-        d2 = ((block[:, None, :] - poly[None, :, :]) ** 2).sum(-1)
-        k = int(np.argmin(d2))
-        i, j = divmod(k, d2.shape[1])
-        if d2[i, j] < best[0]:
-            best = (float(d2[i, j]), start + i, j)
-    return best[1], best[2]
-
-
-def merge_polygons(polygons: Sequence[np.ndarray]) -> np.ndarray:
-    """Join several polygons ``(K_i, 2)`` into one ``(K, 2)`` polygon with zero-width bridges.
-
-    Parts are added largest first; each is spliced into the path built so far at the closest pair
-    of vertices ``a`` (on the path) and ``b`` (on the part): the walk goes ``a -> b``, round the
-    part back to ``b``, then back to ``a``. The bridges enclose no area, so filling the result
-    covers every part (plus the 1-pixel-wide bridge lines when rasterised with boundaries, as in
-    the ``"centers"`` frame; pycocotools and the ``"edges"`` frame add no bridge pixel).
-    """
-    polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
-    polys = [p for p in polys if len(p)]
-    if not polys:
-        raise ArgumentError("polygons must contain at least one non-empty polygon")
-    polys.sort(key=_area_key, reverse=True)
-    path = polys[0]
-    for part in polys[1:]:
-        i, j = _nearest_pair(path, part)
-        loop = np.roll(part, -j, axis=0)
-        path = np.concatenate([path[: i + 1], loop, loop[:1], path[i:]])
-    return path
 
 
 def polygons_to_mask(

@@ -18,7 +18,7 @@ from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
 from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
 from samkit.postprocess import binarize, upsample_fast
-from samkit.validation import check_image, check_mask_input, check_points
+from samkit.validation import check_box, check_image, check_mask_input, check_points
 
 
 @dataclass
@@ -285,11 +285,7 @@ class SamPredictor:
             coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
             labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
         if box is not None:
-            box_arr = np.asarray(box, dtype=np.float64)
-            if box_arr.size != 4:
-                raise PromptError(
-                    f"box must be 4 numbers XYXY (shape (4,)), got shape {box_arr.shape}"
-                )
+            box_arr = check_box(box)
             box_arr = transforms.apply_boxes(
                 box_arr.reshape(4), state.original_size, self.image_size
             )

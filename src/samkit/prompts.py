@@ -30,6 +30,7 @@ change the outputs).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ import numpy as np
 
 from samkit import transforms
 from samkit.errors import PromptError
+from samkit.validation import MAX_COORD
 
 __all__ = ["PROMPT_SHAPES", "ObjectPrompt", "group_objects", "normalize_prompts", "stack_objects"]
 
@@ -88,6 +90,11 @@ def _float_array(value: Any, name: str) -> np.ndarray:
         ) from None
     if not np.isfinite(arr).all():
         raise PromptError(f"{name} contains NaN or infinite values")
+    if arr.size and np.abs(arr).max() > MAX_COORD:
+        raise PromptError(
+            f"{name} has a value of {np.abs(arr).max():.3g}; coordinates are pixels, at most "
+            f"{MAX_COORD:.0e} in absolute value"
+        )
     return arr
 
 
@@ -266,7 +273,35 @@ def normalize_prompts(
         box = table["bboxes"][i] if "bboxes" in table else None
         mask, logits = table["masks"][i] if "masks" in table else (None, None)
         objects.append(ObjectPrompt(pts, labs, box, logits, mask))
+    warn_outside(objects, image_hw)
     return objects
+
+
+def warn_outside(objects: Sequence[ObjectPrompt], image_hw: tuple[int, int]) -> None:
+    """Warn (UserWarning) about the first point or box of ``objects`` lying outside the image
+    ``(H, W)``: SAM still answers, but rarely what was meant (often x and y swapped)."""
+    h, w = image_hw
+    size = f"the image ({w}x{h} pixels, width x height)"
+    for i, obj in enumerate(objects):
+        if obj.points is not None:
+            real = obj.labels != -1
+            pts = obj.points[real] if obj.labels is not None else obj.points
+            out = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
+            if out.any():
+                x, y = pts[int(np.argmax(out))].tolist()
+                warnings.warn(
+                    f"points: object {i} has the point ({x:g}, {y:g}) outside {size}",
+                    stacklevel=3,
+                )
+                return
+        if obj.box is not None:
+            x1, y1, x2, y2 = obj.box.tolist()
+            if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
+                warnings.warn(
+                    f"bboxes: box {i} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] reaches outside {size}",
+                    stacklevel=3,
+                )
+                return
 
 
 def group_objects(objects: Sequence[ObjectPrompt], batch_size: int) -> Iterator[list[int]]:

@@ -130,7 +130,7 @@ VARIANTS: dict[str, Variant] = {
                 filename="sam_vit_l_0b3195.pth",
                 url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
                 sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-                size=None,
+                size=1_249_524_607,
             ),
             description="SAM ViT-L (Meta)",
         ),

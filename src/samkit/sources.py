@@ -27,7 +27,14 @@ import numpy as np
 
 from samkit.errors import SourceError
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "SourceItem", "count_items", "iter_source"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "SourceItem",
+    "count_items",
+    "is_collection",
+    "iter_source",
+]
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm",
@@ -37,6 +44,7 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpeg", ".mpg", ".wmv", ".flv", ".ts", ".asf"}
 )  # fmt: skip
 _GLOB_CHARS = set("*?[")
+MAX_URL_BYTES = 256 * 2**20  # the most one URL image may send
 
 
 @dataclass(frozen=True)
@@ -94,15 +102,25 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise SourceError(f"cannot read {str(path)!r} as an image: {exc}") from None
 
 
-def read_url(url: str, timeout: float = 30.0) -> np.ndarray:
-    """Fetch an image over http(s) as (H, W, 3) uint8 RGB (EXIF orientation applied)."""
+def read_url(url: str, timeout: float = 30.0, max_bytes: int | None = None) -> np.ndarray:
+    """Fetch an image over http(s) as (H, W, 3) uint8 RGB (EXIF orientation applied).
+
+    At most ``max_bytes`` (default :data:`MAX_URL_BYTES`) are read: a response that streams
+    on without end (a camera feed, a wrong URL) is a SourceError, not a growing buffer.
+    """
     from PIL import Image
 
+    limit = MAX_URL_BYTES if max_bytes is None else int(max_bytes)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read()
+            data = response.read(limit + 1)
     except (urllib.error.URLError, OSError) as exc:
         raise SourceError(f"cannot download {url}: {getattr(exc, 'reason', exc)}") from None
+    if len(data) > limit:
+        raise SourceError(
+            f"{url} sends more than {limit / 2**20:.0f} MiB; an image source must be one image "
+            "(for a stream, save frames or a video file first)"
+        )
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
@@ -197,6 +215,8 @@ def _expand(source: Any, recursive: bool) -> tuple[list[Any], bool]:
         return [source], False
     if isinstance(source, (str, os.PathLike)):
         text = os.fspath(source)
+        if not text.strip():
+            raise SourceError("source is empty: give an image, folder, glob, URL or video")
         path = Path(text).expanduser()
         if path.is_dir():
             return list(_folder_files(path, recursive)), True
@@ -244,6 +264,15 @@ def iter_source(source: Any, recursive: bool = False) -> Iterator[SourceItem]:
             if item.error is not None and not multi:
                 raise SourceError(item.error)
             yield item
+
+
+def is_collection(source: Any) -> bool:
+    """Whether ``source`` is a multi-item source (folder, glob, list), whose items are skipped
+    with a report when they fail, rather than a single image, whose failure is an error."""
+    try:
+        return _expand(source, False)[1]
+    except SourceError:
+        return False
 
 
 def count_items(source: Any, recursive: bool = False) -> int | None:

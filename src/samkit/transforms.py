@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from samkit.errors import SourceError
+
 if TYPE_CHECKING:
     import torch
 
@@ -26,8 +28,19 @@ def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]
 
 def resize_image(image: np.ndarray, long_side: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (h, w, 3) uint8 with Pillow's bilinear filter (antialiased when
-    shrinking), exactly as the reference resizes."""
+    shrinking), exactly as the reference resizes.
+
+    Raises:
+        SourceError: the image is so thin that a side would shrink to 0 pixels (an aspect
+            ratio beyond ``2 * long_side`` : 1, e.g. 10000 x 1 for a 1024 input).
+    """
     h, w = preprocess_shape(image.shape[0], image.shape[1], long_side)
+    if h < 1 or w < 1:
+        raise SourceError(
+            f"image of {image.shape[1]}x{image.shape[0]} pixels (width x height) is too thin for "
+            f"the model: resized to a long side of {long_side} its short side is 0 pixels "
+            f"(aspect ratio at most {2 * long_side}:1)"
+        )
     if (h, w) == image.shape[:2]:
         return np.ascontiguousarray(image)
     pil = Image.fromarray(np.ascontiguousarray(image))

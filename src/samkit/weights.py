@@ -41,6 +41,12 @@ __all__ = [
     "sha256sum",
 ]
 
+# Said by every failed or disabled download: how to try samkit without any weights.
+NO_DOWNLOAD_HINT = (
+    "To try samkit without a download, use model=grabcut (OpenCV GrabCut seeded from the "
+    "prompts, a classical baseline; no weights)."
+)
+
 # Errors that mean "the network did not deliver": reported as offline / failed downloads.
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
 
@@ -103,12 +109,14 @@ def resolve_checkpoint(
     if not download:
         raise DownloadError(
             f"{variant.name} weights are not cached and downloading is disabled (offline mode); "
-            f"download {url} and {hint}"
+            f"download {url} and {hint}.\n{NO_DOWNLOAD_HINT}"
         )
     try:
         return download_file(url, dest, sha256=spec.sha256, size=spec.size, progress=progress)
     except DownloadError as exc:
-        raise DownloadError(f"{exc}\nTo install the weights by hand, {hint}") from exc
+        raise DownloadError(
+            f"{str(exc).rstrip('.')}.\nTo install the weights by hand, {hint}.\n{NO_DOWNLOAD_HINT}"
+        ) from exc
 
 
 def _weights_url(filename: str, official_url: str) -> str:
@@ -182,6 +190,9 @@ def _file_lock(lock_path: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            # Leave no .lock in the cache. A process still waiting on this (now unlinked) file
+            # gets the lock next and finds the finished file, or downloads again (hash-checked).
+            lock_path.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -41,12 +41,13 @@ from samkit.amg.grid import (
     uncrop_rle,
 )
 from samkit.amg.nms import batched_nms_numpy
+from samkit.amg.progress import CountingEngine, points_bar
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.engine import Engine, as_engine
 from samkit.errors import SamkitError
 from samkit.postprocess.exact import Geometry
 from samkit.transforms import apply_coords
-from samkit.validation import check_image
+from samkit.validation import check_generator_settings, check_image
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
@@ -105,8 +106,18 @@ class SamAutomaticMaskGenerator:
         verbose: bool = False,
         decoder_batch: int | None = None,
         decode_batch: int | None = None,
+        progress: bool = False,
     ) -> None:
         decoder_batch = decoder_batch if decoder_batch is not None else decode_batch
+        check_generator_settings(
+            points_per_side=points_per_side, points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset, box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio, min_mask_region_area=min_mask_region_area,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            decoder_batch=decoder_batch,
+        )  # fmt: skip
         if (points_per_side is None) == (point_grids is None):
             raise SamkitError("give exactly one of points_per_side or point_grids")
         if points_per_side is not None:
@@ -159,6 +170,7 @@ class SamAutomaticMaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
         self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16, skip_covered=skip_covered)
+        self.progress = bool(progress)  # a bar per image: grid points decoded / total
         self.verbose = bool(verbose)
         self.stats = EverythingStats()
         self._skipped: list[np.ndarray] = []
@@ -201,10 +213,17 @@ class SamAutomaticMaskGenerator:
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio
         )
-        parts = [
-            self._process_crop(image, box, layer)
-            for box, layer in zip(crop_boxes, layer_idxs, strict=True)
-        ]
+        total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
+        engine, bar = self.engine, points_bar(total, self.progress)
+        self.engine = CountingEngine(engine, bar)
+        try:
+            parts = [
+                self._process_crop(image, box, layer)
+                for box, layer in zip(crop_boxes, layer_idxs, strict=True)
+            ]
+        finally:
+            self.engine = engine
+            bar.close()
         data = Candidates.cat(parts)
         if len(crop_boxes) > 1 and len(data):
             crop = data.crop_boxes
@@ -331,7 +350,8 @@ class SamAutomaticMaskGenerator:
         if self.speed.low_res_filter:
             data = self._filter_low_res(low, iou, pts, crop_size)
         else:
-            data = self._filter_full_res(low, engine.to_numpy(iou), pts, geometry)
+            offset, stable = self.stability_score_offset, self.stability_score_thresh
+            data = filter_exact(engine, low, engine.to_numpy(iou), pts, geometry, offset, stable)
         if len(data):
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             if near.any():
@@ -351,20 +371,6 @@ class SamAutomaticMaskGenerator:
         return OutputLimits(rows=rows + 2, cols=cols + 2, iou_floor=floor)
 
     # ------------------------------------------------------------------------- filtering
-    def _filter_full_res(
-        self, low: Any, iou: np.ndarray, pts: np.ndarray, geometry: Geometry
-    ) -> Candidates:
-        """Exact path (:func:`samkit.amg.exact_path.filter_exact`)."""
-        return filter_exact(
-            self.engine,
-            low,
-            iou,
-            pts,
-            geometry,
-            self.stability_score_offset,
-            self.stability_score_thresh,
-        )
-
     def _filter_low_res(
         self, low: Any, iou: Any, pts: np.ndarray, crop_size: tuple[int, int]
     ) -> Candidates:

@@ -26,6 +26,9 @@ ULTRALYTICS_ARGS: dict[str, str] = {
     "point_grids": "point_grids",
 }
 
+# The front's prompt arguments, offered for near misses such as point= or box=.
+PROMPT_NAMES = ("points", "labels", "bboxes", "masks")
+
 # Meta's parameters plus samkit's opt-in speed settings.
 GENERATOR_PARAMS: tuple[str, ...] = (
     "points_per_side",
@@ -67,7 +70,11 @@ def everything_params(**kwargs: Any) -> dict[str, Any]:
     for key, value in kwargs.items():
         name = OLD_NAMES.get(key) or ULTRALYTICS_ARGS.get(key, key)
         if name not in GENERATOR_PARAMS:
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(key, [*PROMPT_NAMES, *valid], n=1, cutoff=0.6)
+            if close and close[0] in PROMPT_NAMES:
+                raise SamkitError(
+                    f"unknown argument {key!r}; did you mean the prompt {close[0]!r}?"
+                )
             hint = (
                 f"; did you mean {close[0]!r}?" if close else f"; valid names: {', '.join(valid)}"
             )

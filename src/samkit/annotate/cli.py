@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from samkit.errors import ArgumentError
+from samkit.cli import UsageError
 
 __all__ = ["cli_annotate", "engine_args", "parse_names"]
 
@@ -21,11 +21,21 @@ def parse_names(text: str | None) -> Any:
     if stripped[:1] in "[{":
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
+            pass
+        try:
             value = ast.literal_eval(stripped)  # literals only
-            if not isinstance(value, (list, tuple, dict)):
-                raise ArgumentError(f"names must be a list or a dict, got {text!r}") from None
-            return value
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            value = None
+            inner = stripped[1:-1].split(",") if stripped[-1:] == "]" else []
+            if inner and all(n.strip() and not set(n) & set("[]{}'\"") for n in inner):
+                value = [n.strip() for n in inner]  # [person,car] without quotes
+        if not isinstance(value, (list, tuple, dict)):
+            raise UsageError(
+                f"bad value for names: {text!r} (expected a list like [person,car], "
+                "a dict like {0: person}, a data.yaml path or person,car)"
+            ) from None
+        return value
     if Path(stripped).is_file():
         return stripped
     return [n.strip() for n in stripped.split(",") if n.strip()]

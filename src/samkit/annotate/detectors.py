@@ -152,7 +152,11 @@ def _names_from_yaml(path: Path) -> dict[int, str]:
             "reading class names from a data.yaml needs PyYAML: pip install pyyaml "
             "(or pass names as a list)"
         ) from None
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:  # also tags such as !!python/object, which safe_load refuses
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"names: {path} is not a plain YAML file: {detail}") from None
     if not isinstance(data, dict) or "names" not in data:
         raise ArgumentError(f"{path}: a data.yaml needs a 'names' entry")
     return normalize_names(data["names"])

@@ -87,15 +87,16 @@ def list_images(data: Any, recursive: bool = False) -> tuple[Path, list[tuple[Pa
 
 
 def default_output_dir(data: Any, root: Path) -> Path:
-    """Ultralytics' default: ``<parent of data>/<data stem>_auto_annotate_labels`` (for a
-    folder ``path/to/images`` -> ``path/to/images_auto_annotate_labels``); for a glob or a
-    list, from the root folder."""
+    """A ``labels`` folder beside ``data`` (``path/to/images`` -> ``path/to/labels``), so that
+    ``images/`` + ``labels/`` is a ready YOLO dataset; for a glob or a list, beside the root
+    folder. (Ultralytics' ``auto_annotate`` writes ``path/to/images_auto_annotate_labels``.)"""
     if isinstance(data, (str, os.PathLike)) and not (_GLOB_CHARS & set(os.fspath(data))):
         p = Path(os.path.expanduser(os.fspath(data)))
     else:
         p = root
     p = p.absolute()
-    return p.parent / f"{p.stem}_auto_annotate_labels"
+    out = p.parent / "labels"
+    return out if out != p else p.parent / "labels_auto_annotate"  # data is itself "labels"
 
 
 def label_collisions(rels: Sequence[str]) -> dict[str, str]:

@@ -67,10 +67,12 @@ class AnnotateSummary:
         return out
 
     def __str__(self) -> str:
+        stages = ", ".join(f"{k} {v:.3f}s" for k, v in self.stage_seconds.items())
         return (
             f"{self.images} images: {self.annotated} annotated ({self.objects} objects, "
             f"{self.empty} empty), {self.skipped} skipped, {self.errors} errors, "
             f"{self.dropped} detections dropped in {self.seconds:.1f}s -> {self.output_dir}"
+            + (f" (per image: {stages})" if stages else "")
         )
 
 
@@ -220,8 +222,9 @@ def auto_annotate(
             or a ``SamPredictor``.
         device: for a checkpoint or ``Sam`` (and the YOLO detector): ``""`` = the best device
             (:func:`samkit.device.select_device`); ``"cpu"``, ``"cuda:0"``, ``"0"``...
-        output_dir: default ``<parent of data>/<data name>_auto_annotate_labels``, as in
-            Ultralytics (``path/to/images`` -> ``path/to/images_auto_annotate_labels``).
+        output_dir: default a ``labels`` folder beside ``data`` (``path/to/images`` ->
+            ``path/to/labels``: with the images, a ready YOLO dataset). Ultralytics' code writes
+            ``path/to/images_auto_annotate_labels``; pass that to match it.
         conf: minimum detection score (every source; label files score 1.0).
         iou, imgsz: Ultralytics detectors only (NMS IoU, inference size).
         max_det: most boxes per image (highest scores kept).
@@ -247,8 +250,9 @@ def auto_annotate(
 
     Returns:
         The run's :class:`AnnotateSummary`, also written to ``output_dir/summary.json``.
-        An unreadable image or label file is reported, counted and skipped; any other
-        exception stops the run, and calling again resumes where it stopped.
+        An unreadable image or label file, or an image the model cannot take (e.g. 10000 x 1
+        pixels), is reported with its path, counted and skipped; any other exception stops
+        the run, and calling again resumes where it stopped.
     """
     from tqdm.auto import tqdm
 
@@ -256,15 +260,16 @@ def auto_annotate(
     if engine not in ("local", "ray"):
         raise ArgumentError(f"engine must be 'local' or 'ray', got {engine!r}")
     decoder_batch = decoder_batch if decoder_batch is not None else batch
-    if decoder_batch is not None and int(decoder_batch) < 1:
-        raise ArgumentError(f"decoder_batch must be >= 1, got {decoder_batch!r}")
-    if int(max_det) < 1:
-        raise ArgumentError(f"max_det must be >= 1, got {max_det!r}")
+    _check_arguments(decoder_batch=decoder_batch, max_det=max_det, min_area=min_area, conf=conf,
+                     iou=iou, imgsz=imgsz, classes=classes, spelled="decoder_batch" if batch is None else "batch")  # fmt: skip
     root, images = list_images(data, recursive)
     out_dir = Path(output_dir) if output_dir else default_output_dir(data, root)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArgumentError(f"output_dir {str(out_dir)!r} is a file; give a folder")
     writer = DatasetWriter(
         out_dir, formats, segmentation=segmentation, polygon_mode=polygon_mode, tolerance=tolerance
     )
+    writer.prepare()  # an unmergeable instances.json stops here; a killed run's *.tmp go
     source = make_box_source(
         det_model, names=names, conf=conf, iou=iou, imgsz=imgsz, max_det=max_det,
         classes=classes, device=device,
@@ -310,13 +315,37 @@ def auto_annotate(
             )
         raise
     bar.close()
-    writer.finalize([rel for _, rel in images], all_names, coco_ids, root)
+    kept = writer.finalize([rel for _, rel in images], all_names, coco_ids, root)
+    if kept and verbose:
+        print(f"samkit annotate: kept {kept} images of the existing instances.json not in this run")
     summary.names = dict(all_names)
     summary.seconds = time.perf_counter() - start
     writer.write_summary(summary.to_dict())
     if verbose:
         print(f"samkit annotate: {summary}")
     return summary
+
+
+def _check_arguments(**values: Any) -> None:
+    """Numbers and class lists of :func:`auto_annotate`, checked before any work."""
+    for name in ("decoder_batch", "max_det", "imgsz", "min_area"):
+        v = values[name]
+        if v is None and name == "decoder_batch":
+            continue  # the engine's own
+        low = 0 if name == "min_area" else 1
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            shown = values["spelled"] if name == "decoder_batch" else name
+            raise ArgumentError(f"{shown} must be >= {low} (an int), got {v!r}")
+    for name in ("conf", "iou"):
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v <= 1:
+            raise ArgumentError(f"{name} must be a number in [0, 1], got {v!r}")
+    classes = values["classes"]
+    if classes is not None and (
+        isinstance(classes, (str, bytes))
+        or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes)
+    ):
+        raise ArgumentError(f"classes must be a list of class indices (ints), got {classes!r}")
 
 
 class _Segmenter:
@@ -360,7 +389,10 @@ class _LocalStages:
         dets = filter_boxes(found, h, w, **self.box_filter)
         summary.dropped += len(found) - len(dets)
         if len(dets):
-            masks = self.segment(image, dets.boxes)
+            try:
+                masks = self.segment(image, dets.boxes)
+            except (SourceError, MemoryError) as exc:  # this image, not the run
+                return run.fail(rel, str(exc) or type(exc).__name__)
             dets = Detections(dets.boxes, dets.class_ids, dets.scores, masks)
             keep = masks.reshape(len(masks), -1).sum(1) >= self.min_area
             summary.dropped += int((~keep).sum())
@@ -384,8 +416,11 @@ class _LocalStages:
 
 def _engine(sam_model: Any, device: str | None) -> Engine:
     """The engine for ``sam_model``; ``device`` applies where a new network is placed."""
+    from samkit.backends.grabcut import GrabCutEngine, is_grabcut
     from samkit.modeling import Sam
 
+    if is_grabcut(sam_model):
+        return GrabCutEngine()
     if isinstance(sam_model, (str, os.PathLike)):
         from samkit.build import build_sam
 

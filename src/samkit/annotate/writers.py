@@ -6,18 +6,24 @@ Layout under ``output_dir`` (``<rel>`` = the image's path relative to the data r
 - LabelMe: ``<rel stem>.json`` per image (``shapes: []`` when it has no objects).
 - COCO: ``instances.json``. COCO is one file, so each image's record is first written to
   ``.coco_parts/<rel>.json`` (its resume marker); at the end of a run every part of the
-  current image list is merged, streamed, into ``instances.json``. The parts are kept so a
-  later run can resume or add images; delete ``.coco_parts`` once the dataset is final.
+  current image list is merged, streamed, into ``instances.json``. Images already in an
+  existing ``instances.json`` that this run did not label are kept (a run over a subset never
+  shrinks the dataset, even with ``.coco_parts`` deleted); an existing file that cannot be
+  read as COCO stops the run before any work. The parts are kept so a later run can resume or
+  add images; delete ``.coco_parts`` once the dataset is final.
 
 Every file is written atomically (temporary file + ``os.replace``), so a killed run leaves
-whole files only and an image counts as done only when all its outputs exist.
+whole files only and an image counts as done only when all its outputs exist. Temporary
+files a killed run left behind are removed when the next run starts (:meth:`DatasetWriter.prepare`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -25,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from samkit.errors import ArgumentError
+from samkit.errors import ArgumentError, SamkitError
 from samkit.formats.coco import CocoWriter
 from samkit.formats.labelme import labelme_record, write_labelme
 from samkit.formats.yolo import format_yolo_lines, write_data_yaml, write_yolo
@@ -39,6 +45,10 @@ DEFAULT_POLYGON_MODE: dict[str, PolygonMode] = {"yolo": "merge", "coco": "all", 
 COCO_FILE = "instances.json"
 PARTS_DIR = ".coco_parts"
 SUMMARY_FILE = "summary.json"
+# Temporary files of samkit's atomic writes: ".<name>.<8 mkstemp characters>.tmp".
+_TMP_NAME = re.compile(r"^\.(.+\.(txt|json|yaml))\.[a-z0-9_]{8}\.tmp$")
+
+logger = logging.getLogger("samkit")
 
 
 def parse_formats(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -109,6 +119,22 @@ class DatasetWriter:
             self.output_dir / COCO_FILE,
             self.output_dir / SUMMARY_FILE,
         }
+
+    def prepare(self) -> int:
+        """Before a run: check that an existing ``instances.json`` can be merged into (raises
+        :class:`~samkit.errors.SamkitError` otherwise) and remove the temporary files of a
+        killed run. Returns how many were removed."""
+        if "coco" in self.formats:
+            _read_coco(self.output_dir / COCO_FILE)
+        removed = 0
+        if not self.output_dir.is_dir():
+            return removed
+        for dirpath, _, filenames in os.walk(self.output_dir):
+            for name in filenames:
+                if _TMP_NAME.match(name):
+                    _unlink_quietly(os.path.join(dirpath, name))
+                    removed += 1
+        return removed
 
     def is_done(self, rel: str) -> bool:
         return all(p.is_file() for p in self.paths(rel).values())
@@ -189,8 +215,10 @@ class DatasetWriter:
         names: Mapping[int, str],
         coco_ids: Mapping[int, int],
         data_root: Path,
-    ) -> None:
-        """Write ``data.yaml`` (YOLO) and merge the COCO parts of ``rels`` (in this order)."""
+    ) -> int:
+        """Write ``data.yaml`` (YOLO) and merge the COCO parts of ``rels`` (in this order) into
+        ``instances.json``; returns how many images of the existing file were kept because
+        this run did not label them."""
         if "yolo" in self.formats:
             n = max(names, default=-1) + 1
             table = [names.get(i, str(i)) for i in range(n)]
@@ -204,14 +232,43 @@ class DatasetWriter:
                     val=root.name,
                 )
         if "coco" in self.formats:
-            self._merge_coco(rels, names, coco_ids)
+            return self._merge_coco(rels, names, coco_ids)
+        return 0
+
+    def _coco_records(
+        self, rels: Sequence[str]
+    ) -> tuple[list[tuple[str, Any]], int, dict[int, str]]:
+        """``(file_name, record)`` in output order: the existing file's images in its order
+        (this run's part replacing the old record where there is one), then new images in
+        ``rels`` order. A record is a part path or an existing ``(image, annotations)``.
+        Also returns how many old images this run did not cover, and the old categories."""
+        old_images, old_anns, old_cats = _read_coco(self.output_dir / COCO_FILE)
+        fresh = set(rels)
+        out: list[tuple[str, Any]] = []
+        kept = 0
+        for image in old_images:
+            name = str(image["file_name"])
+            part = self.paths(name)["coco"] if name in fresh else None
+            if part is not None and part.is_file():
+                out.append((name, part))
+            else:
+                out.append((name, (image, old_anns.get(image["id"], []))))
+                kept += name not in fresh
+        known = {str(image["file_name"]) for image in old_images}
+        for rel in rels:
+            part = self.paths(rel)["coco"]
+            if rel not in known and part.is_file():
+                out.append((rel, part))
+        return out, kept, old_cats
 
     def _merge_coco(
         self, rels: Sequence[str], names: Mapping[int, str], coco_ids: Mapping[int, int]
-    ) -> None:
-        """Stream the parts into ``instances.json`` (bounded memory), atomically. Image ids
-        follow the order of ``rels`` (1-based), annotation ids run over the whole file."""
-        categories = {coco_ids.get(c, c + 1): name for c, name in names.items()}
+    ) -> int:
+        """Stream the parts (and the existing file's other images) into ``instances.json``
+        (memory bounded by the existing file), atomically. Image ids follow the output order
+        (1-based), annotation ids run over the whole file."""
+        records, kept, categories = self._coco_records(rels)
+        categories.update({coco_ids.get(c, c + 1): name for c, name in names.items()})
         target = self.output_dir / COCO_FILE
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
@@ -224,22 +281,22 @@ class DatasetWriter:
             out.write(
                 '{"info": {"description": "written by samkit auto_annotate"}, "licenses": [], "images": ['
             )
-            first_image = True
             ann_id = 0
-            for image_id, rel in enumerate(rels, start=1):
-                part_path = self.paths(rel)["coco"]
-                if not part_path.is_file():
-                    continue
-                part = json.loads(part_path.read_text(encoding="utf-8"))
-                image = {"id": image_id, "file_name": part["file_name"],
+            for image_id, (name, record) in enumerate(records, start=1):
+                if isinstance(record, Path):
+                    part = json.loads(record.read_text(encoding="utf-8"))
+                    anns = part["annotations"]
+                else:
+                    part, anns = record
+                image = {"id": image_id, "file_name": name,
                          "height": part["height"], "width": part["width"]}  # fmt: skip
-                out.write(("" if first_image else ", ") + json.dumps(image))
-                first_image = False
-                for ann in part["annotations"]:
+                out.write(("" if image_id == 1 else ", ") + json.dumps(image))
+                for ann in anns:
                     ann_id += 1
-                    record = {"id": ann_id, "image_id": image_id, **ann}
+                    body = {k: v for k, v in ann.items() if k not in ("id", "image_id")}
                     categories.setdefault(int(ann["category_id"]), str(ann["category_id"]))
-                    ann_file.write(("" if ann_id == 1 else ", ") + json.dumps(record))
+                    record_out = {"id": ann_id, "image_id": image_id, **body}
+                    ann_file.write(("" if ann_id == 1 else ", ") + json.dumps(record_out))
             out.write('], "annotations": [')
             ann_file.seek(0)
             while chunk := ann_file.read(1 << 20):
@@ -253,6 +310,10 @@ class DatasetWriter:
             os.fsync(out.fileno())
             out.close()
             os.replace(tmp_name, target)
+        if kept:
+            logger.info("%s: kept %d images of the existing file that this run did not label",
+                        target, kept)  # fmt: skip
+        return kept
 
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
         return atomic_write_text(
@@ -263,3 +324,26 @@ class DatasetWriter:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _read_coco(path: Path) -> tuple[list[dict[str, Any]], dict[Any, list[Any]], dict[int, str]]:
+    """An existing instances file as (images, annotations by image id, categories); empty when
+    there is none. Raises :class:`~samkit.errors.SamkitError` when it is not COCO instances."""
+    if not path.exists():
+        return [], {}, {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        images = [dict(i, file_name=str(i["file_name"])) for i in data["images"]]
+        anns: dict[Any, list[Any]] = {}
+        for ann in data.get("annotations", []):
+            anns.setdefault(ann["image_id"], []).append(ann)
+            int(ann["category_id"])
+        cats = {int(c["id"]): str(c["name"]) for c in data.get("categories", [])}
+        for image in images:
+            int(image["height"]), int(image["width"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SamkitError(
+            f"{path} exists but cannot be read as COCO instances to merge into "
+            f"({type(exc).__name__}: {exc}); move it away or choose another output_dir"
+        ) from None
+    return images, anns, cats

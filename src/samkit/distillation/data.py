@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,8 +92,10 @@ class EmbeddingPairs(torch.utils.data.Dataset):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         flips: Sequence[bool] = (False,),
+        gt_prompts: int = 0,
     ) -> None:
         self.samples = samples
+        self.gt_prompts = gt_prompts
         self.cache = cache
         self.mean, self.std = mean, std
         self.items = [
@@ -104,12 +107,40 @@ class EmbeddingPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.items[index]
-        image = self.samples[item.sample].image()
+        sample = self.samples[item.sample]
+        image = sample.image()
         x, input_size = model_input(image, self.cache.image_size, self.mean, self.std, item.flip)
         target = np.asarray(self.cache.get(item.digest, item.flip), dtype=np.float32)
-        return {
+        out = {
             "image": torch.from_numpy(x),
             "target": torch.from_numpy(target),
             "input_size": torch.tensor(input_size, dtype=torch.int64),
             "flip": torch.tensor(item.flip),
+        }
+        if self.gt_prompts > 0:
+            out.update(self._gt(getattr(sample, "instances", ()), image.shape[:2], item.flip))
+        return out
+
+    def _gt(
+        self, instances: Sequence[Any], size: tuple[int, int], flip: bool
+    ) -> dict[str, torch.Tensor]:
+        from samkit.evaluation.clicks import interior_point
+
+        k = self.gt_prompts
+        boxes, points = np.zeros((k, 4), np.float64), np.zeros((k, 2), np.float64)
+        chosen = [inst for inst in instances if inst.area > 0][:k]
+        w = size[1]
+        for j, inst in enumerate(chosen):
+            x0, y0, x1, y1 = (float(v) for v in inst.box)
+            px, py = interior_point(inst.mask)
+            if flip:  # pixel x -> w - 1 - x
+                x0, x1, px = w - 1 - x1, w - 1 - x0, w - 1 - px
+            boxes[j] = transforms.apply_boxes(
+                np.array([x0, y0, x1, y1]), size, self.cache.image_size
+            )
+            points[j] = transforms.apply_coords(np.array([px, py]), size, self.cache.image_size)
+        return {
+            "gt_boxes": torch.from_numpy(boxes).float(),
+            "gt_points": torch.from_numpy(points).float(),
+            "gt_count": torch.tensor(len(chosen)),
         }

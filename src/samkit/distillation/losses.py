@@ -66,15 +66,18 @@ def _box_of(masks: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tens
 
 @torch.no_grad()
 def _teacher_targets(
-    teacher: Sam, embedding: torch.Tensor, points: torch.Tensor
+    teacher: Sam, embedding: torch.Tensor, points: torch.Tensor, boxes: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Teacher masks for point prompts (n, 3, h, w) and for the boxes of its best point masks
-    (n, 1, h, w), as binary floats; the boxes (n, 4) and which boxes are usable (n,)."""
+    """Teacher masks for point prompts (n, 3, h, w) and for box prompts (n, 1, h, w) as binary
+    floats, the boxes (n, 4) and which are usable (n,). Without ``boxes``, the boxes are those
+    of the teacher's best mask for each point."""
     labels = torch.ones(points.shape[0], 1, device=points.device)
     point_logits, iou = teacher.decode(embedding, points=(points[:, None], labels))
-    best = point_logits[torch.arange(points.shape[0], device=iou.device), iou.argmax(-1)] > 0
-    scale = teacher.image_size / point_logits.shape[-1]
-    boxes, present = _box_of(best, scale)
+    if boxes is None:
+        best = point_logits[torch.arange(points.shape[0], device=iou.device), iou.argmax(-1)] > 0
+        boxes, present = _box_of(best, teacher.image_size / point_logits.shape[-1])
+    else:
+        present = torch.ones(boxes.shape[0], dtype=torch.bool, device=boxes.device)
     box_logits, _ = teacher.decode(embedding, boxes=boxes, multimask_output=False)
     return (point_logits > 0).float(), (box_logits > 0).float(), boxes, present
 
@@ -88,19 +91,28 @@ def prompt_loss(
     *,
     prompts_per_image: int,
     generator: torch.Generator,
+    gt: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Prompt-in-the-loop loss for a batch: per image, random points and the boxes of the
     teacher's masks for them; the student (its encoder's embeddings through its own prompt
     encoder and decoder) must give the teacher's masks for the same prompts (every multimask
     output for points, the single output for boxes). Embeddings (B, C, g, g); input_sizes
-    (B, 2) (h, w). Returns the mean BCE + dice over points and boxes."""
+    (B, 2) (h, w). ``gt``: ground-truth prompts (``gt_points`` (B, K, 2), ``gt_boxes``
+    (B, K, 4) in the input frame, ``gt_count`` (B,)); an image with any uses them instead of
+    random points. Returns the mean BCE + dice over points and boxes."""
     losses = []
     for b in range(student_embeddings.shape[0]):
         h, w = (int(v) for v in input_sizes[b])
         emb = student_embeddings[b : b + 1]
-        points = sample_prompts((h, w), prompts_per_image, generator).to(emb.device)
+        count = int(gt["gt_count"][b]) if gt is not None else 0
+        given: torch.Tensor | None = None
+        if count:
+            points = gt["gt_points"][b, :count].to(emb.device)  # type: ignore[index]
+            given = gt["gt_boxes"][b, :count].to(emb.device)  # type: ignore[index]
+        else:
+            points = sample_prompts((h, w), prompts_per_image, generator).to(emb.device)
         t_points, t_boxes, boxes, present = _teacher_targets(
-            teacher, teacher_embeddings[b : b + 1], points
+            teacher, teacher_embeddings[b : b + 1], points, given
         )
         labels = torch.ones(points.shape[0], 1, device=emb.device)
         s_points, _ = student.decode(emb, points=(points[:, None], labels))

@@ -41,7 +41,9 @@ class DistillSettings:
     images (each flip encoded by the teacher, doubling the cache). stage: 1 encoder only,
     2 also prompts in the loop (BCE + dice against the teacher's masks), with
     ``prompt_weight`` on that term, ``prompts`` random points (and their teacher-mask boxes)
-    per image, and the decoder trained too when ``train_decoder``. agreement_points:
+    per image (or, with ``gt_prompts`` and a labelled dataset, each image's ground-truth
+    boxes and interior points, up to ``prompts``; the targets stay the teacher's masks for
+    them), and the decoder trained too when ``train_decoder``. agreement_points:
     teacher-agreement points per held-out image in validation (0: embedding MSE only).
     """
 
@@ -58,6 +60,7 @@ class DistillSettings:
     prompt_weight: float = 1.0
     prompts: int = 4
     train_decoder: bool = False
+    gt_prompts: bool = True
     agreement: bool = True
     shard_size: int = 32
 
@@ -176,8 +179,9 @@ class DistillTask(TrainTask):
         self.held = list(held)
         self.held_hashes = self._fill(self.held, (False,))
         mean, std = self.teacher_encoder.mean, self.teacher_encoder.std
+        gt = s.prompts if s.stage == 2 and s.gt_prompts else 0
         self.pairs = EmbeddingPairs(
-            train, train_hashes, self.cache, mean=mean, std=std, flips=flips
+            train, train_hashes, self.cache, mean=mean, std=std, flips=flips, gt_prompts=gt
         )
         self.held_pairs = EmbeddingPairs(
             self.held, self.held_hashes, self.cache, mean=mean, std=std
@@ -244,12 +248,11 @@ class DistillTask(TrainTask):
         items = [self.pairs[i] for i in indices]
         device = self.ctx.device
         seed = hash((epoch, *indices)) % 2**63
-        return {
-            "image": torch.stack([it["image"] for it in items]).to(device),
-            "target": torch.stack([it["target"] for it in items]).to(device),
-            "input_size": torch.stack([it["input_size"] for it in items]),
-            "generator": torch.Generator().manual_seed(seed),
-        }
+        out: dict[str, Any] = {"generator": torch.Generator().manual_seed(seed)}
+        for key in items[0]:
+            stacked = torch.stack([it[key] for it in items])
+            out[key] = stacked.to(device) if key in ("image", "target") else stacked
+        return out
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()

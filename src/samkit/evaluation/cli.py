@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 __all__ = ["cli_val"]
@@ -32,6 +33,9 @@ def cli_val(args: dict[str, Any]) -> int:
     }
     if args["points_per_side"] is not None:
         options["everything"] = {"points_per_side": args["points_per_side"]}
+    for key in ("data", "images"):
+        if args[key] is not None and not Path(args[key]).exists():
+            raise UsageError(f"{key} {args[key]!r} does not exist")
     try:
         check_settings(ValSettings(protocols=protocols, **options))
     except SamkitError as e:

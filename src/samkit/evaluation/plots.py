@@ -15,8 +15,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from samkit.masks import rle_to_mask
-
 __all__ = ["write_plots"]
 
 
@@ -71,20 +69,17 @@ def _click_curve(res: Any, out: Path) -> None:
 
 
 def _crop(item: dict[str, Any]) -> np.ndarray:
-    """The overlay of one gallery item, cropped around GT and prediction (RGB uint8)."""
+    """The overlay of one gallery item on its crop of the image (RGB uint8)."""
     from samkit.sources import read_image
 
-    gt, pred = rle_to_mask(item["gt"]), rle_to_mask(item["pred"])
-    img = read_image(item["path"]).astype(np.float32)
+    y0, y1, x0, x1 = item["box"]
+    gt, pred = item["gt"], item["pred"]
+    img = read_image(item["path"])[y0:y1, x0:x1].astype(np.float32)
     img[pred] = 0.5 * img[pred] + 0.5 * np.array([230, 40, 40])
     contours, _ = cv2.findContours(gt.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     vis = np.ascontiguousarray(img.astype(np.uint8))
     cv2.drawContours(vis, contours, -1, (40, 230, 40), 1)
-    ys, xs = np.nonzero(gt | pred)
-    h, w = gt.shape
-    pad = max(8, int(0.15 * max(xs.max() - xs.min(), ys.max() - ys.min())))
-    return vis[max(0, ys.min() - pad) : min(h, ys.max() + pad + 1),
-               max(0, xs.min() - pad) : min(w, xs.max() + pad + 1)]  # fmt: skip
+    return vis
 
 
 def _gallery(items: list[dict[str, Any]], title: str, path: Path) -> None:

@@ -42,7 +42,8 @@ PROTOCOLS: dict[str, str] = {
     "low-res logits as mask_input, single-mask output after the first click; up to max_clicks, "
     "an instance stops early once IoU >= 0.90 after >= 5 clicks (IoU carried forward)",
     "everything": "segment everything (automatic mask generator): share of instances matched "
-    "by an automatic mask at IoU >= 0.5 and >= 0.75, mean best IoU, masks per image",
+    "by an automatic mask at IoU >= 0.5 and >= 0.75, mean best IoU, masks per image (the "
+    "generator encodes the image itself: one more encoder pass per image)",
     "detections": "box prompts from a detector or detections file, one mask per box "
     "(single-mask output) scored by the detection score; COCO mask AP via pycocotools COCOeval",
     "teacher": "agreement with a teacher model: student vs teacher masks (IoU) for the same "

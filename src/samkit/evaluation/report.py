@@ -18,7 +18,6 @@ import numpy as np
 from samkit.evaluation.metrics import InstanceResult, click_summary, miou_summary
 from samkit.evaluation.protocols import PROMPT_PROTOCOLS
 from samkit.io_utils import atomic_write_text, increment_path
-from samkit.masks import coco_rle
 
 __all__ = ["Report", "format_table"]
 
@@ -82,16 +81,18 @@ class Report:
         self._n = 0
 
     def keep(self, row: InstanceResult, pred: np.ndarray, gt: np.ndarray) -> None:
-        """Offer one instance to the gallery (kept when among the worst ``gallery``)."""
+        """Offer one instance to the gallery; kept (as a crop around prediction and truth)
+        when among the worst ``gallery`` so far."""
         if self.gallery <= 0:
             return
         heap = self._worst.setdefault((row.model, row.protocol), [])
+        if len(heap) >= self.gallery and -row.iou <= heap[0][0]:
+            return
         self._n += 1
-        item = (-row.iou, self._n, {"row": row, "path": self.current,
-                                    "pred": coco_rle(pred), "gt": coco_rle(gt)})  # fmt: skip
+        item = (-row.iou, self._n, {"row": row, "path": self.current, **_crop_box(pred, gt)})
         if len(heap) < self.gallery:
             heapq.heappush(heap, item)
-        elif item[0] > heap[0][0]:
+        else:
             heapq.heapreplace(heap, item)
 
     def summarise(self, members: Any, rows: list[InstanceResult], accs: Any) -> dict[str, Any]:
@@ -156,6 +157,21 @@ class Report:
                         r.clicks or "", r.noc.get("85", ""), r.noc.get("90", ""),
                         " ".join(f"{v:.4f}" for v in r.ious), r.prompt])  # fmt: skip
         atomic_write_text(out / "instances.csv", buf.getvalue())
+
+
+def _crop_box(pred: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
+    """``box`` (y0, y1, x0, x1) around prediction and truth with a margin, and both masks
+    cropped to it (``pred``, ``gt``), for the overlay gallery."""
+    ys, xs = np.nonzero(gt | pred)
+    h, w = gt.shape
+    pad = max(8, int(0.15 * max(xs.max() - xs.min(), ys.max() - ys.min())))
+    y0, y1 = max(0, int(ys.min()) - pad), min(h, int(ys.max()) + pad + 1)
+    x0, x1 = max(0, int(xs.min()) - pad), min(w, int(xs.max()) + pad + 1)
+    return {
+        "box": (y0, y1, x0, x1),
+        "pred": pred[y0:y1, x0:x1].copy(),
+        "gt": gt[y0:y1, x0:x1].copy(),
+    }
 
 
 def _speed(member: Any, rows: list[InstanceResult], seconds: float) -> dict[str, Any]:

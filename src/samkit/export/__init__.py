@@ -66,6 +66,14 @@ def export(
         raise SamkitError(
             f"unknown export format {format!r}; available: {', '.join(sorted(FORMATS))}"
         )
+    if key == "onnx":  # before the model loads: a bad argument must not cost an export
+        from samkit.export.onnx import DEFAULT_OPSET, check_export_options
+
+        check_export_options(
+            "." if output is None else output,
+            opset=options.get("opset", DEFAULT_OPSET),
+            rtol=options.get("rtol", 1e-3),
+        )
     net, stem = resolve_model(model)
     name = str(options.pop("name", stem))
     folder = Path(output) if output is not None else Path(f"{name}_{key}")

@@ -23,6 +23,8 @@ when one exceeds ``rtol * max|torch|``.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -238,12 +240,51 @@ def export(
     differences, raising SamkitError beyond ``rtol`` relative). ``int8`` also writes dynamically
     quantised copies (``encoder.int8.onnx``, ``decoder.int8.onnx``).
     """
-    if opset < 17:
-        raise SamkitError(f"opset must be >= 17 (LayerNormalization), got {opset}")
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_export_options(output, opset=opset, rtol=rtol)
+    final = Path(output)
+    final.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a hidden staging folder and moved into place only once the
+    # checks passed: a failed export leaves no encoder without decoder or files without manifest.
+    folder = Path(tempfile.mkdtemp(dir=final, prefix=".export-"))
+    try:
+        files = _export_into(model, folder, name, bake_preprocess, return_single_mask,
+                             return_low_res, opset, check, rtol, int8, external_data, log)  # fmt: skip
+        for path in files:
+            os.replace(path, final / path.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    log(f"wrote {', '.join(p.name for p in files)} to {final}/")
+    return [final / p.name for p in files]
+
+
+def check_export_options(output: str | os.PathLike[str], *, opset: Any, rtol: Any) -> None:
+    """Export arguments, checked before any work: SamkitError naming the argument."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
+        raise SamkitError(f"opset must be an int >= 17 (LayerNormalization), got {opset!r}")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < float("inf"):
+        raise SamkitError(f"rtol must be a positive number (e.g. 1e-3), got {rtol!r}")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise SamkitError(f"output {str(out)!r} is a file; give a folder for the ONNX files")
+
+
+def _export_into(
+    model: Sam,
+    folder: Path,
+    name: str,
+    bake_preprocess: bool,
+    return_single_mask: bool,
+    return_low_res: bool,
+    opset: int,
+    check: bool,
+    rtol: float,
+    int8: bool,
+    external_data: bool | None,
+    log: Callable[[str], None],
+) -> list[Path]:
+    """:func:`export` into ``folder`` (the staging folder); returns the files written."""
     model = model.eval()
-    log(f"exporting {name} to {folder}/ (ONNX opset {opset}, TorchScript-based exporter)")
+    log(f"exporting {name} (ONNX opset {opset}, TorchScript-based exporter)")
     enc_files = export_encoder(
         model,
         folder / ENCODER_FILE,
@@ -310,5 +351,4 @@ def export(
 
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     files.append(manifest_path)
-    log(f"wrote {', '.join(p.name for p in files)}")
     return files

@@ -66,6 +66,7 @@ def build(
     """
     from samkit.annotate.images import list_images
     from samkit.annotate.writers import parse_formats
+    from samkit.errors import ArgumentError
     from samkit.label.app import create_app
     from samkit.label.segmenter import Segmenter
     from samkit.label.store import AnnotationStore
@@ -73,7 +74,7 @@ def build(
 
     names = _classes(classes)
     if prefetch < 0:
-        raise ValueError(f"prefetch must be >= 0 (images encoded ahead), got {prefetch}")
+        raise ArgumentError(f"prefetch must be >= 0 (images encoded ahead), got {prefetch}")
     fmts = parse_formats(formats)
     root, items = list_images(images, recursive)
     if output_dir is None:
@@ -82,9 +83,9 @@ def build(
         output_dir = base.absolute().parent / f"{base.absolute().name}_labels"
     if host not in LOCAL_HOSTS and token is None:
         token = secrets.token_urlsafe(18)
-    store = AnnotationStore(items, output_dir, names, fmts)
+    store = AnnotationStore(items, output_dir, names, fmts, root=root)
     if not store.classes:
-        raise ValueError("classes: give at least one class name, e.g. classes=person,car")
+        raise ArgumentError("classes: give at least one class name, e.g. classes=person,car")
     cache = Path(cache_dir) if cache_dir is not None else samkit_cache() / "embeddings"
     segmenter = Segmenter.from_checkpoint(model, cache, device)
     detector = None
@@ -120,7 +121,8 @@ def serve(
     sock.bind((host, port))
     sock.listen(128)  # connections made once the URL is printed wait for the server
     port = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host  # all interfaces
+    shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}/"
     if server.token is not None:
         url += f"?token={server.token}"

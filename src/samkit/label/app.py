@@ -9,7 +9,8 @@ str}``):
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
 - ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
   (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
-- ``GET`` / ``PUT /api/images/{id}/annotations`` -> ``[{"label", "rle"}, ...]``;
+- ``GET`` / ``PUT /api/images/{id}/annotations`` -> ``[{"label", "rle"}, ...]`` with an
+  ``ETag``; a PUT with ``If-Match`` fails with 412 if the image was saved by someone else since;
 - ``GET /api/export?format=coco|yolo|labelme`` -> instances JSON, or a zip of label files;
 - ``POST /api/images/{id}/proposals`` with ``{"kind": "everything" | "detector", ...}`` ->
   ``{"proposals": [{"rle", "score", "label"}, ...]}`` to accept or reject on the page.
@@ -36,6 +37,7 @@ from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError, SourceError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
 from samkit.label.proposals import Proposer, parse_proposals
+from samkit.label.store import Conflict
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -232,19 +234,30 @@ def _image_routes(app: Any, ctx: _Context) -> None:
 
 
 def _label_routes(app: Any, ctx: _Context) -> None:
-    from fastapi.responses import Response
+    from fastapi.responses import JSONResponse, Response
 
     json_body = ctx.http.Body(None)
 
+    if_match = ctx.http.Header(None)
+
     @app.get("/api/images/{image_id}/annotations")
-    def get_annotations(image_id: int) -> list[dict[str, Any]]:
-        return ctx.store.get(ctx.entry(image_id).id)
+    def get_annotations(image_id: int) -> Any:
+        objects, version = ctx.store.get_versioned(ctx.entry(image_id).id)
+        return JSONResponse(objects, headers={"ETag": version})
 
     @app.put("/api/images/{image_id}/annotations")
-    def put_annotations(image_id: int, body: Any = json_body) -> list[dict[str, Any]]:
+    def put_annotations(image_id: int, body: Any = json_body, if_match: Any = if_match) -> Any:
+        """``If-Match: <ETag of a GET>`` makes the write conditional (412 when someone else
+        saved the image meanwhile); without it the last writer wins."""
         e = ctx.entry(image_id)
         objects = parse_annotations(body, e.width, e.height, ctx.store.classes)
-        return ctx.store.put(e.id, objects)
+        try:
+            stored = ctx.store.put(e.id, objects, expected=if_match)
+        except Conflict as exc:
+            raise ctx.http.HTTPException(
+                412, f"If-Match: the image was saved by someone else (now {exc.args[0]})"
+            ) from None
+        return JSONResponse(stored, headers={"ETag": ctx.store.get_versioned(e.id)[1]})
 
     @app.get("/api/export")
     def export(format: str = "coco") -> Any:

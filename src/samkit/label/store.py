@@ -13,6 +13,7 @@ saved, with their objects included.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -28,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from samkit.annotate.writers import COCO_FILE, DatasetWriter, parse_formats
-from samkit.formats import read_labelme, read_yolo_seg
+from samkit.formats import read_labelme, read_yolo_seg, write_data_yaml
 from samkit.io_utils import atomic_write_text
 from samkit.masks import coco_rle, rle_to_mask
 from samkit.polygons import polygons_to_mask
 
-__all__ = ["CLASSES_FILE", "AnnotationStore", "ImageEntry"]
+__all__ = ["CLASSES_FILE", "AnnotationStore", "Conflict", "ImageEntry"]
 
 logger = logging.getLogger("samkit")
 
@@ -70,6 +71,7 @@ class AnnotationStore:
         output_dir: folder for the label files.
         classes: class names offered to annotators (saved names come first).
         formats: ``"coco"`` always, plus ``"yolo"`` / ``"labelme"`` when named.
+        root: the image folder (``data.yaml`` points at it); default the first image's folder.
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class AnnotationStore:
         output_dir: str | os.PathLike[str],
         classes: Sequence[str],
         formats: Sequence[str] = ("coco", "yolo", "labelme"),
+        root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.root = Path(root) if root is not None else None  # the folder ``rel`` is under
         self.writer = DatasetWriter(self.output_dir, parse_formats(["coco", *formats]))
         self.entries: list[ImageEntry] = []
         self.problems: list[str] = []
@@ -91,6 +95,7 @@ class AnnotationStore:
                 logger.warning("skipping %s: %s", path, exc)
                 continue
             self.entries.append(ImageEntry(len(self.entries), path, rel, w, h))
+        self._yaml_names: list[str] | None = None
         self.classes = self._load_classes(classes)
         self._objects: dict[int, list[dict[str, Any]]] = {}
         self._locks = [threading.Lock() for _ in self.entries]
@@ -100,14 +105,26 @@ class AnnotationStore:
             found = self._load_existing(entry)
             if found is not None:
                 self._objects[entry.id] = found
-        self._save_classes()
+        self._save_classes(data_yaml=False)
 
     # ------------------------------------------------------------------ classes
     def _load_classes(self, given: Sequence[str]) -> list[str]:
+        """Saved names first (``classes.txt``, else an existing YOLO ``data.yaml``, whose ids the
+        label files use), then the new ones."""
         saved: list[str] = []
         path = self.output_dir / CLASSES_FILE
+        yaml_path = self.output_dir / "data.yaml"
         if path.is_file():
             saved = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+        elif yaml_path.is_file():
+            from samkit.annotate.detectors import normalize_names
+
+            try:
+                table = normalize_names(yaml_path)
+                saved = [table.get(i, f"class{i}") for i in range(max(table, default=-1) + 1)]
+                self._yaml_names = list(saved)
+            except (ImportError, ValueError) as exc:
+                self.problems.append(f"{yaml_path}: {exc}")
         return list(dict.fromkeys([*saved, *(str(c) for c in given)]))
 
     def _class_id(self, name: str) -> int:
@@ -116,12 +133,25 @@ class AnnotationStore:
                 self.classes.append(name)
             return self.classes.index(name)
 
-    def _save_classes(self) -> None:
+    def _root(self) -> Path:
+        if self.root is not None:
+            return self.root
+        return self.entries[0].path.parent if self.entries else self.output_dir
+
+    def _save_classes(self, data_yaml: bool = True) -> None:
+        """``classes.txt`` when the class list changed; with ``data_yaml`` (on saves, not at
+        start) also YOLO's ``data.yaml`` when its names are not the current ones."""
         with self._classes_lock:
-            text = "".join(f"{c}\n" for c in self.classes)
+            names = list(self.classes)
+        text = "".join(f"{c}\n" for c in names)
         path = self.output_dir / CLASSES_FILE
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)
+        if data_yaml and "yolo" in self.writer.formats and names != self._yaml_names:
+            root = self._root().resolve()
+            write_data_yaml(self.output_dir / "data.yaml", names, root=root.parent,
+                            train=root.name, val=root.name)  # fmt: skip
+            self._yaml_names = names
 
     # ------------------------------------------------------------------ loading
     def _load_existing(self, entry: ImageEntry) -> list[dict[str, Any]] | None:
@@ -191,12 +221,24 @@ class AnnotationStore:
         return image_id in self._objects
 
     def get(self, image_id: int) -> list[dict[str, Any]]:
-        with self._locks[image_id]:
-            return [dict(o) for o in self._objects.get(image_id, [])]
+        return self.get_versioned(image_id)[0]
 
-    def put(self, image_id: int, objects: Sequence[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    def get_versioned(self, image_id: int) -> tuple[list[dict[str, Any]], str]:
+        """The objects of an image and their version (an ETag: a hash of the objects)."""
+        with self._locks[image_id]:
+            objects = [dict(o) for o in self._objects.get(image_id, [])]
+        return objects, _version(objects)
+
+    def put(
+        self,
+        image_id: int,
+        objects: Sequence[tuple[str, np.ndarray]],
+        expected: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Replace the objects of an image with ``(label, mask (H, W) bool)`` pairs and write its
-        files atomically; returns the stored objects."""
+        files atomically; returns the stored objects. With ``expected`` (a version from
+        :meth:`get_versioned`) the write happens only if nobody changed the image since:
+        :class:`Conflict` otherwise."""
         entry = self.entries[image_id]
         ids = np.array([self._class_id(label) for label, _ in objects], dtype=np.int64)
         masks = (
@@ -207,6 +249,10 @@ class AnnotationStore:
         stored = [{"label": label, "rle": coco_rle(m)} for label, m in objects]
         self._save_classes()
         with self._locks[image_id]:
+            if expected is not None:
+                current = _version(self._objects.get(image_id, []))
+                if expected != current:
+                    raise Conflict(current)
             self._write(entry, ids, masks, self.writer)
             self._objects[image_id] = stored
         return [dict(o) for o in stored]
@@ -231,7 +277,7 @@ class AnnotationStore:
         label files (YOLO with ``data.yaml``). Returns (bytes, media type)."""
         names, coco_ids = self._tables()
         done = [e for e in self.entries if self.annotated(e.id)]
-        root = self.entries[0].path.parent if self.entries else self.output_dir
+        root = self._root()
         with self._export_lock:
             if fmt == "coco":
                 self.writer.finalize([e.rel for e in done], names, coco_ids, root)
@@ -246,6 +292,15 @@ class AnnotationStore:
                     self._write(e, ids, masks, writer)
                 writer.finalize([e.rel for e in done], names, coco_ids, root)
                 return _zip_folder(Path(tmp)), "application/zip"
+
+
+class Conflict(Exception):
+    """A write based on an outdated version; ``args[0]`` is the current version."""
+
+
+def _version(objects: Sequence[dict[str, Any]]) -> str:
+    text = json.dumps(list(objects), sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha1(text.encode()).hexdigest()[:20] + '"'
 
 
 def _zip_folder(folder: Path) -> bytes:

@@ -17,15 +17,15 @@
     images: [], classes: [], cur: -1, image: null, label: null,
     objects: [], selected: -1,
     points: [], box: null, history: [],
-    pred: null, cand: 0, seq: 0, proposals: [], detector: false,
+    pred: null, cand: 0, seq: 0, proposals: [], detector: false, chain: Promise.resolve(),
     view: { scale: 1, ox: 0, oy: 0 },
     latencies: [], serverMs: [], lastDrawn: 0, saving: 0, loaded: 0,
   };
   window.samkit = S;
 
   // ------------------------------------------------------------------ HTTP
-  async function api(method, path, body) {
-    const headers = {};
+  async function api(method, path, body, extra) {
+    const headers = Object.assign({}, extra || {});
     if (token) headers["Authorization"] = "Bearer " + token;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(path, { method, headers,
@@ -33,7 +33,9 @@
     if (!res.ok) {
       let detail = res.statusText;
       try { detail = (await res.json()).detail; } catch (e) { /* not JSON */ }
-      throw new Error(res.status + ": " + detail);
+      const err = new Error(res.status + ": " + detail);
+      err.status = res.status;
+      throw err;
     }
     return res;
   }
@@ -258,18 +260,36 @@
   function makeObject(label, rle) {
     return { label, rle, canvas: maskCanvas(rle, classColor(label), 110) };
   }
-  async function save() {
+  // Saves run one after another (each PUT carries the version the previous one returned);
+  // each sends the objects as they were when it was asked for.
+  function save() {
     const im = S.images[S.cur];
+    const body = S.objects.map((o) => ({ label: o.label, rle: o.rle }));
     S.saving++;
     status("saving...");
+    S.chain = S.chain.then(() => putObjects(im, body)).finally(() => { S.saving--; });
+  }
+  async function putObjects(im, body) {
     try {
-      const body = S.objects.map((o) => ({ label: o.label, rle: o.rle }));
-      await api("PUT", "/api/images/" + im.id + "/annotations", body);
+      const match = im.etag ? { "If-Match": im.etag } : {};
+      const res = await api("PUT", "/api/images/" + im.id + "/annotations", body, match);
+      im.etag = res.headers.get("ETag");
       im.annotated = true;
       renderProgress();
-      status("saved " + S.objects.length + " objects");
-    } catch (e) { status("not saved: " + e.message, true); }
-    S.saving--;
+      status("saved " + body.length + " objects");
+    } catch (e) {
+      if (e.status === 412 && S.images[S.cur] === im) {
+        await reloadObjects(im);  // someone else saved this image: show theirs
+        status("this image was changed by another annotator: reloaded, redo your last change", true);
+      } else status("not saved: " + e.message, true);
+    }
+  }
+  async function reloadObjects(im) {
+    const res = await api("GET", "/api/images/" + im.id + "/annotations");
+    im.etag = res.headers.get("ETag");
+    S.objects = (await res.json()).map((a) => makeObject(a.label, a.rle));
+    S.selected = -1;
+    renderObjects(); draw();
   }
   function commit() {
     if (!S.pred) return;
@@ -340,11 +360,13 @@
     renderProgress(); renderObjects(); draw();
     status("loading " + im.name);
     try {
-      const [blob, anns] = await Promise.all([
+      const [blob, res] = await Promise.all([
         api("GET", "/api/images/" + im.id + "/file").then((r) => r.blob()),
-        api("GET", "/api/images/" + im.id + "/annotations").then((r) => r.json()),
+        api("GET", "/api/images/" + im.id + "/annotations"),
       ]);
+      const anns = await res.json();
       if (S.cur !== index) return;
+      im.etag = res.headers.get("ETag");
       S.image = await createImageBitmap(blob);
       S.objects = anns.map((a) => makeObject(a.label, a.rle));
       for (const o of S.objects) {

@@ -1,0 +1,72 @@
+"""``samkit train`` and ``SAM(...).train(...)``: keyword settings -> :class:`TrainConfig` +
+:class:`FineTuneSettings` -> :func:`fit`. ``device="0,1"`` outside torchrun re-launches the call
+under torchrun (one process per GPU)."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import fields
+from typing import Any
+
+from samkit.errors import SamkitError
+from samkit.modeling import Sam
+from samkit.train import distributed
+from samkit.train.finetune import FineTuneSettings, FineTuneTask
+from samkit.train.trainer import TrainConfig, TrainResult, fit
+
+__all__ = ["cli_train", "settings_keys", "train"]
+
+logger = logging.getLogger("samkit")
+
+_LOOP = {f.name for f in fields(TrainConfig)}
+_TASK = {f.name for f in fields(FineTuneSettings)}
+
+
+def settings_keys() -> list[str]:
+    """Every keyword ``train`` accepts."""
+    return sorted(_LOOP | _TASK)
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[TrainConfig, FineTuneSettings]:
+    unknown = [k for k in kwargs if k not in _LOOP | _TASK]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], settings_keys(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SamkitError(f"unknown training setting {unknown[0]!r}.{hint}")
+    loop = {k: v for k, v in kwargs.items() if k in _LOOP}
+    task = {k: v for k, v in kwargs.items() if k in _TASK}
+    return TrainConfig(**loop), FineTuneSettings(**task)
+
+
+def train(network: Sam | None = None, **kwargs: Any) -> TrainResult | None:
+    """Fine-tune a SAM model; keywords are :class:`TrainConfig`'s and
+    :class:`FineTuneSettings`' fields (``model``, ``data``, ``epochs``, ``batch``, ``lr``,
+    ``train``, ``lora_rank``, ``prompts``, ``device``, ``resume`` ...).
+
+    ``network``: an already built model to start from instead of ``model``. Returns the
+    :class:`TrainResult` (``None`` in the launching process of a multi-GPU run, whose outputs
+    are in the run folder).
+    """
+    config, settings = _split(kwargs)
+    config.check()
+    gpus = distributed.cuda_devices(config.device)
+    if len(gpus) > 1 and not distributed.under_torchrun():
+        if network is not None:
+            raise SamkitError("multi-GPU training starts from a checkpoint file (model=...)")
+        rc = distributed.spawn("samkit.train.api:train", kwargs, nproc=len(gpus), devices=gpus)
+        if rc:
+            raise SamkitError(f"torchrun exited with code {rc}")
+        return None
+    return fit(FineTuneTask(settings, seed=config.seed, network=network), config)
+
+
+def cli_train(args: dict[str, Any]) -> int:
+    """Handler of ``samkit train``."""
+    given = {k: v for k, v in args.items() if v is not None}
+    if isinstance(given.get("resume"), str) and given["resume"].lower() in ("true", "false"):
+        given["resume"] = given["resume"].lower() == "true"
+    result = train(**given)
+    if result is not None and result.run_dir is not None:
+        print(f"results saved to {result.run_dir}; best weights {result.best}")
+    return 0

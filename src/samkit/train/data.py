@@ -1,0 +1,86 @@
+"""Training items from a labelled dataset: per image, the objects' soft targets on the decoder's
+low-res grid and tight boxes in the model's input frame, plus either the cached image embedding
+(frozen encoder) or the normalised input tensor (trainable encoder).
+
+Frames: targets are ``(N, L, L)`` uint8 (0..255 = coverage of each cell by the mask) on the
+padded input square's low-res grid (``L = image_size / 4``); boxes ``(N, 4)`` float32 XYXY in
+input pixels (the resized image, long side ``image_size``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from samkit import transforms
+from samkit.datasets import Sample
+
+__all__ = ["ImageItem", "lowres_targets", "prepare_item"]
+
+logger = logging.getLogger("samkit")
+
+
+@dataclass
+class ImageItem:
+    """One training image. ``key``: its content hash (the embedding store's key);
+    ``image``: (1, 3, S, S) normalised input, kept only when the encoder trains."""
+
+    key: str
+    name: str
+    targets: torch.Tensor
+    boxes: np.ndarray
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    image: torch.Tensor | None = None
+
+
+def lowres_targets(masks: np.ndarray, image_size: int) -> np.ndarray:
+    """(N, H, W) bool masks in original pixels -> (N, L, L) uint8 coverage on the low-res grid
+    of the padded input square (area-averaged, 255 = fully inside)."""
+    n, height, width = masks.shape
+    h, w = transforms.preprocess_shape(height, width, image_size)
+    side = image_size // 4
+    out = np.zeros((n, side, side), np.uint8)
+    for i in range(n):
+        resized = cv2.resize(masks[i].astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        padded = np.zeros((image_size, image_size), np.float32)
+        padded[:h, :w] = resized
+        low = cv2.resize(padded, (side, side), interpolation=cv2.INTER_AREA)
+        out[i] = np.clip(np.rint(low * 255), 0, 255).astype(np.uint8)
+    return out
+
+
+def prepare_item(
+    sample: Sample, key: str, image_size: int, keep: Sequence[int] | None = None
+) -> ImageItem | None:
+    """Targets and boxes of ``sample``'s instances (``keep``: indexes to use); None when the
+    sample has no usable instance (an empty mask, or no instance at all)."""
+    insts = [
+        sample.instances[i] for i in (keep if keep is not None else range(len(sample.instances)))
+    ]
+    insts = [inst for inst in insts if inst.area > 0]
+    if not insts:
+        return None
+    masks = np.stack([inst.mask for inst in insts])
+    boxes = np.stack([inst.box for inst in insts])
+    size = (sample.height, sample.width)
+    boxes_in = transforms.apply_boxes(boxes, size, image_size).astype(np.float32)
+    return ImageItem(
+        key=key,
+        name=sample.name or str(sample.path),
+        targets=torch.from_numpy(lowres_targets(masks, image_size)),
+        boxes=boxes_in,
+        original_size=size,
+        input_size=transforms.preprocess_shape(size[0], size[1], image_size),
+    )
+
+
+def describe_skip(sample: Any, exc: BaseException) -> str:
+    """One log line for a sample that could not be read."""
+    return f"skipped {getattr(sample, 'path', sample)}: {type(exc).__name__}: {exc}"
