@@ -322,7 +322,7 @@ def test_check_fails_beyond_tolerance(vit_small: Exported) -> None:
             "unknown export format 'coreml'; available: onnx",
         ),
         (lambda m, p: export(42, output=p), "model must be a checkpoint path"),
-        (lambda m, p: export(m, output=p, opset=13), "opset must be >= 17"),
+        (lambda m, p: export(m, output=p, opset=13), "opset must be an int >= 17"),
     ],
 )
 def test_export_rejects_bad_arguments(

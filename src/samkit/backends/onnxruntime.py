@@ -139,6 +139,8 @@ class OnnxPredictor:
         self.image_format = str(info.get("image_format", "RGB"))
         self.mask_threshold = float(info.get("mask_threshold", 0.0))
         self.bake_preprocess = bool(info["encoder"]["bake_preprocess"])
+        kind = self.encoder.get_inputs()[0].type  # "tensor(uint8)" or "tensor(float)"
+        self._image_dtype = np.uint8 if "uint8" in kind else np.float32
         self.single_mask = bool(info["decoder"]["return_single_mask"])
         self.graph_upscales = not info["decoder"]["return_low_res"]
         self._state: OnnxImageState | None = None
@@ -172,8 +174,8 @@ class OnnxPredictor:
         if image_format != self.image_format:
             image = image[..., ::-1]
         resized = transforms.resize_image(image, self.image_size)
-        if self.bake_preprocess:
-            x = np.ascontiguousarray(resized)
+        if self.bake_preprocess:  # uint8 or float32 pixels, whichever the export takes
+            x = np.ascontiguousarray(resized, dtype=self._image_dtype)
         else:
             x = transforms.normalize_pad(resized, self.image_size, self.mean, self.std)  # type: ignore[arg-type]
         features = self.encoder.run(None, {"image": x})[0]
