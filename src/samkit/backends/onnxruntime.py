@@ -23,7 +23,13 @@ from samkit import transforms
 from samkit.backends.numpy_ops import upscale_logits
 from samkit.backends.onnx_engine import OnnxEngine
 from samkit.errors import PromptError, SamkitError
-from samkit.validation import check_image, check_mask_input, check_points
+from samkit.validation import (
+    check_box,
+    check_coordinates,
+    check_image,
+    check_mask_input,
+    check_points,
+)
 
 __all__ = ["OnnxEngine", "OnnxImageState", "OnnxPredictor", "load_export"]
 
@@ -233,10 +239,7 @@ class OnnxPredictor:
             coords, labels = check_points(point_coords, point_labels, batched=False)
             coords, labels = coords[None], labels[None]
         if box is not None:
-            b = np.asarray(box, dtype=np.float64)
-            if b.size != 4:
-                raise PromptError(f"box must be 4 numbers XYXY (shape (4,)), got shape {b.shape}")
-            boxes = b.reshape(1, 4)
+            boxes = check_box(box).reshape(1, 4)
         mask = None if mask_input is None else check_mask_input(mask_input, 3, self.low_res)[None]
         masks, scores, low = self.predict_batch(
             coords, labels, boxes, mask, multimask_output, return_logits
@@ -261,7 +264,7 @@ class OnnxPredictor:
             coords, labels = check_points(point_coords, point_labels, batched=True)
             coords = transforms.apply_coords(coords, state.original_size, self.image_size)
         if boxes is not None:
-            b = np.asarray(boxes, dtype=np.float64)
+            b = check_coordinates(boxes, "boxes", "(B, 4) XYXY")
             if b.ndim != 2 or b.shape[1] != 4:
                 raise PromptError(f"boxes must have shape (B, 4) XYXY, got {b.shape}")
             box_in = transforms.apply_boxes(b, state.original_size, self.image_size)
