@@ -357,9 +357,9 @@ def test_front_without_prompts_runs_the_generator(models, image, tmp_path) -> No
     order = np.argsort([-r["predicted_iou"] for r in expected], kind="stable")
     got = np.argsort(-result.scores, kind="stable")
     for i, j in zip(order, got, strict=True):
-        assert np.array_equal(result.masks[j], expected[i]["segmentation"])
+        assert np.array_equal(result.mask(j), expected[i]["segmentation"])
         assert result.scores[j] == pytest.approx(expected[i]["predicted_iou"])
         assert result.stability_scores[j] == pytest.approx(expected[i]["stability_score"])
-    for rec, mask in zip(result.coco_records(), result.masks, strict=True):
+    for rec, mask in zip(result.coco_records(), result.iter_masks(), strict=True):
         assert isinstance(rec["segmentation"]["counts"], str)
         assert np.array_equal(rle_to_mask(rec["segmentation"]), mask)

@@ -132,6 +132,25 @@ def test_cli_train_runs(
     assert main(["train", "model=x.pt", f"data={tmp_path / 'missing'}"]) == 1
 
 
+def test_sam_front_train_holds_the_best_weights(
+    shapes: tuple[Path, Path], tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    from samkit import SAM
+
+    model = SAM(str(tiny_ckpt), device="cpu")
+    result = model.train(data=shapes[0], epochs=1, batch=2, clicks=0, prompts="box",
+                         val_fraction=0.25, project=str(tmp_path), progress=False)  # fmt: skip
+    assert result is not None and model.checkpoint == str(result.best)
+    best = torch.load(result.best, weights_only=True)
+    key = "mask_decoder.iou_token.weight"
+    assert torch.equal(model.model.state_dict()[key], best[key])
+    assert not torch.equal(best[key], torch.load(tiny_ckpt, weights_only=True)[key])
+    assert (
+        len(model(str(next((shapes[0].parent / "images").glob("*.png"))), bboxes=[10, 10, 60, 50]))
+        == 1
+    )
+
+
 @pytest.mark.slow
 def test_finetuning_learns_shapes(tmp_path: Path) -> None:
     """The must-show: fine-tuning on this CPU raises held-out box mIoU well above the starting

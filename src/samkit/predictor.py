@@ -18,6 +18,7 @@ from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
 from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
 from samkit.postprocess import binarize, upsample_fast
+from samkit.utils.transforms import ResizeLongestSide
 from samkit.validation import check_box, check_image, check_mask_input, check_points
 
 
@@ -128,6 +129,12 @@ class SamPredictor:
         return features.float()
 
     # ----------------------------------------------------------------- image
+    @property
+    def transform(self) -> ResizeLongestSide:
+        """Meta's ``predictor.transform``: maps original-frame points / boxes into the input
+        frame that :meth:`predict_torch` takes (``apply_boxes_torch(boxes, image.shape[:2])``)."""
+        return ResizeLongestSide(self.image_size)
+
     @property
     def device(self) -> torch.device:
         return self.model.device

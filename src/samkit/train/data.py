@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -79,8 +78,3 @@ def prepare_item(
         original_size=size,
         input_size=transforms.preprocess_shape(size[0], size[1], image_size),
     )
-
-
-def describe_skip(sample: Any, exc: BaseException) -> str:
-    """One log line for a sample that could not be read."""
-    return f"skipped {getattr(sample, 'path', sample)}: {type(exc).__name__}: {exc}"

@@ -39,7 +39,7 @@ class FineTuneSettings:
     drawn with the seed). train: comma-separated parts among decoder, prompt_encoder, encoder;
     encoder_blocks: only the encoder's last N blocks; lora_rank: LoRA adapters on the encoder's
     attention (merged into the saved weights). cache: frozen-encoder embeddings kept in "ram",
-    on "disk" (``<project>/cache``) or in a given folder.
+    on "disk" (``embeddings/`` in the samkit cache) or in a given folder.
     """
 
     model: str = "mobile_sam.pt"

@@ -7,19 +7,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from samkit.errors import SamkitError
-from samkit.train import distributed, runs
+from samkit.train import distributed, rng, runs
 from samkit.train.distributed import DistContext
 from samkit.train.schedule import SCHEDULES, make_optimizer, make_scheduler
 
@@ -175,40 +173,6 @@ def fit(task: TrainTask, config: TrainConfig, ctx: DistContext | None = None) ->
             distributed.shutdown()
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (
-            kind,
-            torch.from_numpy(np.asarray(keys).astype(np.int64)),
-            pos,
-            has_gauss,
-            cached,
-        ),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class _Loop:
     """One training run; :meth:`run` is the whole life cycle."""
 
@@ -237,7 +201,7 @@ class _Loop:
     # ------------------------------------------------------------------ setup
     def run(self) -> TrainResult:
         cfg, task = self.cfg, self.task
-        _seed_everything(cfg.seed)
+        rng.seed_everything(cfg.seed)
         resume_dir = runs.find_resume(cfg.resume, cfg.project, cfg.name) if cfg.resume else None
         task.setup(self.ctx)
         n = len(task)
@@ -284,7 +248,7 @@ class _Loop:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best, self.rows = float(state["best_fitness"]), list(state["rows"])
-        _set_rng_state(state["rng"])
+        rng.set_state(state["rng"])
         if self.ctx.is_main:
             logger.info("resuming %s after epoch %d (step %d)", run_dir, self.epoch, self.step)
 
@@ -400,7 +364,7 @@ class _Loop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng.get_state(),
             "best_fitness": self.best,
             "rows": self.rows,
             "model": self.task.training_state(),
