@@ -174,6 +174,7 @@ class SamAutomaticMaskGenerator:
         self.verbose = bool(verbose)
         self.stats = EverythingStats()
         self._skipped: list[np.ndarray] = []
+        self._bar: Any = None
 
     @property
     def skipped_points(self) -> np.ndarray:
@@ -215,7 +216,7 @@ class SamAutomaticMaskGenerator:
         )
         total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
         engine, bar = self.engine, points_bar(total, self.progress)
-        self.engine = CountingEngine(engine, bar)
+        self.engine, self._bar = CountingEngine(engine, bar), bar
         try:
             parts = [
                 self._process_crop(image, box, layer)
@@ -265,6 +266,7 @@ class SamAutomaticMaskGenerator:
                 cands = Candidates.cat([cands, self._decode_points(missed, ctx)])
                 data = self._crop_survivors(cands, ctx)
             self._skipped.append(skipped + np.array([x0, y0], dtype=np.float64))
+            self._bar.update(len(skipped))  # skipped points are done too
             self.stats.candidates += len(cands)
         finally:
             self.engine.reset_image()
