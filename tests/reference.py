@@ -43,8 +43,8 @@ def reference_vit(config: ViTConfig) -> torch.nn.Module:
         ),
         prompt_encoder=PromptEncoder(
             embed_dim=256,
-            image_embedding_size=(64, 64),
-            input_image_size=(1024, 1024),
+            image_embedding_size=(config.img_size // 16, config.img_size // 16),
+            input_image_size=(config.img_size, config.img_size),
             mask_in_chans=16,
         ),
         mask_decoder=MaskDecoder(

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from amg_weights import blob_weights
 from reference import make_image, randomize, reference_vit
@@ -340,27 +339,6 @@ def test_generator_rejects_bad_image(models) -> None:
         gen.generate(np.zeros((10, 10, 3), dtype=np.float32))
 
 
-@pytest.mark.parametrize(
-    ("orig", "inp"),
-    [
-        ((240, 320), (768, 1024)),
-        ((720, 1280), (576, 1024)),
-        ((333, 111), (1024, 341)),
-        ((50, 50), (1024, 1024)),
-    ],
-)
-def test_upsample_logits_is_bitwise_two_step_resampling(orig, inp) -> None:
-    """The generator's upsampling is the reference's two bilinear resizes, bit for bit (its
-    stability scores count pixels near the threshold)."""
-    from samkit.amg.upsample import upsample_logits
-
-    low = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(0)) * 10
-    expected = F.interpolate(low[:, None], (1024, 1024), mode="bilinear", align_corners=False)
-    expected = expected[..., : inp[0], : inp[1]]
-    expected = F.interpolate(expected, orig, mode="bilinear", align_corners=False)[:, 0]
-    assert torch.equal(upsample_logits(low, inp, orig, 1024), expected)
-
-
 def test_front_without_prompts_runs_the_generator(models, image, tmp_path) -> None:
     """``SAM(model)(source)`` with no prompt = this generator (Ultralytics names accepted);
     Results carry per-mask scores and write COCO RLE that decodes to the same masks."""
@@ -379,9 +357,9 @@ def test_front_without_prompts_runs_the_generator(models, image, tmp_path) -> No
     order = np.argsort([-r["predicted_iou"] for r in expected], kind="stable")
     got = np.argsort(-result.scores, kind="stable")
     for i, j in zip(order, got, strict=True):
-        assert np.array_equal(result.masks[j], expected[i]["segmentation"])
+        assert np.array_equal(result.mask(j), expected[i]["segmentation"])
         assert result.scores[j] == pytest.approx(expected[i]["predicted_iou"])
         assert result.stability_scores[j] == pytest.approx(expected[i]["stability_score"])
-    for rec, mask in zip(result.coco_records(), result.masks, strict=True):
+    for rec, mask in zip(result.coco_records(), result.iter_masks(), strict=True):
         assert isinstance(rec["segmentation"]["counts"], str)
         assert np.array_equal(rle_to_mask(rec["segmentation"]), mask)

@@ -58,8 +58,8 @@ def test_predict_with_prompts_writes_numbered_runs(setup, tmp_path):
     run_dir = tmp_path / "runs" / "predict"
     assert (run_dir / "one.jpg").is_file()
     summary = json.loads((run_dir / "predictions.json").read_text())
-    assert summary["counts"] == {"images": 1, "masks": 2, "skipped": 0}
-    assert [o["object_id"] for o in summary["images"][0]["objects"]] == [0, 1]
+    assert summary["counts"] == {"images": 1, "masks": 6, "skipped": 0}  # 3 per object
+    assert [o["object_id"] for o in summary["images"][0]["objects"]] == [0, 0, 0, 1, 1, 1]
     lines = (run_dir / "labels" / "one.txt").read_text().splitlines()
     assert all(line.startswith("0 ") for line in lines)
     # The same run with --flags goes to a new folder, with the same masks.

@@ -51,9 +51,10 @@ def session(files, model):
 
 def _check_result(r: Results, n: int) -> None:
     assert len(r) == n
-    assert r.masks.shape == (n, H, W) and r.masks.dtype == bool
+    masks = np.asarray(r.masks)
+    assert masks.shape == (n, H, W) and masks.dtype == bool
     assert r.scores.shape == (n,) and r.scores.dtype == np.float32
-    assert r.boxes.shape == (n, 4)
+    assert np.asarray(r.boxes).shape == (n, 4)
     assert r.orig_img.shape == (H, W, 3) and r.orig_img.dtype == np.uint8
 
 
@@ -68,18 +69,22 @@ def _engine_objects(engine, objects, multimask=False):
 
 def _assert_equal(result: Results, reference) -> None:
     """Masks identical except where the engine's own logit is within 1e-4 of the threshold
-    (there float rounding of the batched products decides); scores / logits within 1e-5."""
+    (there float rounding of the batched products decides); scores / logits within 1e-5.
+    With 3 masks per object (multimask output) every candidate is compared, else the best."""
     worst, flipped = 0.0, 0
+    per = len(result) // len(reference)
     for i, (masks, scores, low, logits) in enumerate(reference):
-        best = int(np.argmax(scores))
-        differ = result.masks[i] != masks[best]
-        assert (np.abs(logits[best][differ]) < 1e-4).all(), f"object {i}: masks differ"
-        flipped += int(differ.sum())
-        worst = max(
-            worst,
-            abs(float(result.scores[i]) - float(scores[best])),
-            float(np.abs(result.low_res_logits[i, 0] - low[best]).max()),
-        )
+        for c in range(per):
+            ref = c if per == 3 else int(np.argmax(scores))
+            j = i * per + c
+            differ = result.mask(j) != masks[ref]
+            assert (np.abs(logits[ref][differ]) < 1e-4).all(), f"object {i}: masks differ"
+            flipped += int(differ.sum())
+            worst = max(
+                worst,
+                abs(float(result.scores[j]) - float(scores[ref])),
+                float(np.abs(result.low_res_logits[j, 0] - low[ref]).max()),
+            )
     print(f"max |diff| scores/logits vs engine: {worst:.2e}; borderline pixels flipped: {flipped}")
     assert worst <= 1e-5
 
@@ -113,16 +118,17 @@ def test_snippet_no_prompt_segments_everything(files):
             tiny(str(files["image"]))
         return
     r = tiny(str(files["image"]), **QUICK_EVERYTHING)[0]
-    assert len(r) >= 1 and r.masks.shape == (len(r), H, W) and r.masks.dtype == bool
+    masks = np.asarray(r.masks)
+    assert len(r) >= 1 and masks.shape == (len(r), H, W) and masks.dtype == bool
     assert r.low_res_logits is None and r.stability_scores.shape == (len(r),)
-    assert r.boxes.shape == (len(r), 4)
+    assert np.asarray(r.boxes).shape == (len(r), 4)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_EVERYTHING, reason="segment everything not installed")
 def test_snippet_no_prompt_with_defaults(files):
     r = SAM(files["tiny"], device="cpu")(str(files["image"]))[0]  # 32x32 grid, Meta's filters
-    assert r.masks.dtype == bool and r.masks.shape[1:] == (H, W)
+    assert np.asarray(r.masks).dtype == bool and r.masks.shape[1:] == (H, W)
     assert (r.scores > 0.88).all() and (r.stability_scores >= 0.95).all()
 
 
@@ -144,7 +150,7 @@ def test_snippet_predictor(files):
     results = predictor(points=[90, 37], labels=[1])
     _, ref_scores, _ = engine.predict(np.array([[90, 37]]), np.array([1]), multimask_output=False)
     assert len(results[0]) == int((ref_scores >= 0.25).sum())
-    assert results[0].masks.dtype == bool and results[0].masks.shape[1:] == (H, W)
+    assert np.asarray(results[0].masks).dtype == bool and results[0].masks.shape[1:] == (H, W)
     assert results[0].low_res_logits.shape[1:] == (1, 64, 64)
     predictor.reset_image()
     with pytest.raises(SamkitError, match="set_image"):
@@ -157,7 +163,7 @@ def test_snippet_predictor(files):
     results = predictor(source=str(files["image"]), crop_n_layers=1, points_stride=4,
                         conf_thres=0.0, stability_score_thresh=0.0)  # fmt: skip
     assert len(results) == 1 and len(results[0]) >= 1
-    assert results[0].masks.shape[1:] == (H, W) and results[0].masks.dtype == bool
+    assert results[0].masks.shape[1:] == (H, W) and np.asarray(results[0].masks).dtype == bool
 
 
 def test_predictor_rejects_bad_overrides(files):
@@ -228,9 +234,10 @@ def test_table_row_equals_engine(session, row):
     predictor, engine = session
     kwargs, reference = ROWS[row]
     for multimask in (False, True):
+        per = 3 if multimask else 1  # multimask: 3 masks per object, as Ultralytics
         r = predictor(multimask_output=multimask, **kwargs)[0]
-        _check_result(r, len(reference))
-        assert r.object_ids.tolist() == list(range(len(reference)))
+        _check_result(r, per * len(reference))
+        assert r.object_ids.tolist() == np.repeat(np.arange(len(reference)), per).tolist()
         _assert_equal(r, _engine_objects(engine, [_np(o) for o in reference], multimask))
 
 
@@ -242,19 +249,28 @@ def test_negative_point_is_honoured(session):
     assert both.scores[0] != alone.scores[0]
 
 
-def test_keep_all_returns_three_candidates_per_object(session):
+def test_keep_all_false_keeps_the_best_candidate(session):
     predictor, engine = session
-    front = Predictor(overrides={"multimask_output": True, "keep_all": True}, model=predictor.sam)
-    front.set_image(predictor._image_bgr)
+    front = Predictor(overrides={"multimask_output": True, "keep_all": False}, model=predictor.sam)
+    front.set_image(predictor._path)
     r = front(points=[[[90, 37]], [[20, 20]]])[0]
-    _check_result(r, 6)
-    assert r.object_ids.tolist() == [0, 0, 0, 1, 1, 1]
-    logits, scores, _ = engine.predict(
-        np.array([[20, 20]]), np.array([1]), multimask_output=True, return_logits=True
+    _check_result(r, 2)
+    assert r.object_ids.tolist() == [0, 1]
+    ref = [{"point_coords": np.array([[90, 37]])}, {"point_coords": np.array([[20, 20]])}]
+    _assert_equal(
+        r, _engine_objects(engine, [o | {"point_labels": np.array([1])} for o in ref], True)
     )
-    differ = r.masks[3:] != (logits > engine.model.mask_threshold)
-    assert (np.abs(logits[differ]) < 1e-4).all()  # only float-rounding borderline pixels
-    np.testing.assert_allclose(r.scores[3:], scores, atol=1e-5)
+
+
+def test_flat_points_follow_ultralytics_counts(session):
+    predictor, engine = session
+    two = predictor(points=[[90, 37], [30, 90]], labels=[1, 1])[0]  # 2 objects, 1 point each
+    _check_result(two, 2)
+    ref = [{"point_coords": [[90, 37]], "point_labels": [1]},
+           {"point_coords": [[30, 90]], "point_labels": [1]}]  # fmt: skip
+    _assert_equal(two, _engine_objects(engine, [_np(o) for o in ref]))
+    three_each = predictor(points=[[90, 37], [30, 90]], multimask_output=True)[0]
+    _check_result(three_each, 6)
 
 
 def test_mask_prompts_low_res_and_binary(session):
@@ -280,7 +296,7 @@ def test_conf_filters_only_when_set(session):
     assert len(r) == 3  # no hidden filter, whatever the scores
     threshold = float(np.median(r.scores))
     filtered = Predictor(overrides={"conf": threshold}, model=predictor.sam)
-    filtered.set_image(predictor._image_bgr)
+    filtered.set_image(predictor._path)
     kept = filtered(**objs)[0]
     assert kept.object_ids.tolist() == [i for i in range(3) if r.scores[i] >= threshold]
 
@@ -303,7 +319,7 @@ def test_results_writers(session, tmp_path):
 
     records = r.coco_records(image_id=7)
     assert len(records) == 2 and records[0]["image_id"] == 7
-    for rec, mask in zip(records, r.masks, strict=True):
+    for rec, mask in zip(records, r.iter_masks(), strict=True):
         rle = rec["segmentation"]
         from samkit.masks import coco_string_to_counts
 

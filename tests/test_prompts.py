@@ -25,8 +25,34 @@ def test_points_k2_are_one_object_with_negative_point():
 
 
 def test_labels_default_to_foreground():
-    objs = normalize_prompts(HW, points=[[10, 20], [30, 40]])
+    objs = normalize_prompts(HW, points=[[[10, 20], [30, 40]]])
     assert objs[0].labels.tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "points_per_object"),
+    [
+        # Ultralytics' documented shapes (docs/en/models/sam.md) and its mask counts.
+        ({"points": [900, 370], "labels": [1]}, [1]),
+        ({"points": [[900, 370]], "labels": [1]}, [1]),
+        ({"points": [[400, 370], [900, 370]], "labels": [1, 1]}, [1, 1]),  # 2 masks
+        ({"points": [[400, 370], [900, 370]]}, [1, 1]),  # labels omitted: all positive
+        ({"points": [[[400, 370], [900, 370]]], "labels": [[1, 1]]}, [2]),
+        ({"points": [[[400, 370], [900, 370]]], "labels": [[1, 0]]}, [2]),
+        # A flat list with a negative point stays one object (Ultralytics' #20168 splits it).
+        ({"points": [[400, 370], [900, 370]], "labels": [1, 0]}, [2]),
+        ({"points": [[400, 370], [900, 370], [10, 10]], "labels": [0, 1, 1]}, [3]),
+        # A flat positive list with one box: the points refine that box's object.
+        ({"points": [[40, 37], [50, 30]], "bboxes": [0, 0, 60, 50]}, [2]),
+        # ... and with N boxes: one point per box, as Ultralytics.
+        ({"points": [[40, 37], [50, 30]], "bboxes": [[0, 0, 60, 50], [1, 1, 70, 55]]}, [1, 1]),
+    ],
+)
+def test_ultralytics_prompt_shapes(kwargs, points_per_object):
+    objs = normalize_prompts(HW, **kwargs)
+    assert [len(o.points) for o in objs] == points_per_object
+    flat = np.concatenate([o.points for o in objs]).tolist()
+    assert flat == np.asarray(kwargs["points"], float).reshape(-1, 2).tolist()  # order kept
 
 
 def test_points_nk2_are_n_objects():

@@ -89,6 +89,9 @@ def test_front_and_writers_never_build_the_stack(lazy, no_dense, tmp_path) -> No
         text = lazy.to_json()
         records = lazy.coco_records(image_id=7)
         boxes, areas, xyn = lazy.boxes, lazy.areas, lazy.xyn
+        view = lazy.masks  # Ultralytics-style view: lazy too
+        view_facts = (len(view), view.shape, len(view[1:3]), len(view.xy), view.orig_shape)
+        xyxy = lazy.boxes.xyxy
         holes = lazy.polygons_with_holes()
         parts = list(lazy)
         sub = lazy[[0, 2]]
@@ -100,14 +103,17 @@ def test_front_and_writers_never_build_the_stack(lazy, no_dense, tmp_path) -> No
     assert peak < dense_bytes / 2
     assert not lazy.is_dense and not sub.is_dense
     assert len(parts) == n and all(len(p) == 1 and p.rles is not None for p in parts)
-    assert boxes.shape == (n, 4) and areas.shape == (n,) and len(xyn) == len(holes) == n
+    assert boxes.shape == (n, 6) and areas.shape == (n,) and len(xyn) == len(holes) == n
+    assert view_facts == (n, (n, H, W), 2, n, (H, W)) and tuple(xyxy.shape) == (n, 4)
     assert len(records) == n and len(json.loads(text)["objects"]) == n
     assert records[0]["image_id"] == 7 and isinstance(records[0]["segmentation"]["counts"], str)
     assert cv2.imread(str(tmp_path / "overlay.jpg")).shape == (H, W, 3)
     lines = (tmp_path / "labels.txt").read_text().splitlines()
     assert len(lines) >= n
     with pytest.raises(DenseBuilt):
-        _ = lazy.masks  # the one way in, documented as costing N * H * W bytes
+        _ = lazy.masks.data  # the ways in, documented as costing N * H * W bytes
+    with pytest.raises(DenseBuilt):
+        np.asarray(lazy.masks)
 
 
 def test_cli_everything_never_builds_the_stack(state, image_rgb, no_dense, tmp_path) -> None:
@@ -133,7 +139,7 @@ def test_equal_to_dense_path(lazy, reference_records) -> None:
     scores = np.array([r["predicted_iou"] for r in reference_records], dtype=np.float32)
     stab = np.array([r["stability_score"] for r in reference_records], dtype=np.float32)
     dense = Results(
-        orig_img=lazy.orig_img, masks=masks, scores=scores, stability_scores=stab, path=lazy.path
+        lazy.image, mask_array=masks, scores=scores, stability_scores=stab, path=lazy.path
     )
     np.testing.assert_array_equal(lazy.scores, dense.scores)
     np.testing.assert_array_equal(lazy.stability_scores, dense.stability_scores)
@@ -155,7 +161,7 @@ def test_equal_to_dense_path(lazy, reference_records) -> None:
     copy = lazy[np.arange(n)]
     assert not copy.is_dense
     np.testing.assert_array_equal(copy.masks, masks)
-    assert copy.is_dense and copy.masks is copy.masks
+    assert copy.is_dense and copy.masks is copy.masks and copy.masks.data is copy.masks.data
 
 
 def test_rle_box_edge_cases() -> None:
@@ -179,12 +185,16 @@ def test_constructor_checks() -> None:
     with pytest.raises(SamkitError, match="exactly one"):
         Results(img, scores=np.zeros(0))
     with pytest.raises(SamkitError, match="exactly one"):
-        Results(img, masks=np.zeros((1, 4, 3), bool), rles=[rle], scores=np.zeros(1))
+        Results(img, mask_array=np.zeros((1, 4, 3), bool), rles=[rle], scores=np.zeros(1))
     with pytest.raises(SamkitError, match="size"):
         Results(img, rles=[mask_to_rle(np.ones((3, 4), bool))], scores=np.zeros(1))
     with pytest.raises(SamkitError, match="summing"):
         Results(img, rles=[{"size": [4, 3], "counts": [5]}], scores=np.zeros(1))
     r = Results(img, rles=[rle], scores=np.zeros(1))
-    with pytest.raises(AttributeError, match="read-only"):
+    with pytest.raises(AttributeError):  # frozen
         r.scores = np.ones(1)  # type: ignore[misc]
+    with pytest.raises(SamkitError, match=r"\(H, W, 3\) uint8"):
+        Results(img[..., 0], rles=[rle], scores=np.zeros(1))
+    with pytest.raises(SamkitError, match="cls"):
+        Results(img, rles=[rle], scores=np.zeros(1), cls=np.zeros(2))
     assert Path(str(r.path)).name == "" and r.is_dense is False

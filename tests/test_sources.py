@@ -67,10 +67,11 @@ def test_glob_list_array_pil(tiny, folder):
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     mixed = tiny.predict([folder / "a.png", bgr, Image.fromarray(rgb)], bboxes=BOX)
     assert len(mixed) == 3
-    assert np.array_equal(mixed[1].orig_img, bgr)  # arrays are BGR, kept as given
-    assert np.array_equal(mixed[2].orig_img, bgr)  # PIL is RGB, stored as BGR
+    assert np.array_equal(mixed[1].orig_img, bgr)  # arrays are BGR; orig_img gives BGR back
+    assert np.array_equal(mixed[2].orig_img, bgr)  # PIL is RGB
+    assert np.array_equal(mixed[1].image, rgb) and np.array_equal(mixed[2].image, rgb)  # RGB
     # The same pixels give the same masks whichever way they came in.
-    assert np.array_equal(mixed[1].masks, mixed[2].masks)
+    assert np.array_equal(np.asarray(mixed[1].masks), np.asarray(mixed[2].masks))
     gray = tiny.predict(rgb[:, :, 0], bboxes=BOX)[0]
     assert gray.orig_img.shape == (32, 48, 3)
 

@@ -270,8 +270,8 @@ PREDICT_KEYS: dict[str, Key] = {
     "points": Key(
         "literal",
         None,
-        'points XY: "points=[x,y]", "points=[[x,y],...]" (1 object), "points=[[[x,y],...],...]" '
-        "(N objects)",
+        'points XY: "points=[x,y]"; "points=[[x,y],...]" = 1 object each (1 object if a '
+        'label is 0); "points=[[[x,y],...],...]" = N objects',
     ),
     "labels": Key(
         "literal",
@@ -280,8 +280,8 @@ PREDICT_KEYS: dict[str, Key] = {
     ),
     "bboxes": Key("literal", None, 'boxes XYXY: "bboxes=[x1,y1,x2,y2]" or "bboxes=[[...],...]"'),
     "masks": Key(str, None, "binary mask image (nonzero = object) or .npy (N, H, W) prompt"),
-    "multimask_output": Key(bool, False, "3 candidates per object, keep the best"),
-    "keep_all": Key(bool, False, "with multimask_output, keep all 3 candidates"),
+    "multimask_output": Key(bool, False, "3 candidate masks per object (as Ultralytics)"),
+    "keep_all": Key(bool, None, "with multimask_output, false keeps each object's best candidate"),
     "conf": Key(float, None, "drop masks scoring below this (default: keep all)"),
     "device": _DEVICE,
     "recursive": Key(bool, False, "descend into subfolders of a folder source"),
@@ -315,6 +315,9 @@ EVERYTHING_KEYS: dict[str, Key] = {
     "crop_downscale_factor": Key(int, None, "everything: Ultralytics name of the downscale"),
     "low_res_filter": Key(bool, None, "everything: filter on low-res logits (faster, opt-in)"),
     "bf16": Key(bool, None, "everything: bfloat16 decoder (faster, opt-in)"),
+    "skip_covered": Key(bool, None, "everything: sparse grid first, skip covered points"),
+    "fast": Key(bool, None, "everything: fast mode (bf16 decoder where native)"),
+    "verbose": Key(bool, None, "everything: print points decoded / skipped, masks kept"),
 }
 
 # Where batch jobs run (predict everything over a folder, annotate, embed): this process or
@@ -344,7 +347,8 @@ MODES: dict[str, Mode] = {
             "model": _MODEL,
             "format": Key(str, "onnx", "export format: onnx"),
             "output": Key(str, None, "output folder (default: <model stem>_onnx)"),
-            "bake_preprocess": Key(bool, False, "encoder takes the resized uint8 image (h, w, 3)"),
+            "bake_preprocess": Key(bool, False, "encoder takes the resized image (h, w, 3)"),
+            "image_dtype": Key(str, None, "with bake_preprocess: uint8 (default) or float32"),
             "return_single_mask": Key(bool, False, "decoder returns only the best mask"),
             "return_low_res": Key(bool, False, "decoder 'masks' output is the 256x256 logits"),
             "opset": Key(int, 17, "ONNX opset (>= 17)"),

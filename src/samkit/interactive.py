@@ -33,8 +33,8 @@ OVERRIDE_KEYS: dict[str, tuple[Any, str]] = {
     "model": ("sam_b.pt", "checkpoint file or model name"),
     "device": (None, "torch device (default: CUDA when available, else CPU)"),
     "conf": (None, "drop masks scoring below this; None = keep every mask"),
-    "multimask_output": (False, "decode 3 candidates per object and keep the best"),
-    "keep_all": (False, "with multimask_output, keep all 3 candidates"),
+    "multimask_output": (False, "decode 3 candidates per object (3 masks each)"),
+    "keep_all": (None, "with multimask_output, False keeps each object's best candidate"),
     "batch_size": (None, "objects per decoder pass (default: the engine's)"),
     "imgsz": (None, "model input size; must equal the model's (1024 for published models)"),
     "task": ("segment", "only 'segment'"),
@@ -67,7 +67,7 @@ class Predictor:
         if self.args["mode"] != "predict":
             raise SamkitError(f"mode must be 'predict', got {self.args['mode']!r}")
         self._sam = model
-        self._image_bgr: np.ndarray | None = None
+        self._image_rgb: np.ndarray | None = None
         self._path = ""
         self._state: Any = None
 
@@ -98,12 +98,12 @@ class Predictor:
         engine = self.sam.engine
         engine.set_image(item.image)
         self._state = engine.get_state()
-        self._image_bgr = np.ascontiguousarray(item.image[:, :, ::-1])
+        self._image_rgb = item.image
         self._path = item.path
 
     def reset_image(self) -> None:
         """Forget the image and its embedding."""
-        self._image_bgr = None
+        self._image_rgb = None
         self._state = None
         self._path = ""
         if self._sam is not None:
@@ -114,7 +114,7 @@ class Predictor:
         mm = self.args["multimask_output"] if multimask_output is None else multimask_output
         return {
             "multimask_output": bool(mm),
-            "keep_all": bool(self.args["keep_all"] and mm),
+            "keep_all": bool(mm and self.args["keep_all"] in (None, True)),
             "conf": self.args["conf"],
             "batch_size": self.args["batch_size"],
         }
@@ -140,11 +140,10 @@ class Predictor:
             out = sam.predict(source, stream=stream, **prompts, **kwargs, **everything)
             self._restore()
             return out
-        if self._image_bgr is None:
+        if self._image_rgb is None:
             raise SamkitError("no image: call set_image(...) first or pass source=")
         if not prompted:
-            rgb = np.ascontiguousarray(self._image_bgr[:, :, ::-1])
-            out = [sam.segment_everything(rgb, path=self._path, **everything)]
+            out = [sam.segment_everything(self._image_rgb, path=self._path, **everything)]
             self._restore()
             return out
         if everything:
@@ -152,7 +151,7 @@ class Predictor:
         self._restore()
         result = sam.segment_prompts(
             None,
-            image_bgr=self._image_bgr,
+            current_rgb=self._image_rgb,
             path=self._path,
             **prompts,
             **self._options(multimask_output),
@@ -160,6 +159,31 @@ class Predictor:
         if self.args["verbose"]:
             print(f"{result!r} scores={np.round(result.scores, 3).tolist()}")
         return [result]
+
+    @staticmethod
+    def remove_small_regions(masks: Any, min_area: float = 0, nms_thresh: float = 0.7) -> Any:
+        """Ultralytics' static cleanup: fill holes and drop islands smaller than ``min_area``
+        pixels in each (N, H, W) mask, then NMS (IoU ``nms_thresh``) on the new boxes,
+        preferring masks that needed no change. Returns ``(masks[keep], keep)``, torch
+        tensors for a torch input (same device and dtype), NumPy arrays for NumPy."""
+        from samkit.amg.nms import batched_nms_numpy
+        from samkit.masks import mask_to_box, remove_small_regions
+
+        is_torch = hasattr(masks, "detach")
+        arr = masks.detach().cpu().numpy() if is_torch else np.asarray(masks)
+        new = np.zeros(arr.shape, dtype=bool)
+        scores = np.zeros(len(arr), dtype=np.float32)
+        for i, mask in enumerate(arr.astype(bool)):
+            mask, holes = remove_small_regions(mask, min_area, "holes")
+            new[i], islands = remove_small_regions(mask, min_area, "islands")
+            scores[i] = float(not (holes or islands))
+        keep = batched_nms_numpy(mask_to_box(new), scores, None, nms_thresh)
+        out = new[keep].astype(arr.dtype)
+        if not is_torch:
+            return out, keep
+        import torch
+
+        return torch.from_numpy(out).to(masks.device), torch.from_numpy(keep)
 
     def _restore(self) -> None:
         """Put the set image's embedding back after a run that used the engine for others."""

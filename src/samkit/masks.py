@@ -21,7 +21,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from samkit.errors import ArgumentError
+from samkit.errors import ArgumentError, SamkitError
 
 __all__ = [
     "area_from_rle",
@@ -31,7 +31,10 @@ __all__ = [
     "mask_to_box",
     "mask_to_rle",
     "masks_to_rle",
+    "normalize_rle",
+    "record_rle",
     "remove_small_regions",
+    "rle_box",
     "rle_to_coco_string",
     "rle_to_mask",
 ]
@@ -275,3 +278,46 @@ def remove_small_regions(
         if not keep.any():
             keep[int(np.argmax(sizes)) + 1] = True
     return keep[labels], True
+
+
+def normalize_rle(rle: Mapping[str, Any], hw: tuple[int, int], name: str = "rle") -> dict[str, Any]:
+    """A COCO RLE (counts list, array or compressed string) -> ``{"size": [H, W], "counts":
+    (K,) int64}``, checked against the image size."""
+    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
+        raise SamkitError(f"{name} must be a COCO RLE dict with 'size' and 'counts'")
+    size = [int(v) for v in rle["size"]]
+    if size != list(hw):
+        raise SamkitError(f"{name} has size {size}, the image is {list(hw)}")
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        counts = coco_string_to_counts(counts)
+    arr = np.asarray(counts, dtype=np.int64).reshape(-1)
+    if (arr.size and arr.min() < 0) or int(arr.sum()) != hw[0] * hw[1]:
+        raise SamkitError(
+            f"{name} counts must be non-negative runs summing to {hw[0] * hw[1]} pixels"
+        )
+    return {"size": size, "counts": arr}
+
+
+def rle_box(counts: np.ndarray, h: int) -> list[int]:
+    """XYXY box (inclusive max; zeros when empty) of a column-major RLE of an image h tall."""
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    fg = (np.arange(len(counts)) % 2 == 1) & (counts > 0)
+    if not fg.any():
+        return [0, 0, 0, 0]
+    first, last = starts[fg], ends[fg] - 1  # flat column-major pixel indices
+    first_col, last_col = first // h, last // h
+    # A run crossing into the next column covers row h - 1 of one column and row 0 of the next.
+    spans = first_col != last_col
+    y1 = np.where(spans, 0, first % h).min()
+    y2 = np.where(spans, h - 1, last % h).max()
+    return [int(first_col.min()), int(y1), int(last_col.max()), int(y2)]
+
+
+def record_rle(segmentation: Any, hw: tuple[int, int]) -> dict[str, Any]:
+    """A generator record's segmentation (COCO RLE, compressed or not, or an (H, W) binary
+    mask) -> a COCO RLE for :class:`Results` (which checks it against ``hw``)."""
+    if isinstance(segmentation, dict):
+        return segmentation
+    return mask_to_rle(np.asarray(segmentation, dtype=bool).reshape(hw))

@@ -18,21 +18,22 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from samkit.call_args import decoder_batch_arg
 from samkit.engine import Engine, TorchEngine
 from samkit.errors import SamkitError, SourceError
+from samkit.masks import record_rle
 from samkit.prompts import ObjectPrompt, group_objects, normalize_prompts
 from samkit.results import Results
 from samkit.sources import count_items, is_collection, iter_source
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
-    from samkit.summary import ModelSummary
+    from samkit.summary import ModelInfo
 
 __all__ = ["SAM", "RunLog"]
 
@@ -129,16 +130,26 @@ class SAM:
             return OnnxEngine(predictor, decoder_batch=batch)
         return TorchEngine(self.model, **self._precision)
 
+    @property
+    def results_device(self) -> str | None:
+        """Where Results' views put tensors (:func:`samkit.call_args.results_device`)."""
+        from samkit.call_args import results_device
+
+        return results_device(self.model)
+
     # ------------------------------------------------------------------ info / export
-    def info(self, verbose: bool = True) -> ModelSummary:
-        """Print (with ``verbose``) and return the model summary."""
-        from samkit.summary import model_summary
+    def info(self, detailed: bool = False, verbose: bool = True) -> ModelInfo:
+        """Print (with ``verbose``) the model summary and return Ultralytics' tuple
+        ``(layers, parameters, gradients, GFLOPs)``, whose attributes are the
+        :class:`~samkit.summary.ModelSummary`'s (``.params_total``, ``.table()`` ...).
+        ``detailed`` is accepted for Ultralytics code (no per-layer table)."""
+        from samkit.summary import ModelInfo, model_summary
 
         self._require_torch("info()")
         summary = model_summary(self.model, self.checkpoint)
         if verbose:
             print(summary.table())
-        return summary
+        return ModelInfo(self.model, summary)
 
     def train(self, data: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Fine-tune this model on a labelled dataset (``samkit train``'s settings as keywords,
@@ -191,70 +202,75 @@ class SAM:
         bboxes: Any = None,
         masks: Any = None,
         multimask_output: bool = False,
-        keep_all: bool = False,
+        keep_all: bool | None = None,
         conf: float | None = None,
         stream: bool = False,
         recursive: bool = False,
         progress: bool | None = None,
         decoder_batch: int | None = None,
         batch_size: int | None = None,
-        **everything: Any,
+        **kwargs: Any,
     ) -> list[Results] | Iterator[Results]:
         """Segment ``source`` with the given prompts, or everything when none is given.
 
         Args:
             source: image path, folder, glob, URL, video, NumPy array (BGR), PIL image (RGB),
-                or a list of these (see :mod:`samkit.sources`). The same prompts apply to every
-                image / frame.
+                or a list of these (:mod:`samkit.sources`); the prompts apply to every image.
             points, labels, bboxes, masks: prompts in original-image pixels, shapes as in
-                :mod:`samkit.prompts` (points (K, 2) = one object with K points; (N, K, 2) or a
-                ragged list = N objects; bboxes (N, 4) XYXY; binary masks (N, H, W) or low-res
-                logits (N, 1, 256, 256) e.g. ``results.low_res_logits``).
-            multimask_output: decode 3 candidate masks per object and keep the best-scoring
-                one (default False: the single-mask output, one mask per object).
-            keep_all: with ``multimask_output``, keep all 3 candidates (3N masks;
-                ``Results.object_ids`` says which object each belongs to).
-            conf: drop masks whose score is below ``conf``; no filter unless given.
+                :mod:`samkit.prompts` (as Ultralytics: (K, 2) positive points = K objects,
+                (N, K, 2) = N objects of K points; a flat list with a negative point = one
+                object; bboxes (N, 4) XYXY; binary masks (N, H, W) or low-res logits
+                (N, 1, 256, 256), e.g. an earlier Results).
+            multimask_output: 3 candidate masks per object (3N masks, object-major;
+                ``Results.object_ids`` tells the object), as Ultralytics.
+            keep_all: with ``multimask_output``, False keeps each object's best candidate.
+            conf: drop masks scoring below ``conf``; no filter unless given (Ultralytics drops
+                scores <= 0.25 by default).
             stream: return a generator yielding one Results at a time (bounded memory).
             recursive: descend into subfolders of a folder source.
             progress: show a progress bar; default: for sources of more than one image.
             decoder_batch: objects per decoder pass for this call (default: the engine's, as
                 set by ``SAM(decoder_batch=...)``); ``batch_size`` is its old spelling.
-            everything: segment-everything settings (Meta's or Ultralytics' names, e.g.
-                ``points_per_side=16``, ``points_stride=64``, ``crop_n_layers=1``); only
-                when no prompt is given.
+            kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose``, ``save``,
+                ``save_txt``, ``project``, ``name``, ``exist_ok``; others such as
+                ``retina_masks`` accepted and ignored: :mod:`samkit.call_args`); without
+                prompts, segment-everything settings (Meta's or Ultralytics' names).
 
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.
         """
-        if source is None or (isinstance(source, str) and not source.strip()):
-            raise SamkitError(
-                f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
-            )
-        if conf is not None and (
-            isinstance(conf, bool) or not isinstance(conf, Real) or not 0 <= conf <= 1
-        ):
-            raise SamkitError(f"conf must be a number in [0, 1] or None, got {conf!r}")
+        from samkit.call_args import check_imgsz, check_predict_args, with_outputs
+
         prompted = any(v is not None for v in (points, labels, bboxes, masks))
-        if prompted and everything:
-            raise SamkitError(
-                f"unknown argument(s) {', '.join(sorted(everything))} for prompted prediction"
-            )
-        if keep_all and not multimask_output:
-            raise SamkitError("keep_all=True needs multimask_output=True")
+        call, everything = check_predict_args(
+            source, prompted, kwargs, multimask_output, keep_all, conf
+        )
+        if call.device is not None:
+            self.to(call.device)
+        check_imgsz(call.imgsz, self.engine.image_size)
         prompts = {"points": points, "labels": labels, "bboxes": bboxes, "masks": masks}
         options = {
             "multimask_output": multimask_output,
-            "keep_all": keep_all,
+            "keep_all": multimask_output if keep_all is None else keep_all,
             "conf": conf,
-            "decoder_batch": _decoder_batch(decoder_batch, batch_size),
+            "decoder_batch": decoder_batch_arg(decoder_batch, batch_size),
         }
         if not prompted:
             if options["decoder_batch"] is not None:
                 everything.setdefault("decoder_batch", options["decoder_batch"])
             self._automatic(everything)  # validate settings before the first image
         runner = self._run(source, prompted, prompts, options, everything, recursive, progress)
+        if call.writes or call.verbose:
+            runner = with_outputs(runner, call)
         return runner if stream else list(runner)
+
+    def to(self, device: Any) -> SAM:
+        """Move the network to ``device`` (as ``predict(device=...)`` does); the engine and the
+        segment-everything generator follow. ONNX Runtime runs on the CPU only."""
+        from samkit.call_args import move_front
+
+        move_front(self, device)
+        return self
 
     def _run(
         self,
@@ -311,26 +327,27 @@ class SAM:
         bboxes: Any = None,
         masks: Any = None,
         multimask_output: bool = False,
-        keep_all: bool = False,
+        keep_all: bool | None = None,
         conf: float | None = None,
         decoder_batch: int | None = None,
         batch_size: int | None = None,
         path: str = "",
         frame: int | None = None,
-        image_bgr: np.ndarray | None = None,
+        current_rgb: np.ndarray | None = None,
     ) -> Results:
         """Prompted masks of one (H, W, 3) uint8 RGB image; ``image_rgb=None`` reuses the
-        engine's current embedding (then ``image_bgr`` must be the image it was made from)."""
+        engine's current embedding (then ``current_rgb`` must be the image it was made from)."""
         t0 = time.perf_counter()
         if image_rgb is not None:
             self.engine.set_image(image_rgb)
-            image_bgr = np.ascontiguousarray(image_rgb[:, :, ::-1])
-        elif image_bgr is None or not self.engine.is_image_set:
+            current_rgb = image_rgb
+        elif current_rgb is None or not self.engine.is_image_set:
             raise SamkitError("no image is set: call set_image(...) or pass a source")
         t1 = time.perf_counter()
-        h, w = image_bgr.shape[:2]
+        h, w = current_rgb.shape[:2]
         objects = normalize_prompts((h, w), points, labels, bboxes, masks, self.engine.low_res)
-        batch = _decoder_batch(decoder_batch, batch_size)
+        keep_all = multimask_output if keep_all is None else keep_all
+        batch = decoder_batch_arg(decoder_batch, batch_size)
         low, scores, object_ids = self._decode(objects, multimask_output, keep_all, batch)
         if conf is not None:
             keep = scores >= conf
@@ -338,8 +355,8 @@ class SAM:
         masks_out = self._upscale(low, (h, w))
         t2 = time.perf_counter()
         return Results(
-            orig_img=image_bgr,
-            masks=masks_out,
+            image=current_rgb,
+            mask_array=masks_out,
             scores=scores,
             path=path,
             object_ids=object_ids,
@@ -349,6 +366,7 @@ class SAM:
                 "encode": (t1 - t0) * 1e3 if image_rgb is not None else 0.0,
                 "decode": (t2 - t1) * 1e3,
             },
+            device=self.results_device,
         )
 
     def _decode(
@@ -440,8 +458,8 @@ class SAM:
         t1 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         return Results(
-            orig_img=np.ascontiguousarray(image_rgb[:, :, ::-1]),
-            rles=[_record_rle(r["segmentation"], (h, w)) for r in records],
+            image=image_rgb,
+            rles=[record_rle(r["segmentation"], (h, w)) for r in records],
             scores=np.array([r["predicted_iou"] for r in records], dtype=np.float32).reshape(-1),
             stability_scores=np.array(
                 [r["stability_score"] for r in records], dtype=np.float32
@@ -449,27 +467,6 @@ class SAM:
             path=path,
             frame=frame,
             speed={"everything": (t1 - t0) * 1e3},
+            stats=generator.stats.as_dict(),
+            device=self.results_device,
         )
-
-
-def _decoder_batch(decoder_batch: int | None, batch_size: int | None) -> int | None:
-    """The per-call decoder batch from its name or its old spelling ``batch_size``."""
-    if decoder_batch is not None and batch_size is not None and decoder_batch != batch_size:
-        raise SamkitError("give decoder_batch only (batch_size is its old spelling)")
-    value = decoder_batch if decoder_batch is not None else batch_size
-    name = "decoder_batch" if decoder_batch is not None else "batch_size"
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, Integral) or value < 1
-    ):
-        raise SamkitError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _record_rle(segmentation: Any, hw: tuple[int, int]) -> dict[str, Any]:
-    """A generator record's segmentation (COCO RLE, compressed or not, or an (H, W) binary
-    mask) -> a COCO RLE for :class:`Results` (which checks it against ``hw``)."""
-    if isinstance(segmentation, dict):
-        return segmentation
-    from samkit.masks import mask_to_rle
-
-    return mask_to_rle(np.asarray(segmentation, dtype=bool).reshape(hw))

@@ -6,7 +6,8 @@ Every coordinate is in original-image pixels, ``(x, y)`` for points and XYXY for
 argument                               shape                                   objects
 =====================================  ======================================  ===========
 ``points``                             ``(2,)``  e.g. ``[900, 370]``           1 (1 point)
-``points`` + ``labels``                ``(K, 2)`` + ``(K,)``                   1 (K points)
+``points`` (+ ``labels`` all 1)        ``(K, 2)`` (+ ``(K,)``)                 K (1 each)
+``points`` + ``labels`` with a 0       ``(K, 2)`` + ``(K,)``                   1 (K points)
 ``points`` + ``labels``                ``(N, K, 2)`` + ``(N, K)``              N (K each)
 ``points`` + ``labels``                list of N ``(K_i, 2)`` + N ``(K_i,)``   N (ragged)
 ``bboxes``                             ``(4,)``                                1
@@ -14,6 +15,13 @@ argument                               shape                                   o
 ``masks`` (binary, original size)      ``(H, W)`` / ``(N, H, W)``              1 / N
 ``masks`` (low-res logits)             ``(1, s, s)`` / ``(N, 1, s, s)``        1 / N
 =====================================  ======================================  ===========
+
+A flat ``(K, 2)`` list of positive points is K objects, one point each, as in Ultralytics
+(``points=[[400, 370], [900, 370]], labels=[1, 1]`` gives 2 masks); several points for one
+object are ``(1, K, 2)``. A flat list holding a negative point (label 0) is one object refined
+by all its points (Ultralytics splits it into objects of one point, so the negative point
+becomes an object of its own: its issue #20168); so is a flat positive list given with a
+single box or mask, which then describes that one object.
 
 Labels: 1 foreground (positive), 0 background (negative); omitted labels mean all positive.
 ``s`` is the decoder's low-res size (256 for every published model); logits come from an
@@ -44,7 +52,8 @@ from samkit.validation import MAX_COORD
 __all__ = ["PROMPT_SHAPES", "ObjectPrompt", "group_objects", "normalize_prompts", "stack_objects"]
 
 PROMPT_SHAPES = (
-    "points (2,) = 1 object with 1 point; (K, 2) with labels (K,) = 1 object with K points; "
+    "points (2,) = 1 object with 1 point; (K, 2) with labels all 1 = K objects of 1 point, "
+    "with a 0 label = 1 object with K points; "
     "(N, K, 2) with labels (N, K) = N objects; a list of N (K_i, 2) lists with N (K_i,) label "
     "lists = N objects with ragged point counts. bboxes (4,) = 1 object, (N, 4) = N objects "
     "(XYXY). masks (H, W) / (N, H, W) binary at the image's size, or low-res logits "
@@ -142,6 +151,16 @@ def _point_groups(points: Any, labels: Any) -> list[tuple[np.ndarray, np.ndarray
     return _point_groups_regular(points, labels, "points", single=False)
 
 
+def _is_flat(points: Any) -> bool:
+    """True for a regular ``(K, 2)`` point list (not ``(N, K, 2)``, not ragged)."""
+    if _is_ragged(points):
+        return False
+    try:
+        return np.asarray(_to_numpy(points), dtype=np.float64).ndim == 2
+    except (ValueError, TypeError):
+        return False
+
+
 def _is_ragged_like(labels: Any, n: int) -> bool:
     labels = _to_numpy(labels)
     return isinstance(labels, Sequence) and not isinstance(labels, str) and len(labels) == n
@@ -153,6 +172,7 @@ def _point_groups_regular(
     pts = _float_array(points, name)
     if pts.ndim == 1 and pts.shape == (2,):
         pts = pts[None]
+    flat = not single and pts.ndim == 2
     if pts.ndim == 2 and pts.shape[1] == 2 and len(pts):
         pts = pts[None]  # one object
     elif single or pts.ndim != 3 or pts.shape[2] != 2 or pts.shape[1] == 0:
@@ -173,6 +193,8 @@ def _point_groups_regular(
         if not np.equal(labs, np.round(labs)).all():
             raise PromptError(f"{label_name} must be integers 0 or 1, got {labs.tolist()}")
     labs = _check_labels(labs, label_name)
+    if flat and k > 1 and (labs == 1).all():  # Ultralytics: a flat positive list = K objects
+        return [(pts[0, i : i + 1], labs[0, i : i + 1]) for i in range(k)]
     return [(pts[i], labs[i]) for i in range(n)]
 
 
@@ -257,6 +279,13 @@ def normalize_prompts(
     if not sides:
         return []
     counts = {name: len(items) for name, items in sides}
+    others = {n for name, n in counts.items() if name != "points"}
+    if "points" in counts and counts["points"] > 1 and others == {1} and _is_flat(points):
+        # A flat positive list with one box / mask: all the points refine that one object.
+        groups = dict(sides)["points"]
+        joined = (np.concatenate([g[0] for g in groups]), np.concatenate([g[1] for g in groups]))
+        sides = [(name, [joined] if name == "points" else items) for name, items in sides]
+        counts["points"] = 1
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{name} describe {n} object(s)" for name, n in counts.items())
         raise PromptError(

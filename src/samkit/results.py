@@ -2,15 +2,22 @@
 
 All geometry is in original-image pixels: masks (N, H, W) bool, boxes (N, 4) XYXY with an
 inclusive max (:func:`samkit.masks.mask_to_box`), polygons as (x, y) pixel indices
-(:mod:`samkit.polygons`). ``orig_img`` is BGR (as ``cv2.imread`` gives and as Ultralytics'
-``Results.orig_img`` is), so ``plot()`` output can go straight to ``cv2.imwrite``.
+(:mod:`samkit.polygons`). The image is held as RGB (``Results.image``, the pipeline's colour
+order); ``orig_img`` and ``plot()`` give BGR at the edge, as ``cv2.imread`` / ``cv2.imwrite``
+and Ultralytics' ``Results`` use.
+
+``r.masks`` and ``r.boxes`` are Ultralytics-style views (:mod:`samkit.views`): ``r.masks.data``
+is a torch tensor on the torch backend, ``r.boxes.xyxy`` / ``.conf`` / ``.cls`` likewise;
+``np.asarray(r.masks)`` is the (N, H, W) bool stack. Writers live in
+:mod:`samkit.formats.results`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,130 +25,119 @@ from typing import Any
 import numpy as np
 
 from samkit.errors import SamkitError
+from samkit.masks import normalize_rle, rle_box
+from samkit.views import Boxes, Masks
 
 __all__ = ["Results"]
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class Results:
-    """Masks of one image.
+    """Masks of one image; read-only, checked on construction.
 
-    Masks are held either densely (``masks=`` an (N, H, W) bool array, as prompted prediction
-    gives) or compactly as COCO RLEs (``rles=``, as segment everything gives: a 4000x3000 image
-    with ~1800 masks is ~21 GB dense but a few MB as RLE). Everything except :attr:`masks`
-    works per mask from whichever form is held: :attr:`boxes`, :attr:`areas`, :attr:`xy`,
-    :attr:`xyn`, :meth:`plot`, :meth:`save_txt`, :meth:`coco_records` / :meth:`to_json`,
-    ``len``, indexing and iteration never build the dense stack. :meth:`mask` returns one
-    (H, W) mask.
+    Masks are held either densely (``mask_array=`` an (N, H, W) bool array, as prompted
+    prediction gives) or compactly as COCO RLEs (``rles=``, as segment everything gives: a
+    4000x3000 image with ~1800 masks is ~21 GB dense but a few MB as RLE); exactly one is
+    given. Everything except ``np.asarray(r.masks)`` / ``r.masks.data`` works per mask from
+    whichever form is held: boxes, areas, polygons, plot, writers, ``len``, indexing and
+    iteration never build the dense stack. :meth:`mask` returns one (H, W) mask.
 
     Attributes:
-        orig_img: (H, W, 3) uint8 BGR, the image the masks belong to.
-        masks: (N, H, W) bool at the original resolution. For a Results built from RLEs this is
-            decoded on first access and kept: N * H * W bytes (e.g. 1800 masks of a 4000x3000
-            image = 21.6 GB); prefer :meth:`mask` / iteration on big segment-everything results.
-        rles: the per-mask uncompressed COCO RLEs (``{"size": [H, W], "counts": (K,) int64}``,
+        image: (H, W, 3) uint8 RGB, the image the masks belong to (``orig_img`` is its BGR).
+        scores: (N,) float32, the decoder's predicted IoU (segment everything: predicted IoU).
+        mask_array: (N, H, W) bool as given, or None for an RLE-held result (see
+            :meth:`dense_masks`).
+        rles: per-mask uncompressed COCO RLEs (``{"size": [H, W], "counts": (K,) int64}``,
             column-major runs starting with zeros) when built from RLEs, else None.
-        scores: (N,) float32, the decoder's predicted IoU (segment everything: predicted IoU too).
         path: where the image came from ("" for arrays; the video path for frames).
         names: class names, ``{class_id: name}``.
         cls: (N,) int64 class id per mask (0 unless a caller assigns classes).
-        object_ids: (N,) int64, the prompted object each mask answers (index into the prompts);
-            with ``keep_all`` several masks share an object; for segment everything 0..N-1.
+        object_ids: (N,) int64, the prompted object each mask answers (index into the
+            prompts); with multimask output three masks share an object; for segment
+            everything 0..N-1.
         low_res_logits: (N, 1, s, s) float32 decoder logits (s = 256 for published models), to
             pass back as ``masks=`` for iterative refinement; None for segment everything.
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
         speed: milliseconds spent per stage ("encode", "decode", ...).
-
-    Results is read-only; exactly one of ``masks`` and ``rles`` is given.
+        stats: what the run did; for segment everything ``mode`` ("exact" / "fast"),
+            ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past the score
+            filters) and ``kept`` (masks returned).
+        device: torch device of the views' tensors (``r.masks.data``, ``r.boxes.xyxy``); None
+            gives NumPy arrays. See :meth:`cpu`, :meth:`numpy`, :meth:`to`.
     """
 
-    orig_img: np.ndarray
+    image: np.ndarray
     scores: np.ndarray
-    path: str
-    names: dict[int, str]
-    cls: np.ndarray
-    object_ids: np.ndarray
-    low_res_logits: np.ndarray | None
-    frame: int | None
-    stability_scores: np.ndarray | None
-    speed: dict[str, float]
-    rles: list[dict[str, Any]] | None
+    mask_array: np.ndarray | None = None
+    rles: list[dict[str, Any]] | None = None
+    path: str = ""
+    names: dict[int, str] = field(default_factory=lambda: {0: "object"})
+    cls: np.ndarray = None  # type: ignore[assignment]  # filled by __post_init__
+    object_ids: np.ndarray = None  # type: ignore[assignment]
+    low_res_logits: np.ndarray | None = None
+    frame: int | None = None
+    stability_scores: np.ndarray | None = None
+    speed: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
 
-    def __init__(
-        self,
-        orig_img: np.ndarray,
-        masks: np.ndarray | None = None,
-        scores: np.ndarray | None = None,
-        path: str = "",
-        names: dict[int, str] | None = None,
-        cls: np.ndarray | None = None,
-        object_ids: np.ndarray | None = None,
-        low_res_logits: np.ndarray | None = None,
-        frame: int | None = None,
-        stability_scores: np.ndarray | None = None,
-        speed: dict[str, float] | None = None,
-        *,
-        rles: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
-        h, w = orig_img.shape[:2]
-        if (masks is None) == (rles is None):
-            raise SamkitError("Results needs exactly one of masks= (N, H, W) bool and rles=")
+    def __post_init__(self) -> None:
+        image = np.asarray(self.image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise SamkitError(
+                f"Results.image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}"
+            )
+        h, w = image.shape[:2]
+        masks = self.mask_array
+        if (masks is None) == (self.rles is None):
+            raise SamkitError("Results needs exactly one of mask_array= (N, H, W) bool and rles=")
         if masks is not None:
             if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.dtype != bool:
                 raise SamkitError(
-                    f"Results.masks must be bool (N, {h}, {w}), got {masks.dtype} {masks.shape}"
+                    f"Results.mask_array must be bool (N, {h}, {w}), got {masks.dtype} "
+                    f"{masks.shape}"
                 )
             n = len(masks)
-            rle_list = None
         else:
-            rle_list = [_normalize_rle(r, (h, w), i) for i, r in enumerate(rles or [])]
-            n = len(rle_list)
-        if scores is None:
-            raise SamkitError(f"Results needs scores= of shape ({n},)")
-        scores = np.asarray(scores)
-        if scores.shape != (n,):
-            raise SamkitError(f"Results.scores must have shape ({n},), got {scores.shape}")
-        values = {
-            "orig_img": orig_img,
-            "_dense": masks,
-            "rles": rle_list,
-            "scores": scores,
-            "path": path,
-            "names": {0: "object"} if names is None else names,
-            "cls": np.zeros(n, dtype=np.int64) if cls is None else cls,
-            "object_ids": np.arange(n, dtype=np.int64) if object_ids is None else object_ids,
-            "low_res_logits": low_res_logits,
-            "frame": frame,
-            "stability_scores": stability_scores,
-            "speed": {} if speed is None else speed,
-        }
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
+            rles = [normalize_rle(r, (h, w), f"rles[{i}]") for i, r in enumerate(self.rles or [])]
+            self._set("rles", rles)
+            n = len(rles)
+        self._set("scores", _vector(self.scores, n, "scores", np.float32, required=True))
+        self._set("cls", _vector(self.cls, n, "cls", np.int64, fill=np.zeros(n, np.int64)))
+        self._set(
+            "object_ids",
+            _vector(self.object_ids, n, "object_ids", np.int64, fill=np.arange(n, dtype=np.int64)),
+        )
+        self._set(
+            "stability_scores", _vector(self.stability_scores, n, "stability_scores", np.float32)
+        )
+        if self.low_res_logits is not None and len(self.low_res_logits) != n:
+            raise SamkitError(
+                f"Results.low_res_logits must hold {n} masks, got {len(self.low_res_logits)}"
+            )
+        if self.device is not None and not isinstance(self.device, str):
+            self._set("device", str(self.device))
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Results is read-only (cannot set {name!r})")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Results is read-only (cannot delete {name!r})")
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ masks
     @property
     def is_dense(self) -> bool:
-        """Whether the (N, H, W) mask stack is held in memory (given, or decoded by
-        :attr:`masks`)."""
-        return self.__dict__["_dense"] is not None
+        """Whether the (N, H, W) mask stack is held in memory (given, or decoded)."""
+        return self.mask_array is not None or "_decoded" in self.__dict__
 
-    @property
-    def masks(self) -> np.ndarray:
-        """(N, H, W) bool masks; decoded from :attr:`rles` on first access (N * H * W bytes)."""
-        dense = self.__dict__["_dense"]
-        if dense is None:
-            dense = self._materialize()
-            object.__setattr__(self, "_dense", dense)
-        return dense
+    def dense_masks(self) -> np.ndarray:
+        """(N, H, W) bool; decoded from :attr:`rles` on first call and kept (N * H * W bytes,
+        e.g. 1800 masks of a 4000x3000 image = 21.6 GB: prefer :meth:`mask` / iteration)."""
+        if self.mask_array is not None:
+            return self.mask_array
+        if "_decoded" not in self.__dict__:
+            self._set("_decoded", self._materialize())
+        return self.__dict__["_decoded"]
 
     def _materialize(self) -> np.ndarray:
-        """Decode every RLE into one (N, H, W) bool array."""
         from samkit.masks import rle_to_mask
 
         out = np.zeros((len(self), *self.orig_shape), dtype=bool)
@@ -151,9 +147,8 @@ class Results:
 
     def mask(self, index: int) -> np.ndarray:
         """Mask ``index`` as (H, W) bool, without building the whole stack."""
-        dense = self.__dict__["_dense"]
-        if dense is not None:
-            return dense[index]
+        if self.is_dense:
+            return self.dense_masks()[index]
         from samkit.masks import rle_to_mask
 
         return rle_to_mask(self.rles[index])  # type: ignore[index]
@@ -162,6 +157,52 @@ class Results:
         """Each mask in turn as (H, W) bool (one decoded at a time for RLE-held results)."""
         for i in range(len(self)):
             yield self.mask(i)
+
+    @cached_property
+    def masks(self) -> Masks:
+        """Ultralytics-style view: ``.data`` (N, H, W) bool tensor, ``.xy``, ``.xyn``,
+        ``.orig_shape``; ``np.asarray(r.masks)`` is the NumPy stack."""
+        return Masks(self)
+
+    @cached_property
+    def boxes(self) -> Boxes:
+        """Ultralytics-style view: ``.xyxy``, ``.xywh``, ``.xyxyn``, ``.xywhn``, ``.conf``,
+        ``.cls``, ``.data`` (N, 6); ``np.asarray(r.boxes)`` is :attr:`xyxy`."""
+        return Boxes(self)
+
+    # Ultralytics' other result kinds: SAM gives none of them.
+    probs = None
+    keypoints = None
+    obb = None
+
+    # ------------------------------------------------------------------ devices
+    def _on(self, device: str | None) -> Results:
+        """This result with its views on ``device``; storage (and a decoded stack) shared."""
+        moved = dataclasses.replace(self, device=device)
+        if "_decoded" in self.__dict__:
+            moved._set("_decoded", self.__dict__["_decoded"])
+        return moved
+
+    def cpu(self) -> Results:
+        """The same result with its views' tensors on the CPU (arrays are shared)."""
+        return self._on("cpu")
+
+    def numpy(self) -> Results:
+        """The same result with NumPy arrays in its views."""
+        return self._on(None)
+
+    def cuda(self) -> Results:
+        """The same result with its views' tensors on the current CUDA device."""
+        return self._on("cuda")
+
+    def to(self, device: Any = None, *args: Any, **kwargs: Any) -> Results:
+        """The same result with its views' tensors on ``device`` (a string or torch.device;
+        other arguments of ``Tensor.to`` are accepted and ignored: masks stay bool)."""
+        if device is None:
+            device = kwargs.get("device")
+        if device is None:
+            raise SamkitError("Results.to needs a device, e.g. r.to('cpu')")
+        return self._on(str(device))
 
     # ------------------------------------------------------------------ container
     def __len__(self) -> int:
@@ -174,21 +215,15 @@ class Results:
         def take(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[idx]
 
-        dense = self.__dict__["_dense"]
-        held_as_rle = self.rles is not None
-        return Results(
-            orig_img=self.orig_img,
-            masks=None if held_as_rle else dense[idx],
-            rles=[self.rles[i] for i in idx] if held_as_rle else None,  # type: ignore[index]
+        return dataclasses.replace(
+            self,
+            mask_array=take(self.mask_array),
+            rles=None if self.rles is None else [self.rles[i] for i in idx],
             scores=self.scores[idx],
-            path=self.path,
-            names=self.names,
-            cls=take(self.cls),
-            object_ids=take(self.object_ids),
+            cls=self.cls[idx],
+            object_ids=self.object_ids[idx],
             low_res_logits=take(self.low_res_logits),
-            frame=self.frame,
             stability_scores=take(self.stability_scores),
-            speed=self.speed,
         )
 
     def __iter__(self) -> Iterator[Results]:
@@ -196,7 +231,7 @@ class Results:
             yield self[i]
 
     def __repr__(self) -> str:
-        h, w = self.orig_img.shape[:2]
+        h, w = self.orig_shape
         frame = f", frame={self.frame}" if self.frame is not None else ""
         return f"Results({len(self)} masks, image {h}x{w}, path={self.path!r}{frame})"
 
@@ -204,29 +239,35 @@ class Results:
     @property
     def orig_shape(self) -> tuple[int, int]:
         """(H, W) of the original image."""
-        h, w = self.orig_img.shape[:2]
+        h, w = self.image.shape[:2]
         return int(h), int(w)
 
     @cached_property
-    def boxes(self) -> np.ndarray:
+    def orig_img(self) -> np.ndarray:
+        """(H, W, 3) uint8 BGR copy of :attr:`image` (as Ultralytics' ``Results.orig_img``)."""
+        return np.ascontiguousarray(self.image[:, :, ::-1])
+
+    @cached_property
+    def xyxy(self) -> np.ndarray:
         """(N, 4) int64 XYXY from the masks (inclusive max; zeros for an empty mask)."""
         from samkit.masks import mask_to_box
 
         if self.rles is not None:
             h = self.orig_shape[0]
-            return np.array([_rle_box(r["counts"], h) for r in self.rles], np.int64).reshape(-1, 4)
-        return mask_to_box(self.masks).reshape(-1, 4)
+            return np.array([rle_box(r["counts"], h) for r in self.rles], np.int64).reshape(-1, 4)
+        return mask_to_box(self.dense_masks()).reshape(-1, 4)
 
     @cached_property
     def areas(self) -> np.ndarray:
         """(N,) int64 pixel count per mask."""
         if self.rles is not None:
             return np.array([int(r["counts"][1::2].sum()) for r in self.rles], dtype=np.int64)
-        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.dense_masks().reshape(len(self), -1).sum(axis=1).astype(np.int64)
 
     @cached_property
     def xy(self) -> list[list[np.ndarray]]:
-        """Per mask, every connected part's outer polygon (K, 2) float64 (x, y) pixels."""
+        """Per mask, every connected part's outer polygon (K, 2) float64 (x, y) pixels
+        (``r.masks.xy`` joins the parts into one polygon per mask, as Ultralytics)."""
         from samkit.polygons import mask_to_polygons
 
         return [mask_to_polygons(m, mode="all") for m in self.iter_masks()]
@@ -271,93 +312,75 @@ class Results:
         return draw_overlay(
             self.orig_img,
             _MaskSequence(self) if masks else None,
-            self.boxes if boxes else None,
+            self.xyxy if boxes else None,
             self.labels(conf) if labels else None,
             alpha=alpha,
             line_width=line_width,
         )
 
-    def save(self, filename: str | os.PathLike[str], **plot_args: Any) -> Path:
-        """Write :meth:`plot` to ``filename`` (format from the suffix, e.g. .jpg / .png)."""
+    def save(self, filename: str | os.PathLike[str] | None = None, **plot_args: Any) -> Path:
+        """Write :meth:`plot` to ``filename`` (format from the suffix, e.g. .jpg / .png);
+        default ``results_<image name>`` as Ultralytics."""
         import cv2
 
-        path = Path(filename)
+        from samkit.io_utils import atomic_write_bytes
+
+        path = Path(filename or f"results_{Path(self.path).name or 'image.jpg'}")
         path.parent.mkdir(parents=True, exist_ok=True)
         ok, buf = cv2.imencode(path.suffix or ".jpg", self.plot(**plot_args))
         if not ok:
             raise SamkitError(f"cannot encode an image as {path.suffix!r} for {path}")
-        from samkit.io_utils import atomic_write_bytes
-
         return atomic_write_bytes(path, buf.tobytes())
 
     # ------------------------------------------------------------------ writers
     def yolo_lines(self) -> list[str]:
-        """YOLO-seg lines ``class x1 y1 ...`` normalised, one per polygon part."""
-        from samkit.formats.yolo import format_yolo_lines
+        """YOLO-seg lines (:func:`samkit.formats.results.yolo_lines`)."""
+        from samkit.formats.results import yolo_lines
 
-        h, w = self.orig_shape
-        return format_yolo_lines(self.xy, self.cls, w, h)
+        return yolo_lines(self)
 
     def save_txt(self, path: str | os.PathLike[str]) -> Path:
         """Write YOLO-seg labels (an empty file when there are no masks)."""
-        from samkit.formats.yolo import write_yolo
+        from samkit.formats.results import save_yolo
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return write_yolo(path, self.yolo_lines())
+        return save_yolo(self, path)
 
     def coco_records(self, image_id: int | str | None = None) -> list[dict[str, Any]]:
-        """One COCO-style record per mask.
+        """One COCO-style record per mask (:func:`samkit.formats.results.coco_records`)."""
+        from samkit.formats.results import coco_records
 
-        Fields: ``segmentation`` compressed RLE ``{"size": [H, W], "counts": str}`` (holes
-        kept), ``area`` (pixels), ``bbox`` COCO XYWH with exclusive extent (a one-pixel mask at
-        (x, y) is ``[x, y, 1, 1]``, as ``pycocotools.mask.toBbox``), ``score``,
-        ``category_id`` (the class id), ``object_id`` and, when given, ``image_id``; segment
-        everything adds ``stability_score``.
-        """
-        from samkit.masks import coco_rle, rle_to_coco_string
-
-        records = []
-        for i in range(len(self)):
-            if self.rles is not None:
-                rle = self.rles[i]
-                segmentation = {
-                    "size": list(rle["size"]),
-                    "counts": rle_to_coco_string(rle["counts"]),
-                }
-            else:
-                segmentation = coco_rle(self.masks[i])
-            x1, y1, x2, y2 = (int(v) for v in self.boxes[i])
-            empty = self.areas[i] == 0
-            rec: dict[str, Any] = {
-                "segmentation": segmentation,
-                "area": int(self.areas[i]),
-                "bbox": [0, 0, 0, 0] if empty else [x1, y1, x2 - x1 + 1, y2 - y1 + 1],
-                "score": float(self.scores[i]),
-                "category_id": int(self.cls[i]),
-                "object_id": int(self.object_ids[i]),
-            }
-            if self.stability_scores is not None:
-                rec["stability_score"] = float(self.stability_scores[i])
-            if image_id is not None:
-                rec["image_id"] = image_id
-            records.append(rec)
-        return records
+        return coco_records(self, image_id)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict: path, frame, image size and :meth:`coco_records`."""
-        h, w = self.orig_shape
-        return {
-            "path": self.path,
-            "frame": self.frame,
-            "height": h,
-            "width": w,
-            "speed_ms": {k: round(v, 2) for k, v in self.speed.items()},
-            "objects": self.coco_records(),
-        }
+        from samkit.formats.results import results_summary
+
+        return results_summary(self)
 
     def to_json(self, indent: int | None = None) -> str:
         """:meth:`summary` as a JSON string."""
-        return json.dumps(self.summary(), indent=indent)
+        from samkit.formats.results import to_json
+
+        return to_json(self, indent)
+
+
+def _vector(
+    value: Any,
+    n: int,
+    name: str,
+    dtype: Any,
+    fill: np.ndarray | None = None,
+    required: bool = False,
+) -> np.ndarray | None:
+    """``value`` as an (n,) array of ``dtype``; ``fill`` when None (an error if ``required``)."""
+    if value is None:
+        if required:
+            raise SamkitError(f"Results needs {name}= of shape ({n},)")
+        return fill
+    arr = np.asarray(value)
+    if arr.shape != (n,):
+        raise SamkitError(f"Results.{name} must have shape ({n},), got {arr.shape}")
+    return arr.astype(dtype, copy=False)
 
 
 class _MaskSequence(Sequence[np.ndarray]):
@@ -373,40 +396,3 @@ class _MaskSequence(Sequence[np.ndarray]):
         if not isinstance(index, (int, np.integer)):
             raise TypeError("mask sequences take one integer index")
         return self._results.mask(int(index))
-
-
-def _normalize_rle(rle: Mapping[str, Any], hw: tuple[int, int], i: int) -> dict[str, Any]:
-    """A COCO RLE (counts list, array or compressed string) -> ``{"size": [H, W], "counts":
-    (K,) int64}``, checked against the image size."""
-    from samkit.masks import coco_string_to_counts
-
-    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
-        raise SamkitError(f"rles[{i}] must be a COCO RLE dict with 'size' and 'counts'")
-    size = [int(v) for v in rle["size"]]
-    if size != list(hw):
-        raise SamkitError(f"rles[{i}] has size {size}, the image is {list(hw)}")
-    counts = rle["counts"]
-    if isinstance(counts, (str, bytes)):
-        counts = coco_string_to_counts(counts)
-    arr = np.asarray(counts, dtype=np.int64).reshape(-1)
-    if (arr.size and arr.min() < 0) or int(arr.sum()) != hw[0] * hw[1]:
-        raise SamkitError(
-            f"rles[{i}] counts must be non-negative runs summing to {hw[0] * hw[1]} pixels"
-        )
-    return {"size": size, "counts": arr}
-
-
-def _rle_box(counts: np.ndarray, h: int) -> list[int]:
-    """XYXY box (inclusive max; zeros when empty) of a column-major RLE of an image h tall."""
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    fg = (np.arange(len(counts)) % 2 == 1) & (counts > 0)
-    if not fg.any():
-        return [0, 0, 0, 0]
-    first, last = starts[fg], ends[fg] - 1  # flat column-major pixel indices
-    first_col, last_col = first // h, last // h
-    # A run crossing into the next column covers row h - 1 of one column and row 0 of the next.
-    spans = first_col != last_col
-    y1 = np.where(spans, 0, first % h).min()
-    y2 = np.where(spans, h - 1, last % h).max()
-    return [int(first_col.min()), int(y1), int(last_col.max()), int(y2)]

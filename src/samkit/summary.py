@@ -107,3 +107,26 @@ def model_summary(model: Sam, checkpoint: str | os.PathLike[str] | None = None) 
         encoder_gflops=enc,
         decoder_gflops=dec,
     )
+
+
+class ModelInfo(tuple):
+    """What :meth:`samkit.SAM.info` returns: Ultralytics' ``model.info()`` tuple
+    ``(layers, parameters, gradients, GFLOPs)`` (layers = modules without children, gradients
+    = parameters that require grad, GFLOPs of one encoder pass at the model's input size),
+    whose attributes are those of the :class:`ModelSummary` (``info.params_total``,
+    ``info.table()``, ``info.as_dict()``; the summary itself is ``info.summary``)."""
+
+    summary: ModelSummary
+
+    def __new__(cls, model: torch.nn.Module, summary: ModelSummary) -> ModelInfo:
+        layers = sum(1 for m in model.modules() if not m._modules)
+        params = count_params(model)
+        grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self = super().__new__(cls, (layers, params, grads, summary.encoder_gflops))
+        self.summary = summary
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "summary":
+            raise AttributeError(name)
+        return getattr(self.summary, name)

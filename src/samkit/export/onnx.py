@@ -148,19 +148,24 @@ def export_encoder(
     *,
     name: str = "sam",
     bake_preprocess: bool = False,
+    image_dtype: str = "uint8",
     opset: int = DEFAULT_OPSET,
     external_data: bool | None = None,
 ) -> list[Path]:
-    """Write the image encoder to ``path`` (plus ``path.data`` for models over ~1.8 GB)."""
+    """Write the image encoder to ``path`` (plus ``path.data`` for models over ~1.8 GB);
+    with ``bake_preprocess`` its ``image`` input has ``image_dtype`` (see :func:`export`)."""
     graph = EncoderGraph(model, bake_preprocess).eval()
     s = model.image_size
     if bake_preprocess:
-        dummy = torch.randint(0, 256, (s, (3 * s) // 4, 3), dtype=torch.uint8)
+        dtype = _IMAGE_DTYPES[check_image_dtype(image_dtype)]
+        dummy = torch.randint(0, 256, (s, (3 * s) // 4, 3), dtype=torch.uint8).to(dtype)
         axes = {"image": {0: "height", 1: "width"}}
     else:
         dummy = torch.randn(1, 3, s, s)
         axes = {}
-    props = _metadata(model, name, "encoder", bake_preprocess=bake_preprocess)
+    props = _metadata(
+        model, name, "encoder", bake_preprocess=bake_preprocess, image_dtype=image_dtype
+    )
     return _trace_to_file(
         graph,
         (dummy,),
@@ -172,6 +177,16 @@ def export_encoder(
         opset,
         external_data,
     )
+
+
+_IMAGE_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
+
+
+def check_image_dtype(image_dtype: str) -> str:
+    """``image_dtype`` of a baked-preprocess encoder: "uint8" or "float32"."""
+    if image_dtype not in _IMAGE_DTYPES:
+        raise SamkitError(f"image_dtype must be 'uint8' or 'float32', got {image_dtype!r}")
+    return image_dtype
 
 
 def export_decoder(
@@ -225,6 +240,7 @@ def export(
     *,
     name: str = "sam",
     bake_preprocess: bool = False,
+    image_dtype: str = "uint8",
     return_single_mask: bool = False,
     return_low_res: bool = False,
     opset: int = DEFAULT_OPSET,
@@ -238,8 +254,12 @@ def export(
 
     ``check`` runs onnx.checker (always) and ONNX Runtime vs torch (printing the max
     differences, raising SamkitError beyond ``rtol`` relative). ``int8`` also writes dynamically
-    quantised copies (``encoder.int8.onnx``, ``decoder.int8.onnx``).
+    quantised copies (``encoder.int8.onnx``, ``decoder.int8.onnx``). ``bake_preprocess``
+    makes the encoder take the resized (h, w, 3) RGB image as ``image_dtype``: "uint8"
+    (default) or "float32" pixel values 0-255, the input samexporter / AnyLabeling send;
+    samkit's ONNX Runtime backend feeds either.
     """
+    check_image_dtype(image_dtype)
     check_export_options(output, opset=opset, rtol=rtol)
     final = Path(output)
     final.mkdir(parents=True, exist_ok=True)
@@ -247,7 +267,7 @@ def export(
     # checks passed: a failed export leaves no encoder without decoder or files without manifest.
     folder = Path(tempfile.mkdtemp(dir=final, prefix=".export-"))
     try:
-        files = _export_into(model, folder, name, bake_preprocess, return_single_mask,
+        files = _export_into(model, folder, name, bake_preprocess, image_dtype, return_single_mask,
                              return_low_res, opset, check, rtol, int8, external_data, log)  # fmt: skip
         for path in files:
             os.replace(path, final / path.name)
@@ -260,7 +280,7 @@ def export(
 def check_export_options(output: str | os.PathLike[str], *, opset: Any, rtol: Any) -> None:
     """Export arguments, checked before any work: SamkitError naming the argument."""
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
-        raise SamkitError(f"opset must be an int >= 17 (LayerNormalization), got {opset!r}")
+        raise SamkitError(f"opset must be >= 17 (an int; LayerNormalization), got {opset!r}")
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < float("inf"):
         raise SamkitError(f"rtol must be a positive number (e.g. 1e-3), got {rtol!r}")
     out = Path(output)
@@ -273,6 +293,7 @@ def _export_into(
     folder: Path,
     name: str,
     bake_preprocess: bool,
+    image_dtype: str,
     return_single_mask: bool,
     return_low_res: bool,
     opset: int,
@@ -290,6 +311,7 @@ def _export_into(
         folder / ENCODER_FILE,
         name=name,
         bake_preprocess=bake_preprocess,
+        image_dtype=image_dtype,
         opset=opset,
         external_data=external_data,
     )
@@ -305,7 +327,12 @@ def _export_into(
     if check:
         log("checking encoder.onnx")
         checks["encoder_max_rel_diff"] = check_encoder(
-            model, enc_files[0], bake_preprocess=bake_preprocess, rtol=rtol, log=log
+            model,
+            enc_files[0],
+            bake_preprocess=bake_preprocess,
+            image_dtype=image_dtype,
+            rtol=rtol,
+            log=log,
         )
         log("checking decoder.onnx")
         checks["decoder_max_rel_diff"] = check_decoder(
@@ -330,7 +357,11 @@ def _export_into(
         "image_format": model.image_format,
         "mask_threshold": float(model.mask_threshold),
         "opset": opset,
-        "encoder": {"file": ENCODER_FILE, "bake_preprocess": bake_preprocess},
+        "encoder": {
+            "file": ENCODER_FILE,
+            "bake_preprocess": bake_preprocess,
+            "image_dtype": image_dtype if bake_preprocess else "float32",
+        },
         "decoder": {
             "file": DECODER_FILE,
             "return_single_mask": return_single_mask,

@@ -59,11 +59,13 @@ def check_encoder(
     path: str | Path,
     *,
     bake_preprocess: bool = False,
+    image_dtype: str = "uint8",
     rtol: float = 1e-3,
     log: Callable[[str], None] = print,
 ) -> float:
     """Run the exported encoder and torch on one synthetic image; returns the relative max
-    difference of the embeddings, raising SamkitError above ``rtol``."""
+    difference of the embeddings, raising SamkitError above ``rtol``. A baked-preprocess
+    encoder gets the resized image as ``image_dtype``."""
     from samkit import transforms
 
     s = model.image_size
@@ -74,7 +76,8 @@ def check_encoder(
     x = transforms.normalize_pad(image, s, mean, std)
     with torch.inference_mode():
         ref = model.image_encoder(torch.from_numpy(x).to(model.device)).float().cpu().numpy()
-    ours = _session(Path(path)).run(None, {"image": image if bake_preprocess else x})[0]
+    feed = image.astype(image_dtype) if bake_preprocess else x
+    ours = _session(Path(path)).run(None, {"image": feed})[0]
     return _compare("image_embeddings", ours, ref, rtol, log)
 
 
