@@ -100,11 +100,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--amp", default="off", choices=["off", "on", "both"], help="bf16 autocast")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args()
     print(machine_info())
     prompts = IMAGES * OBJECTS * (CLICKS + 1)
     amps = {"off": [False], "on": [True], "both": [False, True]}[args.amp]
     for amp in amps:
+        if args.skip_timing:
+            _memory(args, amp)
+            continue
         t0 = time.perf_counter()
         steps = {
             "cached embeddings": _setup(args.model, args.device, True, amp),
@@ -116,17 +120,22 @@ def main() -> None:
         for name, t in timing.items():
             print(f"{args.model} amp={'bf16' if amp else 'off'} {name}: {t.median:.3f} s/step "
                   f"= {prompts / t.median:.1f} prompts/s ({cached / t.median:.2f}x of cached)")  # fmt: skip
-        if args.skip_memory:
+        if not args.skip_memory:
+            _memory(args, amp)
+
+
+def _memory(args: argparse.Namespace, amp: bool) -> None:
+    """Memory a step adds, cached and uncached (peak CUDA memory on GPUs)."""
+    for cached_flag, name in ((True, "cached embeddings"), (False, "encoder every step")):
+        if args.device.startswith("cuda"):
+            peak = _cuda_peak(args.model, cached_flag, amp)
+            print(f"  peak CUDA memory, {name}: {peak:.0f} MiB")
             continue
-        for cached_flag, name in ((True, "cached embeddings"), (False, "encoder every step")):
-            if args.device.startswith("cuda"):
-                print(
-                    f"  peak CUDA memory, {name}: {_cuda_peak(args.model, cached_flag, amp):.0f} MiB"
-                )
-                continue
-            mem = peak_memory(_setup, args.model, args.device, cached_flag, amp)
-            if mem is not None:
-                print(f"  step memory, {name}: +{mem[1]:.0f} MiB (process peak {mem[0]:.0f} MiB)")
+        mem = peak_memory(_setup, args.model, args.device, cached_flag, amp)
+        if mem is None:
+            print(f"  step memory, {name}: the measuring process failed")
+        else:
+            print(f"  step memory, {name}: +{mem[1]:.0f} MiB (process peak {mem[0]:.0f} MiB)")
 
 
 if __name__ == "__main__":

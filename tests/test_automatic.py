@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from amg_weights import blob_weights
 from reference import make_image, randomize, reference_vit
@@ -338,27 +337,6 @@ def test_generator_rejects_bad_image(models) -> None:
     gen = SamAutomaticMaskGenerator(models[1], points_per_side=2)
     with pytest.raises(SamkitError, match="uint8"):
         gen.generate(np.zeros((10, 10, 3), dtype=np.float32))
-
-
-@pytest.mark.parametrize(
-    ("orig", "inp"),
-    [
-        ((240, 320), (768, 1024)),
-        ((720, 1280), (576, 1024)),
-        ((333, 111), (1024, 341)),
-        ((50, 50), (1024, 1024)),
-    ],
-)
-def test_upsample_logits_is_bitwise_two_step_resampling(orig, inp) -> None:
-    """The generator's upsampling is the reference's two bilinear resizes, bit for bit (its
-    stability scores count pixels near the threshold)."""
-    from samkit.amg.upsample import upsample_logits
-
-    low = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(0)) * 10
-    expected = F.interpolate(low[:, None], (1024, 1024), mode="bilinear", align_corners=False)
-    expected = expected[..., : inp[0], : inp[1]]
-    expected = F.interpolate(expected, orig, mode="bilinear", align_corners=False)[:, 0]
-    assert torch.equal(upsample_logits(low, inp, orig, 1024), expected)
 
 
 def test_front_without_prompts_runs_the_generator(models, image, tmp_path) -> None:

@@ -419,6 +419,15 @@ def test_ort_batched_and_state_exchange(tiny_small: Exported) -> None:
     _mask_check("batch masks", m_o, m_t.numpy(), require_mixed=False)
     up = ort_p.upscale(l_o)  # NumPy bilinear path (no graph)
     _mask_check("numpy upscale", up, m_t.numpy(), require_mixed=False)
+    # the same prompt checks as the torch predictor: no NaN / inf / absurd numbers get through
+    for bad, needle in (
+        (np.array([np.nan, 0, 5, 5]), "NaN"),
+        (np.array([0, 0, 5, 1e300]), "at most"),
+    ):
+        with pytest.raises(samkit.PromptError, match=needle):
+            ort_p.predict(box=bad)
+        with pytest.raises(samkit.PromptError, match=needle):
+            ort_p.predict_batch(boxes=bad[None])
 
 
 def test_sam_front_export_and_onnx_folder(vit_small: Exported, tmp_path: Path) -> None:

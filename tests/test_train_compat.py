@@ -14,6 +14,7 @@ import torch
 
 import samkit
 from reference import randomize, reference_mobile_sam, reference_vit
+from samkit import transforms
 from samkit.registry import VIT_B
 from samkit.train.api import train
 from shapes_data import make_shapes_dataset
@@ -62,7 +63,7 @@ def _agree(
     print(
         f"{tag}: masks differ on {frac:.2e} of pixels ({ref.mean():.3f} fg), logits max|diff| {err:.2e} of {scale:.2e}"
     )
-    assert 0.0 < ref.mean() < 1.0, "degenerate: the mask is all one value"
+    assert float(low_ref.std()) > 1e-3 * scale, "degenerate: constant logits"
     assert frac <= 1e-3
     assert err <= 1e-3 * scale
 
@@ -91,13 +92,20 @@ def test_mobile_sam_best_loads_in_mobile_sam_and_ultralytics(tmp_path: Path) -> 
     ultralytics = pytest.importorskip("ultralytics")
     named = tmp_path / "tuned_mobile_sam.pt"  # Ultralytics picks its builder by the file name's end
     shutil.copy(best, named)
-    model = ultralytics.SAM(str(named))
-    res = model(image[:, :, ::-1].copy(), bboxes=[BOX.tolist()], verbose=False, device="cpu")
-    m_ul = res[0].masks.data.cpu().numpy().astype(bool)
-    frac = float((m_ul[0] != m_ours[0]).mean())
-    print(f"Ultralytics SAM: masks differ on {frac:.2e} of pixels")
-    assert 0.0 < m_ul.mean() < 1.0
-    assert frac <= 5e-3  # Ultralytics resizes with OpenCV, the reference with Pillow
+    net = ultralytics.SAM(str(named)).model.eval()
+    # Ultralytics' predictor drops masks scoring below conf (random weights score low), so its
+    # loaded network decodes the box directly, on samkit's preprocessed input.
+    x, _ = ours.preprocess(image)
+    box = torch.as_tensor(transforms.apply_boxes(BOX, image.shape[:2], 1024), dtype=torch.float32)
+    with torch.no_grad():
+        emb = net.image_encoder(x)
+        sparse, dense = net.prompt_encoder(points=None, boxes=box[None], masks=None)
+        low, _ = net.mask_decoder(emb, net.prompt_encoder.get_dense_pe(), sparse, dense, False)
+    l_ul = low[0].numpy()
+    m_ul = (transforms.postprocess_masks(low, ours.input_size, image.shape[:2], 1024) > 0)[
+        0
+    ].numpy()
+    _agree("Ultralytics SAM", m_ours, m_ul, l_ours, l_ul)
 
 
 @pytest.mark.slow

@@ -315,6 +315,9 @@ EVERYTHING_KEYS: dict[str, Key] = {
     "crop_downscale_factor": Key(int, None, "everything: Ultralytics name of the downscale"),
     "low_res_filter": Key(bool, None, "everything: filter on low-res logits (faster, opt-in)"),
     "bf16": Key(bool, None, "everything: bfloat16 decoder (faster, opt-in)"),
+    "skip_covered": Key(bool, None, "everything: sparse grid first, skip covered points"),
+    "fast": Key(bool, None, "everything: fast mode (bf16 decoder where native)"),
+    "verbose": Key(bool, None, "everything: print points decoded / skipped, masks kept"),
 }
 
 # Where batch jobs run (predict everything over a folder, annotate, embed): this process or

@@ -31,7 +31,9 @@ Prompts (against the current image)
     else 1. ``decode_points(coords, labels, multimask_output=True, decoder_batch=None,
     bf16=False)``: points (B, K, 2) float in the input frame, labels (B, K) int -> the same two
     arrays in the engine's native array type ("native": torch tensors for torch, NumPy for
-    ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only).
+    ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only); ``limits`` says which
+    logits the caller will read (:class:`~samkit.modeling.decoder_fast.OutputLimits`; an
+    engine may compute the others anyway).
 Post-processing
     ``upscale(low)`` low-res logits (B, 1, s, s) float32 NumPy -> masks (B, H, W) bool in the
     original frame. For native arrays (segment everything): ``upsample(low)`` (N, s, s) ->
@@ -94,6 +96,7 @@ class Engine(Protocol):
         multimask_output: bool = True,
         decoder_batch: int | None = None,
         bf16: bool = False,
+        limits: Any = None,
     ) -> tuple[Any, Any]: ...
     def upscale(self, low_res_logits: np.ndarray) -> np.ndarray: ...
     def upsample(self, low: Any) -> Any: ...
@@ -193,9 +196,11 @@ class TorchEngine(PredictorImages):
         multimask_output: bool = True,
         decoder_batch: int | None = None,
         bf16: bool = False,
+        limits: Any = None,
     ) -> tuple[Any, Any]:
         """Points (B, K, 2) in the input frame, labels (B, K) -> low-res logits (B, C, s, s) and
-        scores (B, C), float32 torch tensors on the engine's device."""
+        scores (B, C), float32 torch tensors on the engine's device. ``limits``: which logits
+        will be read (:class:`~samkit.modeling.decoder_fast.OutputLimits`)."""
         import torch
 
         p = self.predictor
@@ -203,7 +208,14 @@ class TorchEngine(PredictorImages):
         lab = torch.as_tensor(labels, dtype=torch.int, device=p.device)
         dtype = torch.bfloat16 if bf16 else None
         low, iou = p.decode_low_res(
-            pts, lab, None, None, multimask_output, decoder_batch=decoder_batch, dtype=dtype
+            pts,
+            lab,
+            None,
+            None,
+            multimask_output,
+            decoder_batch=decoder_batch,
+            dtype=dtype,
+            limits=limits,
         )
         return low.float(), iou.float()
 
@@ -213,33 +225,35 @@ class TorchEngine(PredictorImages):
         :meth:`SamPredictor.predict_torch` does it."""
         import torch
 
-        from samkit import transforms
+        from samkit.postprocess import binarize, upsample_fast
 
         p = self.predictor
         x = torch.as_tensor(low_res_logits, device=p.device)
         with torch.inference_mode():
-            up = transforms.postprocess_masks(x, p.input_size, p.original_size, self.image_size)
-            masks = up > self.mask_threshold
+            up = upsample_fast(x, p.input_size, p.original_size, self.image_size)
+            masks = binarize(up, self.mask_threshold)
         return masks[:, 0].cpu().numpy()
 
     def upsample(self, low: Any) -> Any:
         """Native low-res logits (N, s, s) -> (N, H, W) logits of the current image."""
         import torch
 
-        from samkit.amg.upsample import upsample_logits
+        from samkit.postprocess import upsample_exact
 
         input_size, original_size = self.sizes()
         with torch.inference_mode():
-            return upsample_logits(low, input_size, original_size, self.image_size)
+            return upsample_exact(low, input_size, original_size, self.image_size)
 
     def stability(self, logits: Any, offset: float) -> np.ndarray:
-        from samkit.amg.upsample import stability_scores
+        from samkit.postprocess import stability_score
 
-        return stability_scores(logits, self.mask_threshold, offset)
+        return stability_score(logits, self.mask_threshold, offset)
 
     def masks(self, logits: Any, idx: np.ndarray) -> np.ndarray:
         """``(k, H, W)`` bool masks of rows ``idx`` of the logits."""
-        return (self.take(logits, idx) > self.mask_threshold).cpu().numpy()
+        from samkit.postprocess import binarize
+
+        return binarize(self.take(logits, idx), self.mask_threshold).cpu().numpy()
 
     def iou_above(self, iou: Any, threshold: float) -> np.ndarray:
         """Int64 indices of the IoUs ``> threshold`` (compared in the IoUs' dtype)."""

@@ -467,5 +467,6 @@ class SAM:
             path=path,
             frame=frame,
             speed={"everything": (t1 - t0) * 1e3},
+            stats=generator.stats.as_dict(),
             device=self.results_device,
         )

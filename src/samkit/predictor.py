@@ -16,7 +16,8 @@ from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
 from samkit.modeling import Sam
-from samkit.modeling.decoder_fast import DecoderCache
+from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
+from samkit.postprocess import binarize, upsample_fast
 from samkit.utils.transforms import ResizeLongestSide
 from samkit.validation import check_box, check_image, check_mask_input, check_points
 
@@ -330,11 +331,9 @@ class SamPredictor:
         low_res, scores = self.decode_low_res(
             point_coords, point_labels, boxes, mask_input, multimask_output
         )
-        masks = transforms.postprocess_masks(
-            low_res, state.input_size, state.original_size, self.image_size
-        )
+        masks = upsample_fast(low_res, state.input_size, state.original_size, self.image_size)
         if not return_logits:
-            masks = masks > self.model.mask_threshold
+            masks = binarize(masks, self.model.mask_threshold)
         return masks, scores, low_res
 
     @torch.inference_mode()
@@ -348,13 +347,15 @@ class SamPredictor:
         *,
         decoder_batch: int | None = None,
         dtype: torch.dtype | None = None,
+        limits: OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling.
 
         Prompts are decoded ``decoder_batch`` at a time (default: the predictor's); ``dtype``
         overrides the decoder's compute dtype for this call. Without ``mask_input`` the
         decoder's prompt-independent work is computed once per image and kept with the image
-        state.
+        state. ``limits`` (:class:`~samkit.modeling.decoder_fast.OutputLimits`): the logits
+        the caller will read; the decoder may skip the others (they come back as 0).
         """
         state = self._require_state()
         if point_coords is not None and point_labels is None:
@@ -380,6 +381,7 @@ class SamPredictor:
                 None if mask_input is None else mask_input[sel],
                 multimask_output,
                 dt,
+                limits,
             )
             lows.append(low)
             scores.append(score)
@@ -396,6 +398,7 @@ class SamPredictor:
         mask_input: torch.Tensor | None,
         multimask_output: bool,
         dtype: torch.dtype,
+        limits: OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         points = (
             None if point_coords is None or point_labels is None else (point_coords, point_labels)
@@ -405,6 +408,6 @@ class SamPredictor:
             if mask_input is None and self.model.mask_decoder.fast:
                 cache = state.decoder.get(self.model, state.features, dtype)
             low, scores = self._decode(
-                state.features, points, boxes, mask_input, multimask_output, cache
+                state.features, points, boxes, mask_input, multimask_output, cache, limits=limits
             )
         return low.float(), scores.float()

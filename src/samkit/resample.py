@@ -8,7 +8,7 @@ adjacent low-res pixels). Applying the composed maps is far cheaper than running
 over full-size intermediates, and equals them up to float rounding.
 
 This module is NumPy only (the torch-free backends use it too); the torch application lives in
-:func:`samkit.transforms.postprocess_masks`.
+:func:`samkit.postprocess.upsample_fast` (torch and NumPy).
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ class Results:
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
         speed: milliseconds spent per stage ("encode", "decode", ...).
+        stats: what the run did; for segment everything ``mode`` ("exact" / "fast"),
+            ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past the score
+            filters) and ``kept`` (masks returned).
         device: torch device of the views' tensors (``r.masks.data``, ``r.boxes.xyxy``); None
             gives NumPy arrays. See :meth:`cpu`, :meth:`numpy`, :meth:`to`.
     """
@@ -76,6 +79,7 @@ class Results:
     frame: int | None = None
     stability_scores: np.ndarray | None = None
     speed: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
 
     def __post_init__(self) -> None:

@@ -8,8 +8,7 @@ The image-side functions need only NumPy and Pillow; the mask functions take tor
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -87,62 +86,12 @@ def postprocess_masks(
     original_size: tuple[int, int],
     image_size: int,
 ) -> torch.Tensor:
-    """Low-res logits (..., h', w') -> logits (..., H, W) in the original frame, contiguous.
+    """Low-res logits (..., h', w') -> logits (..., H, W) in the original frame, contiguous:
+    :func:`samkit.postprocess.upsample_fast` (kept under this name for callers of the
+    transforms API)."""
+    from samkit.postprocess import upsample_fast
 
-    The reference's bilinear resize to the padded model input, crop, and bilinear resize to
-    the original size, computed as one composed linear map per axis (:mod:`samkit.resample`),
-    each applied as small banded matrix products (columns first, on the low-res rows the crop
-    keeps; then rows, a chunk of output rows at a time). Equal to the two resizes up to float
-    rounding (~1e-6 of the logits' range), with no full-size intermediate.
-    """
-    import torch
-
-    low_h, low_w = int(masks.shape[-2]), int(masks.shape[-1])
-    height, width = int(original_size[0]), int(original_size[1])
-    geometry = (low_h, low_w, image_size, int(input_size[0]), int(input_size[1]), height, width)
-    rows, cols = _resample_maps(geometry, masks.device, masks.dtype)
-    lead = masks.shape[:-2]
-    if masks.numel() == 0:
-        return masks.new_zeros(*lead, height, width)
-    x = masks.reshape(-1, low_h, low_w)[:, rows.first : rows.last, cols.first : cols.last]
-    n, r = x.shape[0], x.shape[1]
-    # Columns: (chunks, N * r, span) @ (chunks, span, size) -> (N, r, W).
-    g = x[:, :, cols.window].permute(2, 0, 1, 3).reshape(cols.weights.shape[0], n * r, -1)
-    t = torch.bmm(g, cols.weights.transpose(1, 2)).permute(1, 0, 2).reshape(n, r, -1)
-    # Rows: (chunks, size, span) @ (N, chunks, span, W) -> (N, chunks * size, W).
-    out = torch.matmul(rows.weights, t[:, rows.window, :width]).view(n, -1, width)
-    if out.shape[1] != height:
-        out = out[:, :height].contiguous()
-    return out.view(*lead, height, width)
-
-
-class _Bands(NamedTuple):
-    """:class:`samkit.resample.Bands` as tensors on the masks' device."""
-
-    window: torch.Tensor
-    weights: torch.Tensor
-    first: int
-    last: int
-
-
-@lru_cache(maxsize=32)
-def _resample_maps(
-    geometry: tuple[int, ...], device: torch.device, dtype: torch.dtype
-) -> tuple[_Bands, _Bands]:
-    import torch
-
-    from samkit import resample
-
-    low_h, low_w, image_size, h, w, height, width = geometry
-    out = []
-    for b in (
-        resample.bands(low_h, image_size, h, height),
-        resample.bands(low_w, image_size, w, width),
-    ):
-        window = torch.tensor(b.index, device=device)
-        weights = torch.tensor(b.weights, dtype=dtype, device=device)
-        out.append(_Bands(window, weights, b.first, b.last))
-    return out[0], out[1]
+    return upsample_fast(masks, input_size, original_size, image_size)
 
 
 def mask_to_logits_prompt(

@@ -6,9 +6,12 @@ reordered so that the output is the same while far less of it is done:
 - prompts are decoded in batches through the engine (:meth:`SamPredictor.decode_low_res`), so
   whatever per-image work the engine shares between prompts is shared here too;
 - the predicted-IoU filter runs on the low-res outputs, before any upsampling;
-- only the survivors are upsampled, a chunk at a time, and each chunk is reduced at once to
-  stability counts, a box and a run-length encoding in the crop frame: no full-resolution float
-  mask outlives its chunk, and nothing is ever padded to the full image before the per-crop NMS.
+- stability scores and boxes of the reference's full-resolution logits are computed from the
+  low-res logits wherever a pixel's side of a threshold is already decided there, and pixel by
+  pixel (bit for bit the reference's values) only along the thresholds' contours
+  (:mod:`samkit.postprocess.exact`); no full-resolution float mask is ever made;
+- run-length encodings are made only for the masks that survive the crop's NMS, straight from
+  their box.
 
 Decoding and upsampling go through an :class:`~samkit.engine.Engine` (torch or ONNX Runtime; a
 ``SAM`` front's own engine, so its device, dtype and decoder batch hold here too); filters, NMS
@@ -17,22 +20,32 @@ and RLEs are NumPy on both (the ONNX path never imports torch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from samkit.amg.exact_path import filter_exact, finish_exact
+from samkit.amg.fast import (
+    Coverage,
+    EverythingStats,
+    Speed,
+    confident_masks,
+    covered_by,
+    sparse_first,
+)
 from samkit.amg.grid import (
     boxes_near_crop_edge,
     build_all_layer_point_grids,
+    check_grid,
     generate_crop_boxes,
     uncrop_rle,
 )
 from samkit.amg.nms import batched_nms_numpy
+from samkit.amg.progress import CountingEngine, points_bar
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.engine import Engine, as_engine
 from samkit.errors import SamkitError
-from samkit.masks import mask_to_box, masks_to_rle
+from samkit.postprocess.exact import Geometry
 from samkit.transforms import apply_coords
 from samkit.validation import check_generator_settings, check_image
 
@@ -44,20 +57,6 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 # Upsampled float logits held at once: 64 Mi elements (256 MiB in float32).
 _CHUNK_ELEMENTS = 64 * 1024 * 1024
-
-
-@dataclass
-class Speed:
-    """Opt-in settings that trade exactness for speed (all off = the reference's output).
-
-    low_res_filter: compute stability scores and the boxes used for filtering and NMS on the
-        low-res (256 x 256) logits; only masks that survive every filter and the per-crop NMS are
-        upsampled (their final boxes, areas and RLEs come from the full-resolution mask).
-    bf16: run the decoder under bfloat16 autocast (CPUs with AVX512-BF16/AMX, CUDA).
-    """
-
-    low_res_filter: bool = False
-    bf16: bool = False
 
 
 class SamAutomaticMaskGenerator:
@@ -75,8 +74,11 @@ class SamAutomaticMaskGenerator:
     per crop layer), ``min_mask_region_area`` (fill holes / drop islands below this many pixels,
     then NMS again), ``output_mode`` ``"binary_mask"`` | ``"uncompressed_rle"`` | ``"coco_rle"``.
 
-    Opt-in, output-changing speed-ups (keyword-only): ``low_res_filter`` and ``bf16``, see
-    :class:`Speed`. ``decoder_batch`` prompts per decoder pass (default: the engine's;
+    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (``skip_covered`` and
+    ``low_res_filter``), or one by one ``low_res_filter``, ``bf16``, ``skip_covered``, see
+    :class:`~samkit.amg.fast.Speed`. ``verbose=True``
+    prints what each ``generate`` did (points decoded and skipped, masks kept); it is in
+    :attr:`stats` either way. ``decoder_batch`` prompts per decoder pass (default: the engine's;
     ``decode_batch`` is its old spelling, still accepted).
     """
 
@@ -99,6 +101,9 @@ class SamAutomaticMaskGenerator:
         *,
         low_res_filter: bool = False,
         bf16: bool = False,
+        skip_covered: bool = False,
+        fast: bool = False,
+        verbose: bool = False,
         decoder_batch: int | None = None,
         decode_batch: int | None = None,
         progress: bool = False,
@@ -129,7 +134,7 @@ class SamAutomaticMaskGenerator:
                 int(points_per_side), crop_n_layers, crop_n_points_downscale_factor
             )
         else:
-            self.point_grids = [_check_grid(g, i) for i, g in enumerate(point_grids or [])]
+            self.point_grids = [check_grid(g, i) for i, g in enumerate(point_grids or [])]
         if int(crop_n_layers) != crop_n_layers or crop_n_layers < 0:
             raise SamkitError(f"crop_n_layers must be an int >= 0, got {crop_n_layers!r}")
         if len(self.point_grids) < crop_n_layers + 1:
@@ -144,6 +149,9 @@ class SamAutomaticMaskGenerator:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
         self.engine = as_engine(model)
+        if fast:  # the TinySAM-style composition (bf16 is opt-in: see Speed)
+            skip_covered = True
+            low_res_filter = low_res_filter or self.engine.backend == "torch"
         if self.engine.backend != "torch" and (low_res_filter or bf16):
             raise SamkitError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
@@ -161,8 +169,18 @@ class SamAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
-        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16)
+        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16, skip_covered=skip_covered)
         self.progress = bool(progress)  # a bar per image: grid points decoded / total
+        self.verbose = bool(verbose)
+        self.stats = EverythingStats()
+        self._skipped: list[np.ndarray] = []
+        self._bar: Any = None
+
+    @property
+    def skipped_points(self) -> np.ndarray:
+        """``(k, 2)`` float64 ``(x, y)`` original-image grid points the last ``generate`` left
+        out (``skip_covered``): each lies inside a mask kept for its crop."""
+        return np.concatenate(self._skipped) if self._skipped else np.zeros((0, 2))
 
     # ------------------------------------------------------------------------------ public
     def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
@@ -189,13 +207,16 @@ class SamAutomaticMaskGenerator:
         """Like :meth:`generate` but returns the kept masks as columns (RLEs, boxes XYXY,
         scores, points, crop boxes), before conversion to records."""
         image = check_image(image)
+        fast = self.speed.low_res_filter or self.speed.skip_covered or self.speed.bf16
+        self.stats = EverythingStats(mode="fast" if fast else "exact")
+        self._skipped = []
         orig_h, orig_w = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(
             (orig_h, orig_w), self.crop_n_layers, self.crop_overlap_ratio
         )
         total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
-        engine, bar = self.engine, _points_bar(total, self.progress)
-        self.engine = _CountingEngine(engine, bar)
+        engine, bar = self.engine, points_bar(total, self.progress)
+        self.engine, self._bar = CountingEngine(engine, bar), bar
         try:
             parts = [
                 self._process_crop(image, box, layer)
@@ -215,49 +236,111 @@ class SamAutomaticMaskGenerator:
             data = postprocess_small_regions(
                 data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
             )
+        self.stats.kept = len(data)
+        if self.verbose:
+            print(self.stats.line())
         return data
 
     # ----------------------------------------------------------------------------- crops
     def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int) -> Candidates:
         x0, y0, x1, y1 = crop_box
-        orig_h, orig_w = image.shape[:2]
-        crop = image[y0:y1, x0:x1, :]
-        crop_size = (crop.shape[0], crop.shape[1])
-        self.engine.set_image(crop)
+        orig_size = image.shape[:2]
+        crop_size = (y1 - y0, x1 - x0)
+        self.engine.set_image(image[y0:y1, x0:x1, :])
+        input_size, _ = self.engine.sizes()
+        size = self.engine.image_size
+        geometry = Geometry(size // 4, size, tuple(input_size), crop_size)  # type: ignore[arg-type]
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
-        batch = self.points_per_batch
-        parts = [
-            self._process_batch(points[i : i + batch], crop_size, crop_box, (orig_h, orig_w))
-            for i in range(0, len(points), batch)
-        ]
-        if not self.speed.low_res_filter:
+        self.stats.points += len(points)
+        ctx = (geometry, crop_box, orig_size)
+        try:
+            if self.speed.skip_covered:
+                cands, skipped = self._decode_sparse_first(points, ctx)
+            else:
+                cands, skipped = self._decode_points(points, ctx), np.zeros((0, 2))
+            data = self._crop_survivors(cands, ctx)
+            missed = skipped[~covered_by(data.rles, skipped)] if len(skipped) else skipped
+            if len(missed):  # repair: skipped points no kept mask covers are decoded after all
+                self.stats.skipped -= len(missed)
+                skipped = skipped[covered_by(data.rles, skipped)]
+                cands = Candidates.cat([cands, self._decode_points(missed, ctx)])
+                data = self._crop_survivors(cands, ctx)
+            self._skipped.append(skipped + np.array([x0, y0], dtype=np.float64))
+            self._bar.update(len(skipped))  # skipped points are done too
+            self.stats.candidates += len(cands)
+        finally:
             self.engine.reset_image()
-        data = Candidates.cat(parts)
-        if len(data) == 0:
-            return data
-        keep = batched_nms_numpy(data.boxes, data.iou_preds, None, self.box_nms_thresh)
-        data = data.take(keep)
-        if self.speed.low_res_filter:
-            data = self._upsample_survivors(data, crop_box, (orig_h, orig_w))
-            self.engine.reset_image()
-        data.rles = [uncrop_rle(r, crop_box, orig_h, orig_w) for r in data.rles]
+        data.rles = [uncrop_rle(r, crop_box, orig_size[0], orig_size[1]) for r in data.rles]
         data.boxes = data.boxes + np.array([x0, y0, x0, y0])
         data.points = data.points + np.array([x0, y0], dtype=np.float64)
         data.crop_boxes = np.tile(np.asarray(crop_box, dtype=np.int64), (len(data), 1))
         return data
 
+    def _decode_points(self, points: np.ndarray, ctx: tuple[Any, ...]) -> Candidates:
+        """Candidates (crop frame, before NMS) of ``points`` ``(n, 2)``, a batch at a time."""
+        batch = self.points_per_batch
+        self.stats.decoded += len(points)
+        parts = [
+            self._process_batch(points[i : i + batch], *ctx) for i in range(0, len(points), batch)
+        ]
+        return Candidates.cat(parts)
+
+    def _decode_sparse_first(
+        self, points: np.ndarray, ctx: tuple[Any, ...]
+    ) -> tuple[Candidates, np.ndarray]:
+        """Fast mode: the sparse grid, then the points no accepted mask covers yet. Returns
+        the candidates and the skipped points ``(k, 2)``."""
+        geometry = ctx[0]
+        cover = Coverage(
+            geometry.input_size, geometry.original_size, geometry.image_size, geometry.low
+        )
+        parts, skipped = [], []
+        batch = self.points_per_batch
+        threshold, stable = self.engine.mask_threshold, self.stability_score_thresh
+        for stage, idx_all in enumerate(sparse_first(len(points))):
+            for start in range(0, len(idx_all), batch):
+                idx = idx_all[start : start + batch]
+                if stage:
+                    hit = cover.covered(points[idx])
+                    skipped.append(points[idx[hit]])
+                    idx = idx[~hit]
+                if len(idx) == 0:
+                    continue
+                data = self._decode_points(points[idx], ctx)
+                cover.add(confident_masks(data, threshold, stable))
+                parts.append(data)
+        skip = np.concatenate(skipped) if skipped else np.zeros((0, 2))
+        self.stats.skipped += len(skip)
+        return Candidates.cat(parts), skip
+
+    def _crop_survivors(self, data: Candidates, ctx: tuple[Any, ...]) -> Candidates:
+        """The crop's NMS, then full-resolution RLEs of the survivors (crop frame)."""
+        geometry, crop_box, orig_size = ctx
+        if len(data) == 0:
+            return data
+        data = data.take(batched_nms_numpy(data.boxes, data.iou_preds, None, self.box_nms_thresh))
+        if self.speed.low_res_filter:
+            return self._upsample_survivors(data, crop_box, orig_size)
+        return finish_exact(data, geometry, self.engine.mask_threshold)
+
     def _process_batch(
         self,
         points: np.ndarray,
-        crop_size: tuple[int, int],
+        geometry: Geometry,
         crop_box: list[int],
         orig_size: tuple[int, int],
     ) -> Candidates:
         engine = self.engine
+        crop_size = geometry.original_size
         coords = apply_coords(points, crop_size, engine.image_size)[:, None, :]
         labels = np.ones(coords.shape[:2], dtype=np.int64)
         low, iou = engine.decode_points(
-            coords, labels, True, decoder_batch=self.decoder_batch, bf16=self.speed.bf16
+            coords,
+            labels,
+            True,
+            decoder_batch=self.decoder_batch,
+            bf16=self.speed.bf16,
+            limits=self._limits(geometry),
         )
         s = low.shape[-1]
         low, iou = low.reshape(-1, s, s), iou.reshape(-1)  # point-major: 3 masks of point 0 first
@@ -269,59 +352,37 @@ class SamAutomaticMaskGenerator:
         if self.speed.low_res_filter:
             data = self._filter_low_res(low, iou, pts, crop_size)
         else:
-            data = self._filter_full_res(low, engine.to_numpy(iou), pts, crop_size)
+            offset, stable = self.stability_score_offset, self.stability_score_thresh
+            data = filter_exact(engine, low, engine.to_numpy(iou), pts, geometry, offset, stable)
         if len(data):
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             if near.any():
                 data = data.take(np.flatnonzero(~near))
         return data
 
+    def _limits(self, geometry: Geometry) -> Any:
+        """What the filters below read of the low-res logits: the resized image's rows and
+        columns (plus the low-res filter's margin), and masks above the predicted-IoU filter
+        (torch engines; None for others, which compute every logit)."""
+        if self.engine.backend != "torch":
+            return None
+        from samkit.modeling.decoder_fast import OutputLimits
+
+        rows, cols = geometry.used_low_res()
+        floor = self.pred_iou_thresh if self.pred_iou_thresh > 0.0 else None
+        return OutputLimits(rows=rows + 2, cols=cols + 2, iou_floor=floor)
+
     # ------------------------------------------------------------------------- filtering
-    def _filter_full_res(
-        self, low: Any, iou: np.ndarray, pts: np.ndarray, crop_size: tuple[int, int]
-    ) -> Candidates:
-        """Exact path: upsample to the crop's full resolution a chunk at a time; each chunk
-        becomes stability scores, boxes and crop-frame RLEs before the next is made. ``low``
-        ``(N, 256, 256)`` is the engine's native array, ``iou`` ``(N,)`` float32."""
-        chunk = max(1, _CHUNK_ELEMENTS // (crop_size[0] * crop_size[1]))
-        parts = []
-        for start in range(0, low.shape[0], chunk):
-            sl = slice(start, start + chunk)
-            logits = self.engine.upsample(low[sl])
-            parts.append(self._reduce(logits, iou[sl], pts[sl]))
-        return Candidates.cat(parts)
-
-    def _reduce(self, logits: Any, iou: np.ndarray, pts: np.ndarray) -> Candidates:
-        """Full-res logits ``(n, h, w)`` -> stability-filtered candidates in the crop frame."""
-        stability = self.engine.stability(logits, self.stability_score_offset)
-        idx = np.arange(len(stability))
-        if self.stability_score_thresh > 0.0:
-            idx = np.flatnonzero(stability >= np.float32(self.stability_score_thresh))
-        masks = self.engine.masks(logits, idx)
-        return Candidates(
-            rles=masks_to_rle(masks),
-            boxes=mask_to_box(masks),
-            iou_preds=iou[idx],
-            stability=stability[idx],
-            points=pts[idx],
-        )
-
     def _filter_low_res(
         self, low: Any, iou: Any, pts: np.ndarray, crop_size: tuple[int, int]
     ) -> Candidates:
         from samkit.amg import lowres
 
-        input_size, _ = self.engine.sizes()
+        e = self.engine
+        input_size = e.sizes()[0]
+        args = (e.image_size, e.mask_threshold, self.stability_score_offset)
         return lowres.low_res_candidates(
-            low,
-            iou,
-            pts,
-            input_size,
-            crop_size,
-            self.engine.image_size,
-            self.engine.mask_threshold,
-            self.stability_score_offset,
-            self.stability_score_thresh,
+            low, iou, pts, input_size, crop_size, *args, self.stability_score_thresh
         )
 
     def _upsample_survivors(
@@ -329,49 +390,15 @@ class SamAutomaticMaskGenerator:
     ) -> Candidates:
         from samkit.amg import lowres
 
-        input_size, original_size = self.engine.sizes()
-        data = lowres.upsample_survivors(
-            data,
-            input_size,
-            original_size,
-            self.engine.image_size,
-            self.engine.mask_threshold,
+        e = self.engine
+        inp, orig = e.sizes()
+        threshold, offset, stable = (
+            e.mask_threshold,
             self.stability_score_offset,
             self.stability_score_thresh,
-            _CHUNK_ELEMENTS,
+        )
+        data = lowres.upsample_survivors(
+            data, inp, orig, e.image_size, threshold, offset, stable, _CHUNK_ELEMENTS
         )
         near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
         return data.take(np.flatnonzero(~near)) if near.any() else data
-
-
-def _check_grid(grid: np.ndarray, index: int) -> np.ndarray:
-    arr = np.asarray(grid, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise SamkitError(
-            f"point_grids[{index}] must have shape (N, 2) as (x, y) in [0, 1], got {arr.shape}"
-        )
-    if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise SamkitError(f"point_grids[{index}] must hold points normalised to [0, 1]")
-    return arr
-
-
-def _points_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="pt", desc="everything", disable=not enabled, leave=False)
-
-
-class _CountingEngine:
-    """The generator's engine, advancing ``bar`` by each batch of grid points once decoded."""
-
-    def __init__(self, engine: Engine, bar: Any) -> None:
-        self._engine = engine
-        self._bar = bar
-
-    def decode_points(self, coords: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        out = self._engine.decode_points(coords, *args, **kwargs)
-        self._bar.update(len(coords))
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)

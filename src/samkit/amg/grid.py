@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.errors import SamkitError
 from samkit.masks import mask_to_rle, rle_to_mask
 
 __all__ = [
@@ -95,3 +96,16 @@ def uncrop_rle(
     full = np.zeros((orig_h, orig_w), dtype=bool)
     full[y0:y1, x0:x1] = rle_to_mask(rle)
     return mask_to_rle(full)
+
+
+def check_grid(grid: np.ndarray, index: int) -> np.ndarray:
+    """A user grid ``(N, 2)`` ``(x, y)`` in [0, 1] as float64, or a :class:`SamkitError`
+    naming ``point_grids[index]``."""
+    arr = np.asarray(grid, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise SamkitError(
+            f"point_grids[{index}] must have shape (N, 2) as (x, y) in [0, 1], got {arr.shape}"
+        )
+    if arr.size and (arr.min() < 0 or arr.max() > 1):
+        raise SamkitError(f"point_grids[{index}] must hold points normalised to [0, 1]")
+    return arr

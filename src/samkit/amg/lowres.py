@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from samkit.amg.records import Candidates
-from samkit.amg.upsample import stability_scores, upsample_logits
 from samkit.masks import mask_to_box, masks_to_rle
+from samkit.postprocess import filter_stable, upsample_exact
 
 LOW_RES_MARGIN = 0.1
 
@@ -47,15 +47,11 @@ def low_res_candidates(
     inner_h = min(h, math.ceil(input_size[0] * scale))
     inner_w = min(w, math.ceil(input_size[1] * scale))
     inner = low[:, :inner_h, :inner_w]
-    inter = (inner > mask_threshold + offset).sum((-2, -1))
-    union = (inner > mask_threshold - offset).sum((-2, -1))
-    stability = inter.to(torch.float32) / union.to(torch.float32)
-    keep = torch.arange(len(stability), device=low.device)
-    if stability_thresh > 0.0:
-        # Low-res stability runs lower than full-res (a 4x coarser boundary): pre-filter with a
-        # margin and let the full-res check after NMS decide.
-        keep = (stability >= stability_thresh - LOW_RES_MARGIN).nonzero().flatten()
-    masks = (inner[keep] > mask_threshold).cpu().numpy()
+    # Low-res stability runs lower than full-res (a 4x coarser boundary): pre-filter with a
+    # margin and let the full-res check after NMS decide.
+    margin_thresh = max(0.0, stability_thresh - LOW_RES_MARGIN) if stability_thresh > 0 else 0.0
+    idx, stab, masks = filter_stable(inner, mask_threshold, offset, margin_thresh)
+    keep = torch.from_numpy(idx).to(low.device)
     boxes_lr = mask_to_box(masks).astype(np.float64)
     # A low-res pixel i spans input pixels [i / scale, (i + 1) / scale), i.e. crop pixels
     # times crop/input size.
@@ -69,12 +65,11 @@ def low_res_candidates(
     boxes[:, 2] = np.minimum(boxes[:, 2], crop_size[1] - 1)
     boxes[:, 3] = np.minimum(boxes[:, 3], crop_size[0] - 1)
     boxes[~masks.any(axis=(1, 2))] = 0
-    idx = keep.cpu().numpy()
     return Candidates(
         rles=[],
         boxes=boxes.astype(np.int64),
         iou_preds=iou[keep].float().cpu().numpy(),
-        stability=stability[keep].cpu().numpy(),
+        stability=stab,
         points=points[idx],
         low_res=low[keep, :h, :w].clone(),
     )
@@ -98,20 +93,18 @@ def upsample_survivors(
     full = low.new_zeros((len(data), 256, 256))
     full[:, : low.shape[1], : low.shape[2]] = low
     chunk = max(1, chunk_elements // (crop_size[0] * crop_size[1]))
-    rles, boxes, stab = [], [], []
+    parts = []
     for start in range(0, len(data), chunk):
-        logits = upsample_logits(full[start : start + chunk], input_size, crop_size, image_size)
-        stab.append(stability_scores(logits, mask_threshold, offset))
-        masks = (logits > mask_threshold).cpu().numpy()
-        boxes.append(mask_to_box(masks))
-        rles.extend(masks_to_rle(masks))
-    out = Candidates(
-        rles=rles,
-        boxes=np.concatenate(boxes),
-        iou_preds=data.iou_preds,
-        stability=np.concatenate(stab),
-        points=data.points,
-    )
-    if stability_thresh > 0.0:
-        out = out.take(np.flatnonzero(out.stability >= np.float32(stability_thresh)))
-    return out
+        logits = upsample_exact(full[start : start + chunk], input_size, crop_size, image_size)
+        idx, stability, masks = filter_stable(logits, mask_threshold, offset, stability_thresh)
+        idx = idx + start
+        parts.append(
+            Candidates(
+                rles=masks_to_rle(masks),
+                boxes=mask_to_box(masks),
+                iou_preds=data.iou_preds[idx],
+                stability=stability,
+                points=data.points[idx],
+            )
+        )
+    return Candidates.cat(parts)

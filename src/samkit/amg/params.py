@@ -46,6 +46,9 @@ GENERATOR_PARAMS: tuple[str, ...] = (
     "output_mode",
     "low_res_filter",
     "bf16",
+    "skip_covered",
+    "fast",
+    "verbose",
     "decoder_batch",
 )
 

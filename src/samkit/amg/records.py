@@ -20,7 +20,7 @@ from samkit.masks import (
 )
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 __all__ = ["Candidates", "postprocess_small_regions", "to_records"]
 
@@ -32,7 +32,8 @@ class Candidates:
     rles: uncompressed COCO RLEs. boxes: ``(N, 4)`` int64 XYXY, inclusive max. iou_preds,
     stability: ``(N,)`` float32. points: ``(N, 2)`` float64 ``(x, y)`` prompt of each mask.
     crop_boxes: ``(N, 4)`` int64 XYXY crop each mask came from (filled once uncropped).
-    low_res: ``(N, 256, 256)`` logits, kept only while masks still need upsampling.
+    low_res: ``(N, s', s')`` low-res logits (a torch tensor on the low-res filter path, a
+    float32 NumPy array on the exact path), kept only while masks still need upsampling.
     Frames are the crop's until the crop is finished, the original image's after.
     """
 
@@ -42,7 +43,7 @@ class Candidates:
     stability: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float64))
     crop_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
-    low_res: torch.Tensor | None = None  # only on the torch path's opt-in low-res filter
+    low_res: Any = None
 
     def __len__(self) -> int:
         return len(self.iou_preds)
@@ -67,11 +68,13 @@ class Candidates:
         if not parts:
             return Candidates()
         lows = [p.low_res for p in parts]
-        low_res = None
-        if all(x is not None for x in lows):
+        low_res: Any = None
+        if all(isinstance(x, np.ndarray) for x in lows):
+            low_res = np.concatenate(lows)
+        elif all(x is not None for x in lows):
             import torch
 
-            low_res = torch.cat(lows)  # type: ignore[arg-type]
+            low_res = torch.cat(lows)
         return Candidates(
             rles=[r for p in parts for r in p.rles],
             boxes=np.concatenate([p.boxes for p in parts]),
@@ -106,7 +109,9 @@ def postprocess_small_regions(data: Candidates, min_area: float, nms_thresh: flo
     return out
 
 
-def _take_rows(x: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+def _take_rows(x: Any, idx: np.ndarray) -> Any:
+    if isinstance(x, np.ndarray):
+        return x[idx]
     import torch
 
     return x[torch.from_numpy(idx).to(x.device)]

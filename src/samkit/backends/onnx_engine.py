@@ -5,7 +5,7 @@ here imports torch."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -85,9 +85,12 @@ class OnnxEngine(PredictorImages):
         multimask_output: bool = True,
         decoder_batch: int | None = None,
         bf16: bool = False,
+        limits: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Points (B, K, 2) in the input frame, labels (B, K) -> low-res logits (B, C, s, s) and
-        scores (B, C) float32."""
+        scores (B, C) float32. ``limits`` is accepted and ignored: the graph computes every
+        logit."""
+        del limits
         if bf16:
             raise SamkitError("bf16 decoding needs the torch backend")
         arrays = (coords, np.asarray(labels, dtype=np.float32), None, None)
@@ -100,22 +103,23 @@ class OnnxEngine(PredictorImages):
         return self.predictor.upscale(low_res_logits)[:, 0]
 
     def upsample(self, low: np.ndarray) -> np.ndarray:
-        """Low-res logits (N, s, s) -> float32 logits (N, H, W) of the current image."""
-        from samkit.backends.numpy_ops import upscale_logits
+        """Low-res logits (N, s, s) -> float32 logits (N, H, W) of the current image
+        (**fast** contract of :mod:`samkit.postprocess`)."""
+        from samkit.postprocess import upsample_fast
 
-        _, original_size = self.sizes()
-        return upscale_logits(low, self.image_size, original_size)
+        input_size, original_size = self.sizes()
+        return upsample_fast(low, input_size, original_size, self.image_size)
 
     def stability(self, logits: np.ndarray, offset: float) -> np.ndarray:
         """``(N,)`` float32 IoU of ``logits > t + offset`` and ``> t - offset`` per mask."""
-        flat = logits.reshape(len(logits), -1)
-        inter = np.count_nonzero(flat > np.float32(self.mask_threshold + offset), axis=1)
-        union = np.count_nonzero(flat > np.float32(self.mask_threshold - offset), axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return inter.astype(np.float32) / union.astype(np.float32)
+        from samkit.postprocess import stability_score
+
+        return stability_score(logits, self.mask_threshold, offset)
 
     def masks(self, logits: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return logits[np.asarray(idx, dtype=np.int64)] > np.float32(self.mask_threshold)
+        from samkit.postprocess import binarize
+
+        return binarize(logits[np.asarray(idx, dtype=np.int64)], self.mask_threshold)
 
     def iou_above(self, iou: np.ndarray, threshold: float) -> np.ndarray:
         return np.flatnonzero(iou > np.float32(threshold))

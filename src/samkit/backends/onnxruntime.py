@@ -5,7 +5,7 @@ over the files written by ``samkit export format=onnx``; :class:`OnnxEngine` (fr
 Needs onnxruntime, NumPy and Pillow only: nothing here imports torch. Pre- and
 post-processing are those of :mod:`samkit.transforms` (Pillow resize, normalise, pad,
 coordinate mapping); masks come from the decoder graph's in-graph upsampling or, for low-res
-logits, from :func:`samkit.backends.numpy_ops.upscale_logits`.
+logits, from :func:`samkit.postprocess.upsample_fast` (NumPy).
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ from typing import Any
 import numpy as np
 
 from samkit import transforms
-from samkit.backends.numpy_ops import upscale_logits
 from samkit.backends.onnx_engine import OnnxEngine
 from samkit.errors import PromptError, SamkitError
-from samkit.validation import check_image, check_mask_input, check_points
+from samkit.postprocess import binarize, upsample_fast
+from samkit.validation import (
+    check_box,
+    check_coordinates,
+    check_image,
+    check_mask_input,
+    check_points,
+)
 
 __all__ = ["OnnxEngine", "OnnxImageState", "OnnxPredictor", "load_export"]
 
@@ -233,10 +239,7 @@ class OnnxPredictor:
             coords, labels = check_points(point_coords, point_labels, batched=False)
             coords, labels = coords[None], labels[None]
         if box is not None:
-            b = np.asarray(box, dtype=np.float64)
-            if b.size != 4:
-                raise PromptError(f"box must be 4 numbers XYXY (shape (4,)), got shape {b.shape}")
-            boxes = b.reshape(1, 4)
+            boxes = check_box(box).reshape(1, 4)
         mask = None if mask_input is None else check_mask_input(mask_input, 3, self.low_res)[None]
         masks, scores, low = self.predict_batch(
             coords, labels, boxes, mask, multimask_output, return_logits
@@ -261,7 +264,7 @@ class OnnxPredictor:
             coords, labels = check_points(point_coords, point_labels, batched=True)
             coords = transforms.apply_coords(coords, state.original_size, self.image_size)
         if boxes is not None:
-            b = np.asarray(boxes, dtype=np.float64)
+            b = check_coordinates(boxes, "boxes", "(B, 4) XYXY")
             if b.ndim != 2 or b.shape[1] != 4:
                 raise PromptError(f"boxes must have shape (B, 4) XYXY, got {b.shape}")
             box_in = transforms.apply_boxes(b, state.original_size, self.image_size)
@@ -269,8 +272,8 @@ class OnnxPredictor:
         want_masks = self.graph_upscales
         out = self._decode(coords, labels, box_in, mask, multimask_output, with_masks=want_masks)
         low, scores = out[0], out[1]
-        logits = out[2] if want_masks else upscale_logits(low, self.image_size, state.original_size)
-        masks = logits if return_logits else logits > self.mask_threshold
+        logits = out[2] if want_masks else self._upsample(low, state)
+        masks = logits if return_logits else binarize(logits, self.mask_threshold)
         return masks, scores, low
 
     def decode_low_res(
@@ -298,8 +301,12 @@ class OnnxPredictor:
         """Low-res logits (..., 256, 256) of the current image -> masks (..., H, W) bool at the
         original size (float32 logits with ``return_logits``)."""
         state = self._require_state()
-        logits = upscale_logits(low_res_logits, self.image_size, state.original_size)
-        return logits if return_logits else logits > self.mask_threshold
+        logits = self._upsample(np.asarray(low_res_logits, dtype=np.float32), state)
+        return logits if return_logits else binarize(logits, self.mask_threshold)
+
+    def _upsample(self, low: np.ndarray, state: OnnxImageState) -> np.ndarray:
+        """Low-res logits (..., s, s) -> (..., H, W) float32 (**fast** contract)."""
+        return upsample_fast(low, state.input_size, state.original_size, self.image_size)
 
     def _decode(
         self,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.modeling import Sam
+from samkit.postprocess import upsample_graph
 
 __all__ = ["DECODER_INPUTS", "DECODER_OUTPUTS", "DecoderGraph", "EncoderGraph"]
 
@@ -99,16 +100,7 @@ class DecoderGraph(nn.Module):
     def upscale(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
         """Low-res logits -> logits (B, M, H, W): bilinear to S x S, crop the padding, bilinear
         to (H, W); the crop size is rounded in float64 exactly like transforms.preprocess_shape."""
-        s = self.image_size
-        masks = F.interpolate(masks, size=(s, s), mode="bilinear", align_corners=False)
-        size = orig_im_size.to(torch.float64)
-        scale = torch.tensor(float(s), dtype=torch.float64) / size.max()
-        crop = torch.floor(size * scale + 0.5).to(torch.int64)
-        masks = masks[..., : crop[0], : crop[1]]
-        out = orig_im_size.to(torch.int64)
-        # 0-d tensors as sizes keep the output size dynamic in the traced graph
-        size_hw = (out[0], out[1])
-        return F.interpolate(masks, size=size_hw, mode="bilinear", align_corners=False)  # type: ignore[arg-type]
+        return upsample_graph(masks, orig_im_size, self.image_size)
 
     def select_best(
         self, masks: torch.Tensor, scores: torch.Tensor, point_labels: torch.Tensor

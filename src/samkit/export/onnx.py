@@ -280,7 +280,9 @@ def export(
 def check_export_options(output: str | os.PathLike[str], *, opset: Any, rtol: Any) -> None:
     """Export arguments, checked before any work: SamkitError naming the argument."""
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
-        raise SamkitError(f"opset must be an int >= 17 (LayerNormalization), got {opset!r}")
+        raise SamkitError(
+            f"opset must be an int >= 17 (LayerNormalization needs 17), got {opset!r}"
+        )
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < float("inf"):
         raise SamkitError(f"rtol must be a positive number (e.g. 1e-3), got {rtol!r}")
     out = Path(output)

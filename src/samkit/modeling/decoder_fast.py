@@ -66,6 +66,24 @@ class DecoderCache:
         )
 
 
+@dataclass(frozen=True)
+class OutputLimits:
+    """What a caller will read of one decoder call's low-res logits (segment everything), so
+    that the output upscaling (about half of a decoder call) skips the rest:
+
+    rows / cols: only low-res rows ``[:rows]`` and columns ``[:cols]`` are read (the resized
+        image's part; the padding's logits never reach a mask); the others come back as 0.
+    iou_floor: a prompt none of whose returned masks has predicted IoU ``> iou_floor`` is not
+        upscaled; its logits come back as 0 (the caller drops it by that filter anyway).
+
+    Every logit that is computed equals the unlimited call's (the upscaling works per pixel).
+    """
+
+    rows: int | None = None
+    cols: int | None = None
+    iou_floor: float | None = None
+
+
 def fast_path_allowed(x: torch.Tensor) -> bool:
     """The fast path is skipped while tracing / exporting and on meta tensors."""
     return not (x.is_meta or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
@@ -274,6 +292,38 @@ def transformer_forward(
     )
     with devices.token_work(queries):
         return transformer.norm_final_attn(queries + attn), keys
+
+
+def upscale_limited(
+    output_upscaling: nn.Sequential,
+    tokens: torch.Tensor,
+    hyper_in: torch.Tensor,
+    iou: torch.Tensor,
+    grid: tuple[int, int],
+    limits: OutputLimits,
+) -> torch.Tensor:
+    """:func:`upscale_masks` under :class:`OutputLimits`: tokens (B, h*w, C), hyper_in
+    (B, M, C/8), iou (B, M) of the returned masks -> logits (B, M, 4h, 4w), zero where not
+    computed."""
+    h, w = grid
+    b, m = hyper_in.shape[:2]
+    rows = h if limits.rows is None else min(h, -(-int(limits.rows) // 4))
+    cols = w if limits.cols is None else min(w, -(-int(limits.cols) // 4))
+    active = torch.arange(b, device=tokens.device)
+    if limits.iou_floor is not None:
+        active = (iou.float() > limits.iou_floor).any(1).nonzero().flatten()
+    out = tokens.new_zeros((b, m, 4 * h, 4 * w), dtype=hyper_in.dtype)
+    if len(active) == 0 or rows == 0 or cols == 0:
+        return out
+    grid_tokens = tokens.view(tokens.shape[0], h, w, -1)
+    if grid_tokens.shape[0] == b:
+        grid_tokens = grid_tokens[active]
+    else:
+        grid_tokens = grid_tokens.expand(len(active), -1, -1, -1)
+    sub = grid_tokens[:, :rows, :cols].reshape(len(active), rows * cols, -1)
+    masks = upscale_masks(output_upscaling, sub, hyper_in[active], (rows, cols))
+    out[active, :, : 4 * rows, : 4 * cols] = masks.to(out.dtype)
+    return out
 
 
 def upscale_masks(

@@ -61,6 +61,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
         cache: DecoderCache | None = None,
+        limits: decoder_fast.OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """image_embeddings (1 or B, C, h, w); sparse (B, N, C); dense (B, C, h, w).
 
@@ -68,7 +69,8 @@ class MaskDecoder(nn.Module):
         there is no mask prompt (``dense`` is the no-mask embedding); it replaces
         ``image_embeddings`` and ``dense_prompt_embeddings``.
         Returns low-res mask logits (B, M, 4h, 4w) and IoU predictions (B, M), with M = 3
-        for multimask output and 1 otherwise.
+        for multimask output and 1 otherwise. ``limits`` (fast path only): see
+        :class:`~samkit.modeling.decoder_fast.OutputLimits`.
         """
         sel = slice(1, None) if multimask_output else slice(0, 1)
         return self.predict_masks(
@@ -78,6 +80,7 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             cache,
             select=sel,
+            limits=limits,
         )
 
     def _tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
@@ -95,14 +98,16 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         cache: DecoderCache | None = None,
         select: slice | None = None,
+        limits: decoder_fast.OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits (B, M, 4h, 4w) and IoU (B, M) of the mask tokens ``select`` picks (all
-        ``num_mask_tokens`` by default); the fast path upscales only those."""
+        ``num_mask_tokens`` by default); the fast path upscales only those (and honours
+        ``limits``; the reference path ignores them)."""
         bs = sparse_prompt_embeddings.shape[0]
         tokens = self._tokens(sparse_prompt_embeddings)
         if self.fast and decoder_fast.fast_path_allowed(tokens):
             return self._predict_masks_fast(
-                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache, select
+                image_embeddings, image_pe, tokens, dense_prompt_embeddings, cache, select, limits
             )
 
         if image_embeddings.shape[0] != bs:
@@ -135,6 +140,7 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         cache: DecoderCache | None,
         select: slice | None = None,
+        limits: decoder_fast.OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`predict_masks` through :mod:`decoder_fast`; ``select`` picks mask tokens
         (only those are upscaled)."""
@@ -150,5 +156,13 @@ class MaskDecoder(nn.Module):
         with devices.token_work(hs):
             hyper_in = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in mlps], dim=1)
             iou_pred = self.iou_prediction_head(hs[:, 0, :])
-        masks = decoder_fast.upscale_masks(self.output_upscaling, keys, hyper_in, (int(h), int(w)))
-        return masks, iou_pred if select is None else iou_pred[:, select]
+        if select is not None:
+            iou_pred = iou_pred[:, select]
+        grid = (int(h), int(w))
+        if limits is None:
+            masks = decoder_fast.upscale_masks(self.output_upscaling, keys, hyper_in, grid)
+        else:
+            masks = decoder_fast.upscale_limited(
+                self.output_upscaling, keys, hyper_in, iou_pred, grid, limits
+            )
+        return masks, iou_pred

@@ -9,7 +9,7 @@ from torch import nn
 
 from samkit import device as devices
 from samkit.modeling import decoder_fast
-from samkit.modeling.decoder_fast import DecoderCache
+from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.tiny_vit import TinyViT
@@ -64,6 +64,7 @@ class Sam(nn.Module):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         cache: DecoderCache | None = None,
+        limits: OutputLimits | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompts in the 1024-input frame -> low-res logits (B, M, 256, 256), IoU (B, M).
 
@@ -71,6 +72,8 @@ class Sam(nn.Module):
         the same image and the image-side work is done once per call, or not at all when
         ``cache`` (from :meth:`prepare_decoder` on the same embedding) is given. ``cache`` is
         ignored when it does not match ``image_embeddings`` or when ``mask_input`` is given.
+        ``limits``: which logits the caller reads (:class:`~samkit.modeling.decoder_fast.
+        OutputLimits`); the others may come back as 0.
         """
         # Prompt tokens: K per point prompt, 2 per box (corners).
         rows = 0 if points is None else points[0].shape[0] * points[0].shape[1]
@@ -89,7 +92,9 @@ class Sam(nn.Module):
             and decoder_fast.fast_path_allowed(sparse)
         ):
             cache = self.prepare_decoder(image_embeddings, image_pe)
-        return self.mask_decoder(image_embeddings, image_pe, sparse, dense, multimask_output, cache)
+        return self.mask_decoder(
+            image_embeddings, image_pe, sparse, dense, multimask_output, cache, limits
+        )
 
     def prepare_decoder(
         self, image_embeddings: torch.Tensor, image_pe: torch.Tensor | None = None

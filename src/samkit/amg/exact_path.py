@@ -1,0 +1,89 @@
+"""Segment everything's exact path: the reference's stability scores, boxes and masks from
+the decoder's low-res logits (:mod:`samkit.postprocess.exact`), on either engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from samkit.amg.records import Candidates
+from samkit.masks import mask_to_box, masks_to_rle
+from samkit.postprocess import filter_stable
+from samkit.postprocess.exact import Geometry, emulation_matches_torch, exact_masks, exact_stats
+
+__all__ = ["filter_exact", "finish_exact"]
+
+# Upsampled float logits held at once on the fallback path: 64 Mi elements (256 MiB).
+_CHUNK_ELEMENTS = 64 * 1024 * 1024
+
+
+def filter_exact(
+    engine: Any,
+    low: Any,
+    iou: np.ndarray,
+    pts: np.ndarray,
+    geometry: Geometry,
+    offset: float,
+    stability_thresh: float,
+) -> Candidates:
+    """Low-res logits ``(N, s, s)`` (the engine's native array), IoUs ``(N,)`` float32 and
+    points ``(N, 2)`` -> the candidates that pass the stability filter, with the reference's
+    stability scores and boxes (crop frame); their low-res logits are kept (cut to the part
+    any pixel reads) for :func:`finish_exact` after the crop's NMS."""
+    if engine.backend == "torch" and not emulation_matches_torch(geometry):
+        return _filter_upsampled(engine, low, iou, pts, geometry, offset, stability_thresh)
+    rows, cols = geometry.used_low_res()
+    low_np = np.ascontiguousarray(engine.to_numpy(low)[:, :rows, :cols])
+    stats = exact_stats(low_np, geometry, engine.mask_threshold, offset)
+    keep = np.arange(len(low_np))
+    if stability_thresh > 0.0:
+        keep = np.flatnonzero(stats.stability >= np.float32(stability_thresh))
+    return Candidates(
+        rles=[],
+        boxes=stats.boxes[keep],
+        iou_preds=iou[keep],
+        stability=stats.stability[keep],
+        points=pts[keep],
+        low_res=low_np[keep],
+    )
+
+
+def _filter_upsampled(
+    engine: Any,
+    low: Any,
+    iou: np.ndarray,
+    pts: np.ndarray,
+    geometry: Geometry,
+    offset: float,
+    stability_thresh: float,
+) -> Candidates:
+    """:func:`filter_exact` for a geometry where the NumPy kernel emulation is not torch's bit
+    for bit: the engine's two resizes a chunk at a time, each chunk reduced at once (RLEs
+    made here)."""
+    chunk = max(1, _CHUNK_ELEMENTS // (geometry.original_size[0] * geometry.original_size[1]))
+    parts = []
+    for start in range(0, low.shape[0], chunk):
+        sl = slice(start, start + chunk)
+        idx, stability, masks = filter_stable(
+            engine.upsample(low[sl]), engine.mask_threshold, offset, stability_thresh
+        )
+        parts.append(
+            Candidates(
+                rles=masks_to_rle(masks),
+                boxes=mask_to_box(masks),
+                iou_preds=iou[sl][idx],
+                stability=stability,
+                points=pts[sl][idx],
+            )
+        )
+    return Candidates.cat(parts)
+
+
+def finish_exact(data: Candidates, geometry: Geometry, threshold: float) -> Candidates:
+    """RLEs (crop frame) of the masks that survived the crop's NMS, from their kept low-res
+    logits; candidates from the fallback path already have theirs."""
+    if isinstance(data.low_res, np.ndarray):
+        data.rles = exact_masks(data.low_res, geometry, threshold)
+        data.low_res = None
+    return data

@@ -1,0 +1,147 @@
+"""Segment everything's fast mode (``fast=True``): which grid points are worth decoding, and
+what a run did.
+
+- Hierarchical sampling (TinySAM): the sparse grid (every other row and column of a regular
+  grid, every fourth point of a user grid) is decoded first; a later point is decoded only if
+  no mask accepted so far covers it (:class:`Coverage`, on the low-res grid), so each accepted
+  mask also skips the grid points inside it.
+- After the crop's NMS, every skipped point that no surviving mask covers is decoded after all
+  (a repair pass), so a skipped point is always inside a kept mask.
+- The low-res filter comes with it (torch engines); see :class:`Speed`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Coverage",
+    "EverythingStats",
+    "Speed",
+    "confident_masks",
+    "covered_by",
+    "sparse_first",
+]
+
+
+@dataclass
+class Speed:
+    """Opt-in settings that trade exactness for speed (all off = the reference's output).
+
+    low_res_filter: compute stability scores and the boxes used for filtering and NMS on the
+        low-res (256 x 256) logits; only masks that survive every filter and the per-crop NMS are
+        upsampled (their final boxes, areas and RLEs come from the full-resolution mask).
+    bf16: run the decoder under bfloat16 autocast (CPUs with AVX512-BF16/AMX, CUDA).
+    skip_covered: hierarchical sampling, sparse grid first, then only the points no accepted
+        mask covers (:mod:`samkit.amg.fast`).
+
+    ``fast=True`` on the generator turns on ``skip_covered`` and (torch engines)
+    ``low_res_filter``; ``bf16`` stays opt-in: on the CPU decoder it was measured no faster, and
+    it moves steep logits across the stability thresholds (``benchmarks/README.md``).
+    """
+
+    low_res_filter: bool = False
+    bf16: bool = False
+    skip_covered: bool = False
+
+
+@dataclass
+class EverythingStats:
+    """What one ``generate`` call did: ``points`` grid points over all crops, ``decoded``
+    prompts sent to the decoder, ``skipped`` points left out (covered by an accepted mask),
+    ``candidates`` masks past the score filters, ``kept`` masks returned, ``mode`` "exact" or
+    "fast"."""
+
+    mode: str = "exact"
+    points: int = 0
+    decoded: int = 0
+    skipped: int = 0
+    candidates: int = 0
+    kept: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """One line for ``verbose=True``."""
+        return (
+            f"segment everything ({self.mode}): {self.decoded}/{self.points} points decoded, "
+            f"{self.skipped} skipped, {self.candidates} candidates, {self.kept} masks kept"
+        )
+
+
+def sparse_first(n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """A grid's point indices split into the sparse grid and the rest (int64): for a square
+    grid (row-major, x fastest), the points of even row and column; otherwise every fourth."""
+    side = math.isqrt(n_points)
+    idx = np.arange(n_points)
+    if side * side == n_points:
+        sparse = ((idx // side) % 2 == 0) & ((idx % side) % 2 == 0)
+    else:
+        sparse = idx % 4 == 0
+    return idx[sparse], idx[~sparse]
+
+
+def covered_by(rles: list[dict[str, Any]], points: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: whether each point ``(n, 2)`` ``(x, y)`` (pixels, floored) lies inside at
+    least one of the uncompressed COCO ``rles``, read straight from their runs."""
+    out = np.zeros(len(points), dtype=bool)
+    for rle in rles:
+        h, w = rle["size"]
+        x = np.clip(points[:, 0].astype(np.int64), 0, w - 1)
+        y = np.clip(points[:, 1].astype(np.int64), 0, h - 1)
+        ends = np.cumsum(np.asarray(rle["counts"], dtype=np.int64))
+        run = np.searchsorted(ends, x * h + y, side="right")
+        out |= run % 2 == 1
+    return out
+
+
+def confident_masks(data: Any, threshold: float, stability_thresh: float) -> np.ndarray:
+    """Low-res masks ``(k, r, c)`` bool of the candidates whose (low-res) stability passes the
+    generator's threshold: the masks that let later grid points be skipped."""
+    low = data.low_res
+    if low is None or len(data) == 0:
+        return np.zeros((0, 1, 1), dtype=bool)
+    keep = np.flatnonzero(data.stability >= np.float32(stability_thresh))
+    if not isinstance(low, np.ndarray):
+        import torch
+
+        rows = torch.from_numpy(keep).to(low.device)
+        return (low[rows] > threshold).cpu().numpy()
+    return low[keep] > np.float32(threshold)
+
+
+class Coverage:
+    """Union of accepted masks on the low-res grid of one crop: ``(rows, cols)`` bool, low-res
+    pixel ``(i, j)`` spans crop pixels ``[i, i + 1) * crop / (input * scale)``."""
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        crop_size: tuple[int, int],
+        image_size: int,
+        low: int,
+    ) -> None:
+        scale = low / image_size
+        self.rows = min(low, math.ceil(input_size[0] * scale))
+        self.cols = min(low, math.ceil(input_size[1] * scale))
+        self.map = np.zeros((self.rows, self.cols), dtype=bool)
+        # crop pixel -> low-res pixel
+        self.sy = input_size[0] / crop_size[0] * scale
+        self.sx = input_size[1] / crop_size[1] * scale
+
+    def covered(self, points: np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: points ``(n, 2)`` ``(x, y)`` in crop pixels inside an added mask."""
+        i = np.clip((points[:, 1] * self.sy).astype(np.int64), 0, self.rows - 1)
+        j = np.clip((points[:, 0] * self.sx).astype(np.int64), 0, self.cols - 1)
+        return self.map[i, j]
+
+    def add(self, masks: np.ndarray) -> None:
+        """Add low-res masks ``(n, r, c)`` bool (cut or padded to the map's size)."""
+        if len(masks):
+            r, c = min(self.rows, masks.shape[1]), min(self.cols, masks.shape[2])
+            self.map[:r, :c] |= masks[:, :r, :c].any(0)

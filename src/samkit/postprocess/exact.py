@@ -1,0 +1,336 @@
+"""**exact** stability scores, boxes and masks of segment everything, computed only where a
+pixel's side of a threshold is not already decided by the low-res logits.
+
+Every full-resolution logit of the reference's two bilinear resizes is, up to float rounding,
+a convex combination of at most 3 x 3 neighbouring low-res logits (its *support*). Pixels are
+grouped into tiles that share one low-res anchor ``(j, k)`` (support within rows ``j..j+2`` and
+columns ``k..k+2``); a tile whose support lies entirely above ``T + eps`` has every pixel
+``> T``, one entirely at or below ``T - eps`` has none (``eps`` is far larger than the
+rounding, far smaller than anything a threshold could tell apart). Only the undecided tiles,
+a thin band along each threshold's contour, are evaluated pixel by pixel with the NumPy
+emulation of torch's kernel (:mod:`samkit.postprocess.kernel`), bit for bit the reference's
+values. Counts, boxes and masks are therefore the reference's, at a fraction of the work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from samkit.postprocess.kernel import lerp, taps
+from samkit.postprocess.reduce import stability_from_counts
+
+__all__ = ["Geometry", "MaskStats", "exact_masks", "exact_stats"]
+
+# Relative margin of the tile decisions: the kernel's rounding is ~1e-7 of the logits' range.
+_EPS = 2.0**-16
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One axis of the two resizes, cut into tiles. Arrays per tile ``(n,)`` or padded per
+    tile ``(n, g)``: full-res pixels ``pix`` (``valid`` marks padding), the local input-frame
+    indices ``u0`` / ``u1`` and float32 weights ``v0`` / ``v1`` of each pixel (second resize),
+    the input-frame pixels ``inp`` with their low-res taps ``r0`` / ``r1`` and weights
+    ``w0`` / ``w1`` (first resize); ``lo`` / ``hi`` the low-res support, ``start`` / ``size``
+    the tile's full-res pixel range."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    pix: np.ndarray
+    valid: np.ndarray
+    u0: np.ndarray
+    u1: np.ndarray
+    v0: np.ndarray
+    v1: np.ndarray
+    r0: np.ndarray
+    r1: np.ndarray
+    w0: np.ndarray
+    w1: np.ndarray
+
+
+@lru_cache(maxsize=16)
+def _axis(low: int, image_size: int, keep: int, out: int) -> _Axis:
+    first, second = taps(low, image_size), taps(keep, out)
+    a0, a1 = second.i0, second.i1  # (out,) input-frame rows of each output row
+    lo = first.i0[a0]
+    hi = np.maximum(first.i1[a1], first.i1[a0])
+    anchors, start, size = np.unique(lo, return_index=True, return_counts=True)
+    g = int(size.max())
+    pix = np.minimum(start[:, None] + np.arange(g), (start + size - 1)[:, None])
+    valid = np.arange(g)[None, :] < size[:, None]
+    a_first = a0[start]
+    n_inp = int((a1[start + size - 1] - a_first).max()) + 1
+    inp = np.minimum(a_first[:, None] + np.arange(n_inp), keep - 1)
+    tile_hi = np.maximum.reduceat(hi, start)
+    return _Axis(
+        lo=anchors.astype(np.int64),
+        hi=tile_hi.astype(np.int64),
+        start=start.astype(np.int64),
+        size=size.astype(np.int64),
+        pix=pix,
+        valid=valid,
+        u0=a0[pix] - a_first[:, None],
+        u1=a1[pix] - a_first[:, None],
+        v0=second.w0[pix],
+        v1=second.w1[pix],
+        r0=first.i0[inp],
+        r1=first.i1[inp],
+        w0=first.w0[inp],
+        w1=first.w1[inp],
+    )
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Low-res side ``low``, model input side ``image_size``, resized image ``input_size``
+    (h, w) and original ``original_size`` (H, W) of one image (or crop)."""
+
+    low: int
+    image_size: int
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+    def axes(self) -> tuple[_Axis, _Axis]:
+        rows = _axis(self.low, self.image_size, self.input_size[0], self.original_size[0])
+        cols = _axis(self.low, self.image_size, self.input_size[1], self.original_size[1])
+        return rows, cols
+
+    def used_low_res(self) -> tuple[int, int]:
+        """Rows and columns ``(r, c)`` of the low-res logits any output pixel reads: the
+        functions here take ``low[:, :r, :c]`` as well as the whole map."""
+        rows, cols = self.axes()
+        return int(rows.hi.max()) + 1, int(cols.hi.max()) + 1
+
+
+@lru_cache(maxsize=32)
+def emulation_matches_torch(geometry: Geometry) -> bool:
+    """Whether :mod:`samkit.postprocess.kernel` reproduces torch's resizes bit for bit for this
+    geometry with the current thread count (torch picks kernel code paths by shape; checked
+    once per geometry on random logits)."""
+    import torch
+
+    from samkit.postprocess.kernel import upsample_exact_numpy
+    from samkit.postprocess.resize import upsample_exact
+
+    gen = torch.Generator().manual_seed(0)
+    low = torch.randn(1, geometry.low, geometry.low, generator=gen) * 20
+    args = (geometry.input_size, geometry.original_size, geometry.image_size)
+    expected = upsample_exact(low, *args).numpy()
+    return bool(np.array_equal(upsample_exact_numpy(low.numpy(), *args), expected))
+
+
+def _window3(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of ``(N, R, C)`` ``x`` over positions ``i, i + 1, i + 2`` (clipped to the
+    last) along ``axis`` (1 or 2)."""
+    n = x.shape[axis]
+    last = np.take(x, [n - 1], axis=axis)
+    padded = np.concatenate([x, last, last], axis=axis)
+    a, b, c = (padded[:, d : d + n] if axis == 1 else padded[:, :, d : d + n] for d in range(3))
+    return np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
+
+
+def _support_range(low: np.ndarray, rows: _Axis, cols: _Axis) -> tuple[np.ndarray, np.ndarray]:
+    """Per mask and tile ``(N, tr, tc)`` the min and max low-res logit over a superset of the
+    tile's support (rows ``lo..lo+2``, columns likewise)."""
+    mn, mx = _window3(low, 1)
+    mn, mx = mn[:, rows.lo], mx[:, rows.lo]
+    mn, _ = _window3(mn, 2)
+    _, mx = _window3(mx, 2)
+    return mn[:, :, cols.lo], mx[:, :, cols.lo]
+
+
+def _evaluate(
+    low: np.ndarray, rows: _Axis, cols: _Axis, m: np.ndarray, tr: np.ndarray, tc: np.ndarray
+) -> np.ndarray:
+    """Exact logits ``(U, gr, gc)`` float32 of the pixels of tiles ``(tr[u], tc[u])`` of masks
+    ``m[u]`` (padded pixels repeat a real one)."""
+    r0, r1 = rows.r0[tr][:, :, None], rows.r1[tr][:, :, None]
+    c0, c1 = cols.r0[tc][:, None, :], cols.r1[tc][:, None, :]
+    mm = m[:, None, None]
+    cw0, cw1 = cols.w0[tc][:, None, :], cols.w1[tc][:, None, :]
+    top = lerp(low[mm, r0, c0], low[mm, r0, c1], cw0, cw1)
+    bottom = lerp(low[mm, r1, c0], low[mm, r1, c1], cw0, cw1)
+    mid = lerp(top, bottom, rows.w0[tr][:, :, None], rows.w1[tr][:, :, None])  # (U, nA, nB)
+    u0, u1 = cols.u0[tc][:, None, :], cols.u1[tc][:, None, :]
+    left = np.take_along_axis(mid, np.broadcast_to(u0, (*mid.shape[:2], u0.shape[-1])), 2)
+    right = np.take_along_axis(mid, np.broadcast_to(u1, (*mid.shape[:2], u1.shape[-1])), 2)
+    q = lerp(left, right, cols.v0[tc][:, None, :], cols.v1[tc][:, None, :])  # (U, nA, gc)
+    a0, a1 = rows.u0[tr][:, :, None], rows.u1[tr][:, :, None]
+    up = np.take_along_axis(q, np.broadcast_to(a0, (q.shape[0], a0.shape[1], q.shape[2])), 1)
+    down = np.take_along_axis(q, np.broadcast_to(a1, (q.shape[0], a1.shape[1], q.shape[2])), 1)
+    return lerp(up, down, rows.v0[tr][:, :, None], rows.v1[tr][:, :, None])
+
+
+@dataclass
+class MaskStats:
+    """Per mask ``(N,)``: stability score (float32), pixel count above the mask threshold
+    (int64) and box XYXY inclusive (int64 ``(N, 4)``, zeros for an empty mask)."""
+
+    stability: np.ndarray
+    area: np.ndarray
+    boxes: np.ndarray
+
+
+def _classify(
+    low: np.ndarray, rows: _Axis, cols: _Axis, thresholds: tuple[float, ...]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """For each threshold, ``above`` tiles ``(N, tr, tc)`` bool; and the tiles ``(N, tr, tc)``
+    undecided for at least one threshold."""
+    mn, mx = _support_range(low, rows, cols)
+    scale = np.maximum(np.abs(low).reshape(len(low), -1).max(1), max(abs(t) for t in thresholds))
+    eps = (np.maximum(scale, 1.0) * _EPS).astype(np.float32)[:, None, None]
+    above, undecided = [], np.zeros(mn.shape, dtype=bool)
+    for t in thresholds:
+        sure = mn > np.float32(t) + eps
+        undecided |= ~sure & (mx > np.float32(t) - eps)
+        above.append(sure)
+    return above, undecided
+
+
+def exact_stats(low: np.ndarray, geometry: Geometry, threshold: float, offset: float) -> MaskStats:
+    """Low-res logits ``(N, s, s)`` -> **exact** stability scores (``logits > threshold +
+    offset`` over ``> threshold - offset``), areas and boxes of ``logits > threshold`` in the
+    ``original_size`` frame."""
+    low = np.ascontiguousarray(low, dtype=np.float32)
+    if len(low) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return MaskStats(np.zeros(0, np.float32), empty, np.zeros((0, 4), np.int64))
+    rows, cols = geometry.axes()
+    levels = (threshold + offset, threshold - offset, threshold)
+    above, undecided = _classify(low, rows, cols, levels)
+    rs, cs = rows.size.astype(np.float64), cols.size.astype(np.float64)
+    counts = [np.einsum("r,nrc,c->n", rs, a, cs).astype(np.int64) for a in above]
+    boxes = _tile_boxes(above[2], rows, cols)
+    m, tr, tc = np.nonzero(undecided)
+    for start in range(0, len(m), 4096):
+        sl = slice(start, start + 4096)
+        _add_exact(low, rows, cols, (m[sl], tr[sl], tc[sl]), above, levels, counts, boxes)
+    boxes[counts[2] == 0] = 0
+    stability = stability_from_counts(counts[0], counts[1])
+    return MaskStats(stability=stability, area=counts[2], boxes=boxes)
+
+
+def _tile_boxes(above: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
+    """Boxes of the decided-above tiles; masks with none get an empty (inverted) box."""
+    n = len(above)
+    boxes = np.empty((n, 4), dtype=np.int64)
+    big = np.iinfo(np.int64).max
+    any_r: np.ndarray = np.any(above, axis=2)
+    any_c: np.ndarray = np.any(above, axis=1)
+    has = any_r.any(1)
+    first_r, last_r = np.argmax(any_r, 1), any_r.shape[1] - 1 - np.argmax(any_r[:, ::-1], 1)
+    first_c, last_c = np.argmax(any_c, 1), any_c.shape[1] - 1 - np.argmax(any_c[:, ::-1], 1)
+    boxes[:, 0] = np.where(has, cols.start[first_c], big)
+    boxes[:, 1] = np.where(has, rows.start[first_r], big)
+    boxes[:, 2] = np.where(has, cols.start[last_c] + cols.size[last_c] - 1, -1)
+    boxes[:, 3] = np.where(has, rows.start[last_r] + rows.size[last_r] - 1, -1)
+    return boxes
+
+
+def _add_exact(
+    low: np.ndarray,
+    rows: _Axis,
+    cols: _Axis,
+    tiles: tuple[np.ndarray, np.ndarray, np.ndarray],
+    above: list[np.ndarray],
+    levels: tuple[float, ...],
+    counts: list[np.ndarray],
+    boxes: np.ndarray,
+) -> None:
+    """Evaluate undecided tiles exactly; add their pixels to the counts and the mask boxes
+    (tiles already decided for a level are skipped for that level)."""
+    m, tr, tc = tiles
+    values = _evaluate(low, rows, cols, m, tr, tc)
+    valid = rows.valid[tr][:, :, None] & cols.valid[tc][:, None, :]
+    n = len(low)
+    for level, (t, sure) in enumerate(zip(levels, above, strict=True)):
+        open_ = ~sure[m, tr, tc]
+        hit = (values > np.float32(t)) & valid & open_[:, None, None]
+        counts[level] += np.bincount(m, weights=hit.sum((1, 2)), minlength=n).astype(np.int64)
+        if level != 2:
+            continue
+        any_row, any_col = hit.any(2), hit.any(1)
+        has = any_row.any(1)
+        if not has.any():
+            return
+        y = rows.pix[tr]
+        x = cols.pix[tc]
+        big = np.iinfo(np.int64).max
+        ymin = np.where(any_row, y, big).min(1)
+        ymax = np.where(any_row, y, -1).max(1)
+        xmin = np.where(any_col, x, big).min(1)
+        xmax = np.where(any_col, x, -1).max(1)
+        np.minimum.at(boxes[:, 0], m[has], xmin[has])
+        np.minimum.at(boxes[:, 1], m[has], ymin[has])
+        np.maximum.at(boxes[:, 2], m[has], xmax[has])
+        np.maximum.at(boxes[:, 3], m[has], ymax[has])
+
+
+def exact_masks(low: np.ndarray, geometry: Geometry, threshold: float) -> list[dict[str, Any]]:
+    """Low-res logits ``(N, s, s)`` -> uncompressed COCO RLEs of ``logits > threshold`` in the
+    ``original_size`` frame, **exact**. Each mask is built on the tiles of its box only and
+    run-length encoded from there."""
+    low = np.ascontiguousarray(low, dtype=np.float32)
+    if len(low) == 0:
+        return []
+    rows, cols = geometry.axes()
+    (above,), undecided = _classify(low, rows, cols, (threshold,))
+    return [
+        _mask_rle(low, i, above[i], undecided[i], rows, cols, threshold, geometry.original_size)
+        for i in range(len(low))
+    ]
+
+
+def _mask_rle(
+    low: np.ndarray,
+    i: int,
+    above: np.ndarray,
+    undecided: np.ndarray,
+    rows: _Axis,
+    cols: _Axis,
+    threshold: float,
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """RLE of mask ``i`` from its decided tiles ``above`` ``(tr, tc)`` and the exact values of
+    its ``undecided`` tiles, built on the tile rows / columns that can hold a pixel."""
+    h, w = size
+    live = above | undecided
+    live_r, live_c = np.flatnonzero(live.any(1)), np.flatnonzero(live.any(0))
+    if len(live_r) == 0:
+        return {"size": [h, w], "counts": [h * w]}
+    r0, r1, c0, c1 = live_r[0], live_r[-1] + 1, live_c[0], live_c[-1] + 1
+    block = np.repeat(np.repeat(above[r0:r1, c0:c1], rows.size[r0:r1], 0), cols.size[c0:c1], 1)
+    y0, x0 = int(rows.start[r0]), int(cols.start[c0])
+    tr, tc = np.nonzero(undecided)
+    if len(tr):
+        values = _evaluate(low, rows, cols, np.full(len(tr), i), tr, tc) > np.float32(threshold)
+        y = np.broadcast_to(rows.pix[tr][:, :, None], values.shape) - y0
+        x = np.broadcast_to(cols.pix[tc][:, None, :], values.shape) - x0
+        block[y, x] = values
+    return _rle_from_block(block, y0, x0, h, w)
+
+
+def _rle_from_block(block: np.ndarray, y0: int, x0: int, h: int, w: int) -> dict[str, Any]:
+    """COCO RLE (column-major runs) of an ``(h, w)`` mask that is zero outside ``block``, whose
+    top-left pixel is ``(y0, x0)``."""
+    bh, bw = block.shape
+    padded = np.zeros((bw, bh + 2), dtype=bool)  # each column framed by zeros, column-major
+    padded[:, 1:-1] = block.T
+    flat = padded.reshape(-1)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    col, row = np.divmod(change, bh + 2)
+    starts = (x0 + col) * h + (y0 + row - 1)
+    # A run through the bottom of one column and the top of the next is one run: its end and
+    # restart fall on the same pixel; drop both.
+    same = np.flatnonzero(starts[1:] == starts[:-1])
+    if len(same):
+        starts = np.delete(starts, np.concatenate([same, same + 1]))
+    starts = starts[starts < h * w]  # a run ending on the last pixel ends with the mask
+    counts = np.diff(np.concatenate(([0], starts, [h * w])))
+    return {"size": [h, w], "counts": counts.tolist()}
