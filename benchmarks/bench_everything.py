@@ -14,7 +14,7 @@ Every configuration runs once, in a fresh subprocess (peak memory = the child's 
 reference first, so that load drift on a shared machine hits all alike. Rows:
 
 - reference: segment_anything-style ``mobile_sam.SamAutomaticMaskGenerator``;
-- exact: samkit's default, same output as the reference (parity: tests/test_automatic.py);
+- exact: samkit's default, same output as the reference (parity: tests/everything/test_automatic.py);
 - fast: ``fast=True``; skip: ``skip_covered=True`` (hierarchical sampling); lowres:
   ``low_res_filter=True``. Each against exact: recall (share of exact masks matched one to
   one at IoU >= 0.9) and the mean IoU of the matched pairs; points decoded / skipped.

@@ -12,6 +12,7 @@ reads back as its disc; a two-part object is one merged YOLO polygon), the mask 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -162,3 +163,38 @@ def load_truth(root: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
 
 
 __all__ = ["CATEGORIES", "FORMATS", "load_truth", "make_shapes_dataset"]
+
+
+def edge_case_coco(tmp_path: Path) -> Path:
+    """3 images (one file missing), 8 annotations: 2 good polygons/RLE, 1 XYWH-box polygon,
+    2 crowd, 1 broken polygon, 1 unknown image, 1 RLE of the wrong size."""
+    from samkit.masks import coco_rle as _coco_rle
+
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((40, 50, 3), np.uint8))
+    m = np.zeros((40, 50), bool)
+    m[5:15, 10:30] = True
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 5, 20, 10],
+         "segmentation": [[10, 5, 30, 5, 30, 15, 10, 15]]},
+        {"id": 2, "image_id": 1, "category_id": 2, "iscrowd": 0, "segmentation": _coco_rle(m)},
+        {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": _coco_rle(m)},
+        {"id": 4, "image_id": 2, "category_id": 1, "iscrowd": 1, "segmentation": _coco_rle(m)},
+        {"id": 5, "image_id": 2, "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 5, 5]]},
+        {"id": 6, "image_id": 9, "category_id": 1, "iscrowd": 0, "segmentation": _coco_rle(m)},
+        {"id": 7, "image_id": 2, "category_id": 1, "segmentation": {"size": [4, 5], "counts": [20]}},
+        {"id": 8, "image_id": 2, "category_id": 2, "segmentation": [[0, 0, 4, 0, 4, 3]],
+         "bbox": [0, 0, 4, 3]},
+    ]  # fmt: skip
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.png", "height": 40, "width": 50},
+            {"id": 2, "file_name": "b.png", "height": 40, "width": 50},
+            {"id": 3, "file_name": "missing.png", "height": 40, "width": 50},
+        ],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "box"}, {"id": 2, "name": "tri"}],
+    }
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    return path

@@ -10,7 +10,7 @@ import numpy as np
 
 from samkit.cli import MODES
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from common import Timing, in_child, interleave, markdown_table, mean_iou, ratio_line, scene  # noqa: E402

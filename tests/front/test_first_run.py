@@ -18,7 +18,7 @@ from samkit import weights
 from samkit.cli import MODES, _main_help, _mode_help, main
 from samkit.errors import DownloadError
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BUS_JPG = (810, 1080)  # width, height of Ultralytics' bus.jpg, the image users try first
 
 

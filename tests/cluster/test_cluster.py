@@ -198,6 +198,7 @@ def test_killed_driver_resumes(data: dict[str, Path], cluster: str) -> None:
     _assert_same_labels(data["local"], out)
 
 
+@pytest.mark.slow
 def test_embed_on_cluster_fills_the_store_val_reads(data: dict[str, Path], cluster: str) -> None:
     from samkit import SAM
     from samkit.embed import embed

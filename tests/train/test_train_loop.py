@@ -109,7 +109,7 @@ def test_bad_settings(tmp_path: Path, settings: dict, message: str) -> None:
 
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tests = str(Path(__file__).parent)
+    tests = str(Path(__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, *sys.path]))
     kwargs = {"epochs": 2, "batch": 8, "lr": 1e-2, "progress": False, "device": "cpu"}
     single = fit(ToyTask(), _config(tmp_path / "one", **kwargs))

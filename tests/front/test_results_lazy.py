@@ -132,6 +132,7 @@ def test_cli_everything_never_builds_the_stack(state, image_rgb, no_dense, tmp_p
     assert (run / "big.jpg").is_file() and (run / "labels" / "big.txt").is_file()
 
 
+@pytest.mark.slow
 def test_equal_to_dense_path(lazy, reference_records) -> None:
     n = len(lazy)
     assert n == len(reference_records) >= MIN_MASKS

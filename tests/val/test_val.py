@@ -293,9 +293,9 @@ def test_box_miou_equals_meta_sampredictor(tmp_path, shapes):
 # ------------------------------------------------------------------------------ COCO counts
 def test_coco_edge_cases_through_val(tmp_path, tiny):
     from samkit import val
-    from test_datasets import _edge_case_coco
+    from shapes_data import edge_case_coco
 
-    data = _edge_case_coco(tmp_path)
+    data = edge_case_coco(tmp_path)
     res = val(tiny, data, protocols="box", device="cpu", project=tmp_path / "runs",
               plots=False, verbose=False)  # fmt: skip
     d = json.loads((res.save_dir / "metrics.json").read_text())["dataset"]

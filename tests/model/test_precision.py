@@ -202,6 +202,7 @@ def test_bf16_masks_agree_with_fp32(small_sam: Sam, decoder_dtype: str | None) -
     assert iou >= 0.98
 
 
+@pytest.mark.slow
 def test_compiled_decoder_matches_eager(encoded: SamPredictor) -> None:
     model, features = encoded.model, encoded.features
     kwargs = PROMPTS["box + point"]
