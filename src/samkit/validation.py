@@ -91,16 +91,14 @@ def check_mask_input(mask_input: object, ndim: int, low_res: int) -> np.ndarray:
 def _numbers(value: object, name: str, expected: str) -> np.ndarray:
     """``value`` as a float64 array; PromptError for strings, objects and other non-numbers."""
     raw = np.asarray(value)
-    if raw.dtype.kind not in "biuf":
+    if raw.dtype.kind in "biuf":
+        return raw.astype(np.float64)
+    if raw.dtype.kind not in "USV":  # strings are refused even when they spell numbers
         try:
-            if raw.dtype.kind in "USV":
-                raise ValueError
-            raw = raw.astype(np.float64)
+            return raw.astype(np.float64)
         except (ValueError, TypeError):
-            raise PromptError(
-                f"{name} must be numbers ({expected}), got {raw.dtype} values"
-            ) from None
-    return raw.astype(np.float64)
+            pass
+    raise PromptError(f"{name} must be numbers ({expected}), got {raw.dtype} values")
 
 
 def check_coordinates(value: object, name: str, expected: str = "pixels") -> np.ndarray:
