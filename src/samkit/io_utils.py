@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from samkit.errors import ArgumentError
+from samkit.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "increment_path"]
 
@@ -33,7 +33,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     The new file gets the mode of the file it replaces, or the usual ``0o666 & ~umask``.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        raise ArgumentTypeError(f"data must be bytes, got {type(data).__name__}")
     target = Path(path)
     if target.is_dir():
         raise ArgumentError(f"path must be a file path, got the directory {str(target)!r}")
@@ -61,7 +61,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`); ``\\n`` line ends
     are written as is on every platform."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
+        raise ArgumentTypeError(f"text must be str, got {type(text).__name__}")
     return atomic_write_bytes(path, text.encode(encoding))
 
 
