@@ -13,6 +13,7 @@ from samkit.errors import PromptError, SamkitError
 __all__ = [
     "MAX_COORD",
     "check_box",
+    "check_coordinate_range",
     "check_coordinates",
     "check_generator_settings",
     "check_image",
@@ -104,7 +105,12 @@ def _numbers(value: object, name: str, expected: str) -> np.ndarray:
 def check_coordinates(value: object, name: str, expected: str = "pixels") -> np.ndarray:
     """Pixel coordinates as float64: numbers, finite, at most :data:`MAX_COORD` in absolute
     value (NaN, inf or 1e300 would give NaN scores and empty masks)."""
-    arr = _numbers(value, name, expected)
+    return check_coordinate_range(_numbers(value, name, expected), name)
+
+
+def check_coordinate_range(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` (pixel coordinates, float) as is when finite and at most :data:`MAX_COORD` in
+    absolute value; PromptError naming ``name`` otherwise."""
     if not np.isfinite(arr).all():
         raise PromptError(f"{name} contains NaN or infinite values")
     if arr.size and np.abs(arr).max() > MAX_COORD:
