@@ -472,6 +472,21 @@ def test_atomic_write_failure_leaves_old_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt"]
 
 
+def test_atomic_open_streams_then_replaces_or_leaves_nothing(tmp_path: Path) -> None:
+    """The streaming form (``torch.save`` of training checkpoints writes through it)."""
+    path = tmp_path / "w.bin"
+    with io_utils.atomic_open(path) as f:
+        f.write(b"ab")
+        f.write(b"cd")
+        assert not path.exists()
+    assert path.read_bytes() == b"abcd"
+    assert path.stat().st_mode & 0o777 == io_utils._default_file_mode()  # not mkstemp's 0o600
+    with pytest.raises(RuntimeError, match="boom"), io_utils.atomic_open(path) as f:
+        f.write(b"x")
+        raise RuntimeError("boom")
+    assert path.read_bytes() == b"abcd" and os.listdir(tmp_path) == ["w.bin"]
+
+
 def test_atomic_write_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ArgumentTypeError, match="text must be str, got bytes"):
         atomic_write_text(tmp_path / "a", b"x")  # type: ignore[arg-type]
