@@ -156,7 +156,7 @@ def _names_from_yaml(path: Path) -> dict[int, str]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:  # also tags such as !!python/object, which safe_load refuses
         detail = " ".join(str(exc).split())
-        raise ValueError(f"names: {path} is not a plain YAML file: {detail}") from None
+        raise ArgumentError(f"names: {path} is not a plain YAML file: {detail}") from None
     if not isinstance(data, dict) or "names" not in data:
         raise ArgumentError(f"{path}: a data.yaml needs a 'names' entry")
     return normalize_names(data["names"])
