@@ -59,8 +59,9 @@ class Speed:
 class EverythingStats:
     """What one ``generate`` call did: ``points`` grid points over all crops, ``decoded``
     prompts sent to the decoder, ``skipped`` points left out (covered by an accepted mask),
-    ``candidates`` masks past the score filters, ``kept`` masks returned, ``mode`` "exact" or
-    "fast"."""
+    ``candidates`` masks past the score filters, ``kept`` masks returned, ``mode`` "exact",
+    "fast" or "boxes" (``prompts_from``: ``boxes`` the detector found on the image, each
+    decoded once per crop it overlaps, so ``decoded`` counts box prompts)."""
 
     mode: str = "exact"
     points: int = 0
@@ -68,12 +69,18 @@ class EverythingStats:
     skipped: int = 0
     candidates: int = 0
     kept: int = 0
+    boxes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def line(self) -> str:
         """One line for ``verbose=True``."""
+        if self.mode == "boxes":
+            return (
+                f"segment everything (boxes): {self.boxes} detector boxes, {self.decoded} box "
+                f"prompts decoded, {self.candidates} candidates, {self.kept} masks kept"
+            )
         return (
             f"segment everything ({self.mode}): {self.decoded}/{self.points} points decoded, "
             f"{self.skipped} skipped, {self.candidates} candidates, {self.kept} masks kept"
