@@ -2,20 +2,28 @@
 
     python benchmarks/bench_everything.py                  # MobileSAM, 32x32 grid, 720x1280
     python benchmarks/bench_everything.py --grid 16 --skip-memory --modes exact,fast
+    python benchmarks/bench_everything.py --scenes objects --skip-memory
 
 Model: MobileSAM (TinyViT encoder with seeded random weights) whose prompt encoder and mask
-decoder are the deterministic "blob" weights of tests/amg_weights.py, so that the generator
-draws real masks (nested discs around every prompt) and the default filters keep a realistic
-number of them. TinyViT has no absolute position embedding, so the encoder is wrapped: it runs
-in full (its cost is real) and its output is replaced by the location features the blob decoder
-reads. Both implementations get the very same modules.
+decoder are deterministic weights of tests/amg_weights.py, so that the generator draws real
+masks and the default filters keep a realistic number of them. Two scenes:
+
+- ``blobs`` (``blob_weights``): three nested discs centred on every prompt, so every grid point
+  has masks of its own (the hardest case for skipping points);
+- ``objects`` (``object_weights`` + ``RegionEncoder``): masks made of whole regions of a
+  40-region Voronoi tessellation, the same for every point of a region (as a real scene's masks
+  are for the points on one object).
+
+TinyViT has no absolute position embedding, so the encoder is wrapped: it runs in full (its
+cost is real) and its output is replaced by the features the decoder reads. Both
+implementations get the very same modules.
 
 Every configuration runs once, in a fresh subprocess (peak memory = the child's ru_maxrss),
 reference first, so that load drift on a shared machine hits all alike. Rows:
 
 - reference: segment_anything-style ``mobile_sam.SamAutomaticMaskGenerator``;
 - exact: samkit's default, same output as the reference (parity: tests/everything/test_automatic.py);
-- fast: ``fast=True``; skip: ``skip_covered=True`` (hierarchical sampling); lowres:
+- fast: ``fast=True`` (= ``skip_covered=True``, hierarchical sampling); lowres:
   ``low_res_filter=True``. Each against exact: recall (share of exact masks matched one to
   one at IoU >= 0.9) and the mean IoU of the matched pairs; points decoded / skipped.
 
@@ -50,15 +58,19 @@ MODES = {
 
 
 # ----------------------------------------------------------------------------- child side
-def _models(impl: str) -> Any:
+SCENES = ("blobs", "objects")
+N_REGIONS = 40
+
+
+def _models(impl: str, scene: str = "blobs") -> Any:
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
 
-    from amg_weights import LocationEncoder, blob_weights
+    from amg_weights import LocationEncoder, RegionEncoder, blob_weights, object_weights
     from reference import randomize, reference_mobile_sam
 
     ref = reference_mobile_sam()
-    state = blob_weights(randomize(ref, 0))
+    state = (blob_weights if scene == "blobs" else object_weights)(randomize(ref, 0))
     if impl == "reference":
         ref.load_state_dict(state)
         model = ref.eval()
@@ -70,7 +82,10 @@ def _models(impl: str) -> Any:
         unused = ("image_encoder.head.", "image_encoder.norm_head.")  # TinyViT's classifier
         model.load_state_dict({k: v for k, v in state.items() if not k.startswith(unused)})
         model.eval()
-    model.image_encoder = LocationEncoder(model.image_encoder)
+    if scene == "blobs":
+        model.image_encoder = LocationEncoder(model.image_encoder)
+    else:
+        model.image_encoder = RegionEncoder(model.image_encoder, N_REGIONS)
     torch.manual_seed(0)
     return model
 
@@ -88,7 +103,7 @@ def child(spec: dict[str, Any], out_path: str) -> None:
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    model = _models(spec["impl"])
+    model = _models(spec["impl"], spec.get("scene", "blobs"))
     image = _image(*spec["size"])
     params = dict(spec["params"], output_mode="uncompressed_rle")
     with warnings.catch_warnings():
@@ -126,7 +141,7 @@ def run(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
             raise RuntimeError(f"child {spec} failed:\n{proc.stderr[-3000:]}")
         with open(out, "rb") as f:
             result: dict[str, Any] = pickle.load(f)
-    label = f"{spec['impl']:<10} {spec['name']:<12}"
+    label = f"{spec.get('scene', 'blobs'):<8} {spec['impl']:<10} {spec['name']:<12}"
     print(
         f"  {label} {result['seconds']:8.1f} s  peak {result['peak_mib']:7.0f} MiB  masks {len(result['records'])}",
         flush=True,
@@ -163,7 +178,10 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=32, help="points per side (default 32)")
     parser.add_argument("--size", default="720x1280", help="HxW of the main image")
     parser.add_argument(
-        "--modes", default="exact,fast,skip", help=f"samkit rows, of {','.join(MODES)}"
+        "--modes", default="exact,fast", help=f"samkit rows, of {','.join(MODES)}"
+    )
+    parser.add_argument(
+        "--scenes", default="blobs,objects", help=f"comma-separated, of {','.join(SCENES)}"
     )
     parser.add_argument("--skip-reference", action="store_true", help="samkit rows only")
     parser.add_argument(
@@ -180,28 +198,34 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if "exact" not in modes:
         modes.insert(0, "exact")
-    print(
-        f"segment everything, MobileSAM (blob decoder), {h}x{w} image, {args.grid}x{args.grid} grid"
-    )
+    scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
+    unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown scene or mode {unknown}: scenes {SCENES}, modes {tuple(MODES)}")
+    print(f"segment everything, MobileSAM, {h}x{w} image, {args.grid}x{args.grid} grid")
     print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()}")
-    base = {"size": [h, w], "threads": args.threads, "name": "defaults"}
     params = {"points_per_side": args.grid}
-    results: dict[str, dict[str, Any]] = {}
-    if not args.skip_reference:
-        results["reference"] = run(dict(base, impl="reference", params=params), args.timeout)
-    for mode in modes:
-        spec = dict(base, impl="samkit", name=mode, params=dict(params, **MODES[mode]))
-        results[mode] = run(spec, args.timeout)
-    print(f"load average after: {os.getloadavg()}")
-    _table(results, modes)
+    for scene in scenes:
+        base = {"size": [h, w], "threads": args.threads, "name": "defaults", "scene": scene}
+        results: dict[str, dict[str, Any]] = {}
+        if not args.skip_reference:
+            results["reference"] = run(dict(base, impl="reference", params=params), args.timeout)
+        for mode in modes:
+            spec = dict(base, impl="samkit", name=mode, params=dict(params, **MODES[mode]))
+            results[mode] = run(spec, args.timeout)
+        print(f"load average after: {os.getloadavg()}")
+        print(f"\nscene: {scene}")
+        _table(results, modes)
+        print()
     if not args.skip_memory:
-        spec = dict(
-            base,
-            impl="samkit",
-            name="4000x3000 crop_n_layers=1",
-            size=[3000, 4000],
-            params={"points_per_side": args.grid, "crop_n_layers": 1},
-        )
+        spec = {
+            "impl": "samkit",
+            "scene": scenes[0],
+            "threads": args.threads,
+            "name": "4000x3000 crop_n_layers=1",
+            "size": [3000, 4000],
+            "params": {"points_per_side": args.grid, "crop_n_layers": 1},
+        }
         mem = run(spec, args.timeout)
         ok = mem["peak_mib"] < 4096
         print(

@@ -86,6 +86,103 @@ class LocationEncoder(torch.nn.Module):
         return feats
 
 
+def features_at(positions: torch.Tensor) -> torch.Tensor:
+    """(n, 2F) features ``[sin, cos, -sin, -cos]`` of positions (n, 2) ``(x, y)`` in [0, 1]."""
+    theta = 2 * math.pi * ((2 * positions - 1) @ FREQS.T)
+    sc = torch.cat([theta.sin(), theta.cos()], dim=-1)
+    return torch.cat([sc, -sc], dim=-1)
+
+
+def region_map(h: int, w: int, n_regions: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Voronoi tessellation of an (h, w) grid of cells: ``(centres (n, 2) (x, y) in [0, 1],
+    labels (h, w) int64)``, each cell labelled with its nearest centre (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(n_regions, 2, generator=g)
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    cells = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
+    labels = torch.cdist(cells, centres).argmin(dim=1).reshape(h, w)
+    return centres, labels
+
+
+class RegionEncoder(LocationEncoder):
+    """For :func:`object_weights`: runs the wrapped encoder (for its cost) and returns, in
+    channels ``2F .. 4F``, the location features of the centre of each cell's region in a
+    seeded Voronoi tessellation of ``n_regions`` regions ("objects")."""
+
+    def __init__(self, encoder: torch.nn.Module, n_regions: int = 40, seed: int = 0) -> None:
+        super().__init__(encoder)
+        self.n_regions, self.seed = n_regions, seed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        h, w = out.shape[-2:]
+        # The regions tile the image's part of the padded input; the padding continues the
+        # edge regions (as a real encoder's features carry on past the image's edge).
+        used = x[0].abs().sum(0) > 0
+        rows = max(1, -(-int(used.any(1).sum()) * h // x.shape[-2]))
+        cols = max(1, -(-int(used.any(0).sum()) * w // x.shape[-1]))
+        centres, labels = region_map(rows, cols, self.n_regions, self.seed)
+        labels = labels[torch.arange(h).clamp(max=rows - 1)][:, torch.arange(w).clamp(max=cols - 1)]
+        loc = features_at(centres)[labels].permute(2, 0, 1)  # (2F, h, w)
+        feats = torch.zeros_like(out)
+        feats[:, 2 * F : 4 * F] = loc.to(out)
+        return feats
+
+
+OBJECT_SHARPNESS = (
+    1000.0  # scale of the point-to-image attention scores: reads the cell under the point
+)
+OBJECT_GAIN = 100.0  # weight of the attended region code against the point's own features
+
+
+def object_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`blob_weights` turned into an object model, for an image encoder whose output is
+    :class:`RegionEncoder`'s. The first block's token-to-image attention (two heads, scores
+    ``OBJECT_SHARPNESS * K(p, x)`` over 8 of the frequencies, peaked at the prompt) copies the
+    region code found under the prompt into every token; the hypernetworks and the upscaling read
+    region codes instead of locations. A point in region ``r`` then yields, per token, the
+    union of the regions whose centres lie in that token's disc around ``r``'s centre: every
+    point of one region gets the same masks (near region edges a blend), as every point on one
+    object of a real scene gets that object's masks. Predicted IoU still varies with the point.
+    """
+    state = blob_weights(state)
+    d = "mask_decoder."
+    up0 = torch.zeros(256, 64, 2, 2)
+    up0[range(2 * F, 4 * F), range(2 * F)] = 1.0
+    state[d + "output_upscaling.0.weight"] = up0
+    # Tokens after the first self-attention + LayerNorm: [sin, cos, -sin, -cos](p) * tok_gain.
+    tok_gain = math.sqrt(256 / F)
+    t2i = d + "transformer.layers.0.cross_attn_token_to_image."
+    q, k, v = torch.zeros(128, 256), torch.zeros(128, 256), torch.zeros(128, 256)
+    out = torch.zeros(256, 128)
+    n_att = 8  # frequencies the scores use: head dim 16 = 8 x (sin, cos)
+    for head in range(2):
+        base = 16 * head
+        for j in range(n_att):  # score = q.k / sqrt(16) = sharpness * K_8(p, x)
+            q[base + j, j] = OBJECT_SHARPNESS * 4.0 / tok_gain
+            q[base + n_att + j, N_FREQ + j] = OBJECT_SHARPNESS * 4.0 / tok_gain
+            k[base + j, j] = 1.0  # dense positional encoding: sin k at k, cos k at 128 + k
+            k[base + n_att + j, 128 + j] = 1.0
+    for c in range(F):  # the region code [sin, cos] (F values) through heads 0 and 1
+        v[c, 2 * F + c] = 1.0  # rows 0-15 head 0, 16-23 head 1
+        out[2 * F + c, c] = OBJECT_GAIN
+        out[3 * F + c, c] = -OBJECT_GAIN
+    for name, w in (("q_proj", q), ("k_proj", k), ("v_proj", v), ("out_proj", out)):
+        state[t2i + name + ".weight"] = w
+        _zero(state, t2i + name + ".bias")
+    # LayerNorm'd token: point part scaled by tok_gain / sigma, region part by gain / sigma.
+    sigma = math.sqrt((256 + F * OBJECT_GAIN**2) / 256)
+    for i in range(4):
+        p = f"{d}output_hypernetworks_mlps.{i}."
+        w0 = torch.zeros(256, 256)
+        w0[range(2 * F), range(2 * F, 4 * F)] = sigma / OBJECT_GAIN
+        state[p + "layers.0.weight"] = w0
+    iou0 = d + "iou_prediction_head.layers.0.weight"
+    state[iou0] = state[iou0] * sigma
+    return state
+
+
 def _zero(state: dict[str, torch.Tensor], key: str) -> None:
     state[key] = torch.zeros_like(state[key])
 

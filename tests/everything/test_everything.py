@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from amg_weights import blob_weights
+from amg_weights import RegionEncoder, blob_weights, object_weights
 from reference import make_image, randomize, reference_vit
 from samkit.build import build_from_config
 from samkit.modeling.decoder_fast import OutputLimits
@@ -23,6 +23,85 @@ def blob_model() -> torch.nn.Module:
     model = build_from_config(SamConfig(encoder=TINY_VIT))
     model.load_state_dict(state)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def object_model() -> torch.nn.Module:
+    """Masks made of whole regions of a Voronoi tessellation: every point of one region gets
+    the same masks (tests/amg_weights.py, object_weights)."""
+    state = object_weights(randomize(reference_vit(TINY_VIT), 0))
+    model = build_from_config(SamConfig(encoder=TINY_VIT))
+    model.load_state_dict(state)
+    model.image_encoder = RegionEncoder(model.image_encoder, n_regions=10)
+    return model.eval()
+
+
+def agreement(exact: list[dict], other: list[dict]) -> tuple[float, float]:
+    """(recall, mean IoU): exact masks matched one to one (greedy by IoU) at IoU >= 0.9."""
+    a = np.stack([r["segmentation"].ravel() for r in exact]).astype(np.float32)
+    b = np.stack([r["segmentation"].ravel() for r in other]).astype(np.float32)
+    inter = a @ b.T
+    iou = inter / (a.sum(1)[:, None] + b.sum(1)[None] - inter)
+    used_a, used_b, ious = set(), set(), []
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] > 0 and i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            ious.append(float(iou[i, j]))
+    return sum(v >= 0.9 for v in ious) / len(exact), float(np.mean(ious))
+
+
+def test_fast_mode_on_objects_skips_interiors_and_keeps_the_masks(object_model) -> None:
+    """On masks made of objects, fast mode decodes only part of the grid (points whose
+    neighbours all lie in one accepted mask are skipped) and finds nearly every exact mask;
+    every skipped point lies inside a kept mask."""
+    from samkit import SamAutomaticMaskGenerator
+    from samkit.amg.fast import covered_by
+    from samkit.masks import mask_to_rle
+
+    image = make_image(240, 320, seed=1)
+    exact = SamAutomaticMaskGenerator(object_model, points_per_side=16).generate(image)
+    gen = SamAutomaticMaskGenerator(object_model, points_per_side=16, fast=True)
+    fast = gen.generate(image)
+    assert len(exact) >= 8, f"exact mode drew only {len(exact)} masks: the test would be weak"
+    assert gen.stats.skipped >= 0.3 * gen.stats.points, gen.stats
+    recall, mean_iou = agreement(exact, fast)
+    print(f"objects: {len(exact)} exact masks, fast {len(fast)}, {gen.stats.line()}, "
+          f"recall {recall:.3f}, mean IoU {mean_iou:.4f}")  # fmt: skip
+    assert recall >= 0.9 and mean_iou >= 0.97
+    rles = [mask_to_rle(r["segmentation"]) for r in fast]
+    assert covered_by(rles, gen.skipped_points).all()
+
+
+def test_fast_mode_asks_every_neighbour() -> None:
+    """A grid point is skipped only if every sparse neighbour's accepted masks cover it: one
+    neighbour in another object is enough to decode it."""
+    from samkit.amg.fast import Coverage, sparse_first
+
+    side = 5
+    points = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2) * 40.0 + 20
+    cover = Coverage((200, 200), (200, 200), 256, 256, points)
+    sparse, dense = sparse_first(len(points))
+    assert sorted(cover.neighbours(1 * side + 1)) == [0, 2, 10, 12]  # diagonal corners
+    assert sorted(cover.neighbours(0 * side + 1)) == [0, 2]
+    assert sorted(cover.neighbours(3 * side + 4)) == [14, 24]
+
+    def mask_left_of(x: float) -> np.ndarray:
+        m = np.zeros((1, 256, 256), dtype=bool)
+        m[:, :, : int(x)] = True
+        return m
+
+    # sparse columns x = 20, 100, 180: masks reaching x < 120, x < 160 and none
+    reach = {20.0: mask_left_of(120), 100.0: mask_left_of(160), 180.0: mask_left_of(0)}
+    for q in sparse:
+        cover.add(reach[float(points[q][0])], points[q][None])
+    hit = dict(zip(dense.tolist(), cover.covered(dense), strict=True))
+    assert hit[0 * side + 1] and hit[1 * side + 0]  # x = 60 (both neighbours reach it), x = 20
+    assert hit[1 * side + 1]  # x = 60 between four covering corners
+    # x = 140: the neighbour at x = 100 covers it, the one at x = 180 does not -> decoded
+    assert not hit[0 * side + 3] and not hit[1 * side + 3]
+    assert cover.map[int(points[3][1]), int(points[3][0])]  # though a mask covers it
 
 
 def test_output_limits_compute_the_same_logits(blob_model) -> None:

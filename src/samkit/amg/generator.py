@@ -320,11 +320,12 @@ class SamAutomaticMaskGenerator:
     def _decode_sparse_first(
         self, points: np.ndarray, ctx: tuple[Any, ...]
     ) -> tuple[Candidates, np.ndarray]:
-        """Fast mode: the sparse grid, then the points no accepted mask covers yet. Returns
-        the candidates and the skipped points ``(k, 2)``."""
+        """Fast mode: the sparse grid, then the points whose neighbours' accepted masks do not
+        all cover them (:class:`~samkit.amg.fast.Coverage`). Returns the candidates and the
+        skipped points ``(k, 2)``."""
         geometry = ctx[0]
         cover = Coverage(
-            geometry.input_size, geometry.original_size, geometry.image_size, geometry.low
+            geometry.input_size, geometry.original_size, geometry.image_size, geometry.low, points
         )
         parts, skipped = [], []
         batch = self.points_per_batch
@@ -333,13 +334,13 @@ class SamAutomaticMaskGenerator:
             for start in range(0, len(idx_all), batch):
                 idx = idx_all[start : start + batch]
                 if stage:
-                    hit = cover.covered(points[idx])
+                    hit = cover.covered(idx)
                     skipped.append(points[idx[hit]])
                     idx = idx[~hit]
                 if len(idx) == 0:
                     continue
                 data = self._decode_points(points[idx], ctx)
-                cover.add(confident_masks(data, threshold, stable))
+                cover.add(*confident_masks(data, threshold, stable))
                 parts.append(data)
         skip = np.concatenate(skipped) if skipped else np.zeros((0, 2))
         self.stats.skipped += len(skip)
