@@ -177,9 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=32, help="points per side (default 32)")
     parser.add_argument("--size", default="720x1280", help="HxW of the main image")
-    parser.add_argument(
-        "--modes", default="exact,fast", help=f"samkit rows, of {','.join(MODES)}"
-    )
+    parser.add_argument("--modes", default="exact,fast", help=f"samkit rows, of {','.join(MODES)}")
     parser.add_argument(
         "--scenes", default="blobs,objects", help=f"comma-separated, of {','.join(SCENES)}"
     )
