@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.call_args import write_result
 from samkit.errors import SamkitError, SourceError
 from samkit.io_utils import increment_path
 
@@ -116,15 +117,6 @@ def predict(args: dict[str, Any]) -> int:
     if run_dir is None:
         raise SourceError(f"no readable image in {source!r} ({len(skipped)} skipped)")
     return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
-
-
-def write_result(result: Any, run_dir: Path, stem: str, save: bool, save_txt: bool) -> None:
-    """One image's files in a predict run folder: overlay ``<stem>.jpg`` and YOLO-seg
-    ``labels/<stem>.txt``."""
-    if save:
-        result.save(run_dir / f"{stem}.jpg")
-    if save_txt:
-        result.save_txt(run_dir / "labels" / f"{stem}.txt")
 
 
 def _finish_predict(
