@@ -234,7 +234,9 @@ class SAM:
             kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose``, ``save``,
                 ``save_txt``, ``project``, ``name``, ``exist_ok``; others such as
                 ``retina_masks`` accepted and ignored: :mod:`samkit.call_args`); without
-                prompts, segment-everything settings (Meta's or Ultralytics' names).
+                prompts, segment-everything settings (Meta's or Ultralytics' names), among
+                them ``prompts_from=det``: a detector's boxes instead of the point grid
+                (:class:`~samkit.automatic.SamAutomaticMaskGenerator`).
 
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.
@@ -418,6 +420,7 @@ class SAM:
         Settings take Meta's names or Ultralytics' (``points_stride``, ``conf_thres``, ...).
         """
         try:
+            from samkit.amg.params import settings_key
             from samkit.automatic import SamAutomaticMaskGenerator, everything_params
         except ImportError:
             raise SamkitError(
@@ -426,7 +429,7 @@ class SAM:
             ) from None
         params = everything_params(**settings)
         params["output_mode"] = "uncompressed_rle"  # Results keep RLEs, never a dense stack
-        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
+        key = settings_key(params)
         if self._generator is None or self._generator[0] != key:
             try:
                 # One engine per SAM: the generator decodes through this front's engine.
@@ -454,7 +457,7 @@ class SAM:
         generator = self._automatic(settings)
         generator.progress = bool(progress)
         t0 = time.perf_counter()
-        records = generator.generate(image_rgb)
+        records = generator.generate(image_rgb, path=path)
         t1 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         return Results(
