@@ -140,6 +140,27 @@ def test_onnx_generator_rejects_torch_only_options(blob_export) -> None:
         SamAutomaticMaskGenerator("not a model")  # type: ignore[arg-type]
 
 
+def test_onnx_fast_mode_equals_torch_fast_mode(blob_export, image) -> None:
+    """fast=True (hierarchical sampling) runs on ONNX Runtime too and decodes the same points
+    as on torch, with the same masks."""
+    from samkit.backends.onnxruntime import OnnxPredictor
+
+    torch_gen = SamAutomaticMaskGenerator(blob_export[0], points_per_side=6, fast=True)
+    onnx_gen = SamAutomaticMaskGenerator(
+        OnnxPredictor(blob_export[1]), points_per_side=6, fast=True
+    )
+    ref, ours = torch_gen.generate(image), onnx_gen.generate(image)
+    assert torch_gen.stats.skipped > 0
+    assert onnx_gen.stats.as_dict() == torch_gen.stats.as_dict()
+    assert np.array_equal(np.sort(onnx_gen.skipped_points, 0), np.sort(torch_gen.skipped_points, 0))
+    assert len(ours) == len(ref) > 0
+    a = np.stack([r["segmentation"] for r in ref]).reshape(len(ref), -1).astype(np.float32)
+    b = np.stack([r["segmentation"] for r in ours]).reshape(len(ours), -1).astype(np.float32)
+    inter = a @ b.T
+    iou = inter / (a.sum(1)[:, None] + b.sum(1)[None] - inter)
+    assert iou.max(1).min() >= 0.99
+
+
 @pytest.mark.parametrize("thresh", [0.0, 0.3, 0.7])
 def test_numpy_nms_equals_torch_nms(thresh: float) -> None:
     rng = np.random.default_rng(3)

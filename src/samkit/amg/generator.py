@@ -76,8 +76,8 @@ class SamAutomaticMaskGenerator:
     per crop layer), ``min_mask_region_area`` (fill holes / drop islands below this many pixels,
     then NMS again), ``output_mode`` ``"binary_mask"`` | ``"uncompressed_rle"`` | ``"coco_rle"``.
 
-    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (``skip_covered`` and
-    ``low_res_filter``), or one by one ``low_res_filter``, ``bf16``, ``skip_covered``, see
+    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (``skip_covered``: hierarchical
+    sampling, masks from the exact path), or one by one ``low_res_filter``, ``bf16``, ``skip_covered``, see
     :class:`~samkit.amg.fast.Speed`. ``verbose=True``
     prints what each ``generate`` did (points decoded and skipped, masks kept); it is in
     :attr:`stats` either way. ``decoder_batch`` prompts per decoder pass (default: the engine's;
@@ -167,9 +167,8 @@ class SamAutomaticMaskGenerator:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
         self.engine = as_engine(model)
-        if fast:  # the TinySAM-style composition (bf16 is opt-in: see Speed)
+        if fast:  # TinySAM-style hierarchical sampling; the other switches stay opt-in (Speed)
             skip_covered = True
-            low_res_filter = low_res_filter or self.engine.backend == "torch"
         if self.engine.backend != "torch" and (low_res_filter or bf16):
             raise SamkitError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
