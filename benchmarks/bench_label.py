@@ -35,25 +35,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `samkit label` sets it; before torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from common import machine_info  # noqa: E402
-
-
-def _checkpoint(folder: Path) -> Path:
-    """Seeded random MobileSAM weights in the official format (same speed as the real ones)."""
-    import torch
-
-    from reference import randomize
-    from samkit.build import build_from_config
-    from samkit.registry import VARIANTS
-
-    model = build_from_config(VARIANTS["mobile_sam"].config)
-    path = folder / "mobile_sam_random.pt"
-    torch.save(randomize(model, 0), path)
-    return path
+from common import machine_info, seeded_checkpoint
 
 
 def _images(folder: Path, count: int, width: int, height: int) -> list[Path]:
@@ -201,7 +183,7 @@ def main() -> int:
     print(info if isinstance(info, str) else json.dumps(info))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        ckpt = Path(args.model) if args.model else _checkpoint(tmp)
+        ckpt = Path(args.model) if args.model else seeded_checkpoint(tmp / "mobile_sam_random.pt")
         images = _images(tmp / "images", 2 + 2 * args.rounds, w, h)
         ref = _reference(ckpt, images[0])
         think = args.think if args.think is not None else max(2.0, 2 * ref["encode_s"])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,25 +29,16 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from common import machine_info  # noqa: E402
+from common import machine_info, seeded_checkpoint
 
 
 def _setup(folder: Path, n: int, boxes: int, width: int, height: int) -> dict[str, Path]:
     import cv2
     import numpy as np
-    import torch
 
-    from reference import make_image, randomize
-    from samkit.build import build_from_config
-    from samkit.registry import VARIANTS
+    from reference import make_image
 
-    model = build_from_config(VARIANTS["mobile_sam"].config)
-    ckpt = folder / "mobile_sam_random.pt"
-    torch.save(randomize(model, 0), ckpt)
+    ckpt = seeded_checkpoint(folder / "mobile_sam_random.pt")
     images, labels = folder / "images", folder / "boxes"
     images.mkdir()
     labels.mkdir()

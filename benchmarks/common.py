@@ -14,7 +14,9 @@
 - ``machine_info()`` -> date, CPU, cores, torch version, threads, load average.
 - Inputs: ``scene()`` a synthetic 1280x720 RGB image, ``boxes_100()``, ``build_models(name)``
   samkit's network with the seeded weights of the parity tests (``tests/reference.py``'s
-  ``randomize``: the one place that defines them), ``mean_iou``.
+  ``randomize``: the one place that defines them), ``seeded_checkpoint(path, name)`` those
+  weights saved as an official checkpoint, ``mean_iou``. Importing this module puts tests/ on
+  ``sys.path``, so scripts import the tests' helpers (``reference``, ``shapes_data``) after it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "peak_memory",
     "ratio_line",
     "scene",
+    "seeded_checkpoint",
     "time_call",
 ]
 
@@ -276,3 +279,13 @@ def build_models(name: str, seed: int = 0) -> tuple[Any, dict[str, Any]]:
 
     model = build_from_config(VARIANTS[name].config)
     return model, randomize(model, seed)
+
+
+def seeded_checkpoint(path: Path, name: str = "mobile_sam", seed: int = 0) -> Path:
+    """The seeded weights of :func:`build_models` saved at ``path`` in the official format (as
+    fast to run as the real weights, nothing to download)."""
+    import torch
+
+    _, state = build_models(name, seed)
+    torch.save(state, path)
+    return path

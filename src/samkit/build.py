@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from samkit.architecture import infer_config
-from samkit.errors import ArgumentError, CheckpointError
+from samkit.errors import ArgumentError, ArgumentTypeError, CheckpointError
 from samkit.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -31,8 +31,11 @@ def build_from_config(config: SamConfig) -> Sam:
         encoder = ImageEncoderViT(config.encoder)
     elif isinstance(config.encoder, TinyViTConfig):
         encoder = TinyViT(config.encoder)
-    else:  # pragma: no cover - guarded by the type
-        raise TypeError(f"unknown encoder config {type(config.encoder).__name__}")
+    else:
+        raise ArgumentTypeError(
+            f"config.encoder must be a ViTConfig or TinyViTConfig, "
+            f"got {type(config.encoder).__name__}"
+        )
     grid = config.image_embedding_size
     model = Sam(
         image_encoder=encoder,

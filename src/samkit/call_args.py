@@ -96,6 +96,11 @@ def check_predict_args(
             f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
         )
     call, everything = split_call_args(kwargs)
+    if prompted and "prompts_from" in everything:
+        raise SamkitError(
+            "prompts_from (box prompts from a detector) replaces segment everything's point "
+            "grid: give it without points=, bboxes= or masks="
+        )
     if prompted and everything:
         raise SamkitError(
             f"unknown argument(s) {', '.join(sorted(everything))} for prompted prediction"
@@ -141,7 +146,8 @@ def with_outputs(results: Iterator[Results], opts: CallOptions) -> Iterator[Resu
         if opts.verbose:
             h, w = result.orig_shape
             ms = ", ".join(f"{k} {v:.1f}ms" for k, v in result.speed.items())
-            print(f"{result.path or 'array'}: {h}x{w} {len(result)} masks, {ms}")
+            line = f"{result.path or 'array'}: {h}x{w} {len(result)} masks, {ms}"
+            print(f"{line} ({_stats_line(result.stats)})" if result.stats else line)
         yield result
     if run_dir is not None and opts.verbose:
         print(f"Results saved to {run_dir}")
@@ -155,6 +161,16 @@ def write_result(result: Results, run_dir: Path, stem: str, save: bool, save_txt
         result.save(run_dir / f"{stem}.jpg")
     if save_txt:
         result.save_txt(run_dir / "labels" / f"{stem}.txt")
+
+
+def _stats_line(stats: dict[str, Any]) -> str:
+    """Segment everything's account of one image (``Results.stats``), as ``verbose`` prints it."""
+    from dataclasses import fields
+
+    from samkit.amg.fast import EverythingStats
+
+    known = {f.name for f in fields(EverythingStats)}
+    return EverythingStats(**{k: v for k, v in stats.items() if k in known}).line()
 
 
 def move_front(sam: Any, device: Any) -> None:

@@ -71,6 +71,9 @@ EVERYTHING_KEYS: dict[str, Key] = {
     "skip_covered": Key(bool, None, "everything: sparse grid first, skip covered points"),
     "fast": Key(bool, None, "everything: fast mode (bf16 decoder where native)"),
     "verbose": Key(bool, None, "everything: print points decoded / skipped, masks kept"),
+    "prompts_from": Key(
+        str, None, "everything: box prompts from a detector (YOLO .pt, box-label folder, COCO JSON)"
+    ),
 }
 
 # Where batch jobs run (predict everything over a folder, annotate, embed): this process or

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.errors import ArgumentError
 from samkit.io_utils import atomic_write_bytes
 
 __all__ = ["EmbeddingStore", "StoredState", "encode_cached", "model_key"]
@@ -79,13 +80,13 @@ class EmbeddingStore:
         memory_items: int = 64,
     ) -> None:
         if not isinstance(model_key, str) or not _KEY.match(model_key):
-            raise ValueError(
+            raise ArgumentError(
                 f"model_key must be a non-empty [A-Za-z0-9_.-] string, got {model_key!r}"
             )
         if dtype not in ("float32", "float16"):
-            raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+            raise ArgumentError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         if isinstance(memory_items, bool) or not isinstance(memory_items, int) or memory_items < 0:
-            raise ValueError(f"memory_items must be a non-negative int, got {memory_items!r}")
+            raise ArgumentError(f"memory_items must be a non-negative int, got {memory_items!r}")
         self.model_key = model_key
         self.folder = None if root is None else Path(root) / model_key
         self.dtype = np.dtype(dtype)
@@ -111,7 +112,7 @@ class EmbeddingStore:
         if self.folder is None:
             return None
         if not _KEY.match(key):
-            raise ValueError(f"key must be [A-Za-z0-9_.-] (EmbeddingStore.key), got {key!r}")
+            raise ArgumentError(f"key must be [A-Za-z0-9_.-] (EmbeddingStore.key), got {key!r}")
         return self.folder / f"{key}.npz"
 
     def _remember(self, key: str, state: Any) -> None:

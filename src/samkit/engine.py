@@ -37,7 +37,8 @@ Prompts (against the current image)
 Post-processing
     ``upscale(low)`` low-res logits (B, 1, s, s) float32 NumPy -> masks (B, H, W) bool in the
     original frame. For native arrays (segment everything): ``upsample(low)`` (N, s, s) ->
-    logits (N, H, W) of the current image, bit for bit the reference's two bilinear resizes;
+    logits (N, H, W) of the current image, bit for bit the reference's two bilinear resizes
+    (NumPy float32 input, as ``decode`` returns, is accepted too; so is it by ``to_numpy``);
     ``stability(logits, offset)`` -> (N,) float32; ``masks(logits, idx)`` -> (k, H, W) bool;
     ``iou_above(iou, t)`` -> int64 indices; ``take(x, idx)``; ``to_numpy(x)`` float32.
 
@@ -235,12 +236,14 @@ class TorchEngine(PredictorImages):
         return masks[:, 0].cpu().numpy()
 
     def upsample(self, low: Any) -> Any:
-        """Native low-res logits (N, s, s) -> (N, H, W) logits of the current image."""
+        """Native (or NumPy float32) low-res logits (N, s, s) -> (N, H, W) logits of the
+        current image."""
         import torch
 
         from samkit.postprocess import upsample_exact
 
         input_size, original_size = self.sizes()
+        low = torch.as_tensor(low, device=self.device)
         with torch.inference_mode():
             return upsample_exact(low, input_size, original_size, self.image_size)
 
@@ -265,6 +268,8 @@ class TorchEngine(PredictorImages):
         return x[torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(x.device)]
 
     def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, np.ndarray):  # already host memory (e.g. from ``decode``)
+            return x.astype(np.float32, copy=False)
         return x.float().cpu().numpy()
 
 

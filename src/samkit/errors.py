@@ -31,3 +31,21 @@ class ArgumentError(SamkitError, ValueError):
 
 class DatasetError(SamkitError, ValueError):
     """A dataset path that is not a dataset in a format samkit reads."""
+
+
+class FormatError(SamkitError, ValueError):
+    """A label or annotation file (YOLO, COCO, LabelMe, mask PNG, data.yaml) that does not
+    follow its format; the message names the file (and the line or entry where it can)."""
+
+
+class ArgumentTypeError(SamkitError, TypeError):
+    """An argument of a type samkit does not accept (names it and what was expected); a
+    ``TypeError`` too, so callers catching that keep working."""
+
+
+class UnknownKeyError(SamkitError, KeyError):
+    """A name or key samkit has no entry for (an unknown model name, an image missing from a
+    cache); a ``KeyError`` too. Unlike a plain ``KeyError`` it prints its message unquoted."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)

@@ -205,6 +205,7 @@ class SamFront:
         Settings take Meta's names or Ultralytics' (``points_stride``, ``conf_thres``, ...).
         """
         try:
+            from samkit.amg.params import settings_key
             from samkit.automatic import SamAutomaticMaskGenerator, everything_params
         except ImportError:
             raise SamkitError(
@@ -213,7 +214,7 @@ class SamFront:
             ) from None
         params = everything_params(**settings)
         params["output_mode"] = "uncompressed_rle"  # Results keep RLEs, never a dense stack
-        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
+        key = settings_key(params)
         if self._generator is None or self._generator[0] != key:
             try:
                 # One engine per SAM: the generator decodes through this front's engine.
@@ -241,7 +242,7 @@ class SamFront:
         generator = self._automatic(settings)
         generator.progress = bool(progress)
         t0 = time.perf_counter()
-        records = generator.generate(image_rgb)
+        records = generator.generate(image_rgb, path=path)
         t1 = time.perf_counter()
         h, w = image_rgb.shape[:2]
         return Results(

@@ -12,11 +12,13 @@ import contextlib
 import functools
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from samkit.errors import ArgumentError
+from samkit.errors import ArgumentError, ArgumentTypeError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "increment_path"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "increment_path"]
 
 
 @functools.cache
@@ -27,13 +29,14 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, creating parent directories; returns the path.
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through (for writers that stream, such as
+    ``torch.save``): on a clean exit it is fsynced and moved over ``path``; on an error it is
+    removed and ``path`` is left as it was. Parent directories are created.
 
     The new file gets the mode of the file it replaces, or the usual ``0o666 & ~umask``.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
     target = Path(path)
     if target.is_dir():
         raise ArgumentError(f"path must be a file path, got the directory {str(target)!r}")
@@ -45,7 +48,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp_name, mode)
@@ -54,14 +57,22 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`); returns the path."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(f"data must be bytes, got {type(data).__name__}")
+    with atomic_open(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`); ``\\n`` line ends
     are written as is on every platform."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
+        raise ArgumentTypeError(f"text must be str, got {type(text).__name__}")
     return atomic_write_bytes(path, text.encode(encoding))
 
 

@@ -172,7 +172,9 @@ class SAM(SamFront):
             kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose``, ``save``,
                 ``save_txt``, ``project``, ``name``, ``exist_ok``; others such as
                 ``retina_masks`` accepted and ignored: :mod:`samkit.call_args`); without
-                prompts, segment-everything settings (Meta's or Ultralytics' names).
+                prompts, segment-everything settings (Meta's or Ultralytics' names), among
+                them ``prompts_from=det``: a detector's boxes instead of the point grid
+                (:class:`~samkit.automatic.SamAutomaticMaskGenerator`).
 
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.

@@ -47,7 +47,7 @@ import numpy as np
 
 from samkit import transforms
 from samkit.errors import PromptError
-from samkit.validation import MAX_COORD
+from samkit.validation import check_coordinate_range
 
 __all__ = ["PROMPT_SHAPES", "ObjectPrompt", "group_objects", "normalize_prompts", "stack_objects"]
 
@@ -97,14 +97,7 @@ def _float_array(value: Any, name: str) -> np.ndarray:
         raise PromptError(
             f"{name} could not be read as numbers; accepted: {PROMPT_SHAPES}"
         ) from None
-    if not np.isfinite(arr).all():
-        raise PromptError(f"{name} contains NaN or infinite values")
-    if arr.size and np.abs(arr).max() > MAX_COORD:
-        raise PromptError(
-            f"{name} has a value of {np.abs(arr).max():.3g}; coordinates are pixels, at most "
-            f"{MAX_COORD:.0e} in absolute value"
-        )
-    return arr
+    return check_coordinate_range(arr, name)
 
 
 def _is_ragged(value: Any) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from samkit.errors import UnknownKeyError
+
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
@@ -189,7 +191,7 @@ def get_variant(name: str) -> Variant:
     key = ALIASES.get(name) or ALIASES.get(name.lower())
     if key is None:
         known = ", ".join(sorted(ALIASES))
-        raise KeyError(f"unknown model {name!r}; known names: {known}")
+        raise UnknownKeyError(f"unknown model {name!r}; known names: {known}")
     return VARIANTS[key]
 
 

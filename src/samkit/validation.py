@@ -13,6 +13,7 @@ from samkit.errors import PromptError, SamkitError
 __all__ = [
     "MAX_COORD",
     "check_box",
+    "check_coordinate_range",
     "check_coordinates",
     "check_generator_settings",
     "check_image",
@@ -91,22 +92,25 @@ def check_mask_input(mask_input: object, ndim: int, low_res: int) -> np.ndarray:
 def _numbers(value: object, name: str, expected: str) -> np.ndarray:
     """``value`` as a float64 array; PromptError for strings, objects and other non-numbers."""
     raw = np.asarray(value)
-    if raw.dtype.kind not in "biuf":
+    if raw.dtype.kind in "biuf":
+        return raw.astype(np.float64)
+    if raw.dtype.kind not in "USV":  # strings are refused even when they spell numbers
         try:
-            if raw.dtype.kind in "USV":
-                raise ValueError
-            raw = raw.astype(np.float64)
+            return raw.astype(np.float64)
         except (ValueError, TypeError):
-            raise PromptError(
-                f"{name} must be numbers ({expected}), got {raw.dtype} values"
-            ) from None
-    return raw.astype(np.float64)
+            pass
+    raise PromptError(f"{name} must be numbers ({expected}), got {raw.dtype} values")
 
 
 def check_coordinates(value: object, name: str, expected: str = "pixels") -> np.ndarray:
     """Pixel coordinates as float64: numbers, finite, at most :data:`MAX_COORD` in absolute
     value (NaN, inf or 1e300 would give NaN scores and empty masks)."""
-    arr = _numbers(value, name, expected)
+    return check_coordinate_range(_numbers(value, name, expected), name)
+
+
+def check_coordinate_range(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` (pixel coordinates, float) as is when finite and at most :data:`MAX_COORD` in
+    absolute value; PromptError naming ``name`` otherwise."""
     if not np.isfinite(arr).all():
         raise PromptError(f"{name} contains NaN or infinite values")
     if arr.size and np.abs(arr).max() > MAX_COORD:

@@ -13,6 +13,7 @@ import torch
 from front_helpers import TINY_CONFIG, save_random_checkpoint
 from samkit.datasets import DatasetError, open_dataset
 from samkit.embeddings import EmbeddingStore, StoredState, encode_cached, model_key
+from samkit.errors import ArgumentError
 from samkit.prompts import normalize_prompts
 from shapes_data import FORMATS, edge_case_coco, load_truth, make_shapes_dataset
 
@@ -86,6 +87,18 @@ def test_bad_data_argument_raises_clear_errors(tmp_path):
         open_dataset(tmp_path / "bad.json")
     with pytest.raises(DatasetError, match="min_area"):
         open_dataset(tmp_path / "bad.json", min_area=-1)
+    (tmp_path / "data.yaml").write_text("names: [a, b\n")  # unclosed list: not YAML
+    with pytest.raises(DatasetError, match=r"data\.yaml: cannot read data\.yaml .*plain YAML"):
+        open_dataset(tmp_path / "data.yaml")
+
+
+def test_unreadable_mask_png_is_reported_once_by_file(tmp_path):
+    data = make_shapes_dataset(tmp_path, 1, fmt="masks")
+    files = sorted((tmp_path / "masks").rglob("*.png"))
+    files[0].write_bytes(b"not a png")
+    ds = open_dataset(data)
+    assert len(ds[0].instances) == len(files) - 1  # decoding skips the broken file only
+    assert [(p.file, p.message) for p in ds.problems] == [(str(files[0]), "not a readable PNG")]
 
 
 def test_yolo_and_labelme_bad_rows_are_reported_and_skipped(tmp_path):
@@ -139,7 +152,7 @@ def test_embedding_store_memory_disk_and_model_isolation(tmp_path):
         normalize_prompts((48, 64), bboxes=box["bboxes"], low_res=model.engine.low_res), False
     )
     np.testing.assert_array_equal(model.engine.upscale(low)[0], np.asarray(ref)[0])
-    with pytest.raises(ValueError, match="model_key"):
+    with pytest.raises(ArgumentError, match="model_key must be a non-empty"):
         EmbeddingStore(None, "a/b")
 
 

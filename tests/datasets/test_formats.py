@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from samkit import io_utils
+from samkit.errors import ArgumentError, ArgumentTypeError, FormatError
 from samkit.formats import (
     CocoWriter,
     atomic_write_bytes,
@@ -30,6 +31,8 @@ from samkit.formats import (
     write_labelme,
     write_yolo,
 )
+from samkit.formats.mask_png import read_mask_png, write_mask_png
+from samkit.formats.yolo import read_data_yaml, read_yolo_seg_rows
 from samkit.polygons import mask_to_polygons, polygons_to_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -115,7 +118,7 @@ def test_yolo_invalid_input(kwargs: dict, match: str) -> None:
         "img_h": 10,
     }
     args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArgumentError, match=match):
         format_yolo_lines(**args)
 
 
@@ -133,7 +136,7 @@ def test_yolo_invalid_input(kwargs: dict, match: str) -> None:
 def test_read_yolo_seg_invalid(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "bad.txt"
     path.write_text("\n" + text)
-    with pytest.raises(ValueError, match=f"bad.txt:2: .*{match}"):
+    with pytest.raises(FormatError, match=f"bad.txt:2: .*{match}"):
         read_yolo_seg(path)
 
 
@@ -142,7 +145,7 @@ def test_read_yolo_boxes(tmp_path: Path) -> None:
     path.write_text("0 0.5 0.5 0.2 0.4\n\n7 0.1 0.2 0.3 0.4 0.93\n")
     assert read_yolo_boxes(path) == [(0, 0.5, 0.5, 0.2, 0.4), (7, 0.1, 0.2, 0.3, 0.4)]
     path.write_text("0 0.1 0.1 0.2 0.2 0.3 0.3\n")
-    with pytest.raises(ValueError, match="expected 'class cx cy w h'"):
+    with pytest.raises(FormatError, match=r"boxes\.txt:1: expected 'class cx cy w h'"):
         read_yolo_boxes(path)
 
 
@@ -168,8 +171,61 @@ def test_data_yaml_parses_with_pyyaml(tmp_path: Path, names: list[str] | dict[in
     ("names", "match"), [({1: "a"}, "0..n-1"), ({0: ""}, "non-empty"), ("abc", "names must")]
 )
 def test_data_yaml_invalid(tmp_path: Path, names: object, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArgumentError, match=match):
         write_data_yaml(tmp_path / "d.yaml", names)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("names: [a, b\n", "not a plain YAML file"),
+        ("names: !!python/object/apply:os.system ['echo hi']\n", "not a plain YAML file"),
+        ("- a\n- b\n", "a data.yaml holds a mapping, got list"),
+        ("names: person\n", "'names' must be a list or a mapping"),
+        ("names: {a: x}\n", "'names' must be a list or a mapping"),
+    ],
+)
+def test_read_data_yaml_malformed(tmp_path: Path, text: str, match: str) -> None:
+    pytest.importorskip("yaml")
+    path = tmp_path / "data.yaml"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=rf"data\.yaml: {match}"):
+        read_data_yaml(path)
+
+
+def test_yolo_label_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "bin.txt"
+    path.write_bytes(b"\xff\xd8\xff\xe0 jpeg bytes")
+    for read in (read_yolo_seg, read_yolo_boxes, read_yolo_seg_rows):
+        with pytest.raises(FormatError, match=r"bin\.txt: a YOLO label file is UTF-8 text"):
+            read(path)
+
+
+# ------------------------------------------------------------------------------- mask PNGs
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [
+        (np.zeros((2, 3, 4), np.uint8), r"shape \(H, W\) with H, W > 0, got \(2, 3, 4\)"),
+        (np.zeros((0, 5), bool), r"got \(0, 5\)"),
+        (np.array([[0, 70000]]), r"0\.\.65535, got 0\.\.70000"),
+        (np.array([[-1, 1]]), r"0\.\.65535, got -1\.\.1"),
+    ],
+)
+def test_write_mask_png_invalid(tmp_path: Path, mask: np.ndarray, match: str) -> None:
+    with pytest.raises(ArgumentError, match=f"mask .*{match}"):
+        write_mask_png(tmp_path / "m.png", mask)
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_read_mask_png_unreadable_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.png"
+    path.write_bytes(b"not a png")
+    with pytest.raises(FormatError, match=r"m\.png: not a readable PNG"):
+        read_mask_png(path)
+    write_mask_png(path, np.array([[0, 300]]))
+    assert read_mask_png(path).tolist() == [[0, 300]]
 
 
 # ------------------------------------------------------------------------------------ COCO
@@ -242,15 +298,17 @@ def test_coco_polygons(tmp_path: Path) -> None:
 def test_coco_writer_invalid(call: Callable[[CocoWriter], object], match: str) -> None:
     writer = CocoWriter(["a"])
     writer.add_image("a.jpg", 4, 4)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArgumentError, match=match):
         call(writer)
 
 
 def test_coco_writer_invalid_options() -> None:
-    with pytest.raises(ValueError, match="segmentation must be"):
+    with pytest.raises(ArgumentError, match="segmentation must be 'rle' or 'polygon', got 'mask'"):
         CocoWriter(["a"], segmentation="mask")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="categories"):
+    with pytest.raises(ArgumentError, match="categories must be a dict id -> name or a list"):
         CocoWriter("abc")
+    with pytest.raises(ArgumentError, match="categories must map int ids to str names"):
+        CocoWriter({"1": "a"})  # type: ignore[dict-item]
 
 
 def test_read_coco_boxes(tmp_path: Path) -> None:
@@ -270,10 +328,41 @@ def test_read_coco_boxes(tmp_path: Path) -> None:
         "b.jpg": [],
     }
     path.write_text("{")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(FormatError, match=r"boxes\.json: not valid JSON"):
         read_coco_boxes(path)
     path.write_text("{}")
-    with pytest.raises(ValueError, match="needs 'images' and 'annotations'"):
+    with pytest.raises(FormatError, match="needs 'images' and 'annotations'"):
+        read_coco_boxes(path)
+
+
+_IMG = {"id": 1, "file_name": "a.jpg"}
+_ANN = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]}
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"images": {}, "annotations": []}, "needs 'images' and 'annotations' lists"),
+        ({"images": [{"id": 1}], "annotations": []}, r"images\[0\] needs an integer 'id'"),
+        ({"images": [_IMG], "annotations": [[1, 2]]}, "annotation 0 is not a JSON object"),
+        (
+            {"images": [_IMG], "annotations": [{**_ANN, "bbox": [1]}]},
+            r"annotation 5 has bbox \[1\]",
+        ),
+        ({"images": [_IMG], "annotations": [{**_ANN, "image_id": 9}]}, "unknown image 9"),
+        ({"images": [_IMG], "annotations": [{**_ANN, "bbox": [0, 0, "w", 1]}]}, "numeric bbox"),
+        ({"images": [_IMG], "annotations": [], "categories": [{"name": "a"}]}, "'categories'"),
+    ],
+)
+def test_read_coco_boxes_malformed_entries(tmp_path: Path, data: dict, match: str) -> None:
+    """Every malformed entry is a FormatError naming the file and the entry, never a bare
+    KeyError / TypeError from deep inside the reader."""
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(FormatError, match=rf"boxes\.json: .*{match}"):
+        read_coco_boxes(path)
+    path.write_bytes(b"\xff\xfe\x00{")
+    with pytest.raises(FormatError, match=r"boxes\.json: not valid JSON"):
         read_coco_boxes(path)
 
 
@@ -305,14 +394,22 @@ def test_labelme_roundtrip(tmp_path: Path) -> None:
 
 
 def test_labelme_invalid(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"shapes\[0\]"):
+    with pytest.raises(ArgumentError, match=r"shapes\[0\] polygons must be \(K, 2\) arrays"):
         labelme_record("a.jpg", 4, 4, [("x", [np.zeros((3, 3))])])
-    with pytest.raises(ValueError, match=r"shapes\[0\] must be a \(label, polygons\)"):
+    with pytest.raises(ArgumentError, match=r"shapes\[0\] must be a \(label, polygons\)"):
         labelme_record("a.jpg", 4, 4, [["x", []]])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="missing LabelMe keys"):
+    with pytest.raises(ArgumentError, match="img_h and img_w must be positive, got 0x4"):
+        labelme_record("a.jpg", 0, 4, [])
+    with pytest.raises(ArgumentError, match="missing LabelMe keys"):
         write_labelme(tmp_path / "x.json", {"shapes": []})
     (tmp_path / "y.json").write_text("[]")
-    with pytest.raises(ValueError, match="JSON object"):
+    with pytest.raises(FormatError, match=r"y\.json: a LabelMe file holds a JSON object"):
+        read_labelme(tmp_path / "y.json")
+    (tmp_path / "y.json").write_text('{"version": "5"}')
+    with pytest.raises(FormatError, match=r"y\.json: missing LabelMe keys"):
+        read_labelme(tmp_path / "y.json")
+    (tmp_path / "y.json").write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(FormatError, match=r"y\.json: not valid JSON"):
         read_labelme(tmp_path / "y.json")
 
 
@@ -375,10 +472,27 @@ def test_atomic_write_failure_leaves_old_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt"]
 
 
+def test_atomic_open_streams_then_replaces_or_leaves_nothing(tmp_path: Path) -> None:
+    """The streaming form (``torch.save`` of training checkpoints writes through it)."""
+    path = tmp_path / "w.bin"
+    with io_utils.atomic_open(path) as f:
+        f.write(b"ab")
+        f.write(b"cd")
+        assert not path.exists()
+    assert path.read_bytes() == b"abcd"
+    assert path.stat().st_mode & 0o777 == io_utils._default_file_mode()  # not mkstemp's 0o600
+    with pytest.raises(RuntimeError, match="boom"), io_utils.atomic_open(path) as f:
+        f.write(b"x")
+        raise RuntimeError("boom")
+    assert path.read_bytes() == b"abcd" and os.listdir(tmp_path) == ["w.bin"]
+
+
 def test_atomic_write_rejects_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="text must be str"):
+    with pytest.raises(ArgumentTypeError, match="text must be str, got bytes"):
         atomic_write_text(tmp_path / "a", b"x")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="directory"):
+    with pytest.raises(ArgumentTypeError, match="data must be bytes, got str"):
+        atomic_write_bytes(tmp_path / "a", "x")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="directory"):
         atomic_write_bytes(tmp_path, b"x")
 
 

@@ -140,6 +140,27 @@ def test_onnx_generator_rejects_torch_only_options(blob_export) -> None:
         SamAutomaticMaskGenerator("not a model")  # type: ignore[arg-type]
 
 
+def test_onnx_fast_mode_equals_torch_fast_mode(blob_export, image) -> None:
+    """fast=True (hierarchical sampling) runs on ONNX Runtime too and decodes the same points
+    as on torch, with the same masks."""
+    from samkit.backends.onnxruntime import OnnxPredictor
+
+    torch_gen = SamAutomaticMaskGenerator(blob_export[0], points_per_side=6, fast=True)
+    onnx_gen = SamAutomaticMaskGenerator(
+        OnnxPredictor(blob_export[1]), points_per_side=6, fast=True
+    )
+    ref, ours = torch_gen.generate(image), onnx_gen.generate(image)
+    assert torch_gen.stats.skipped > 0
+    assert onnx_gen.stats.as_dict() == torch_gen.stats.as_dict()
+    assert np.array_equal(np.sort(onnx_gen.skipped_points, 0), np.sort(torch_gen.skipped_points, 0))
+    assert len(ours) == len(ref) > 0
+    a = np.stack([r["segmentation"] for r in ref]).reshape(len(ref), -1).astype(np.float32)
+    b = np.stack([r["segmentation"] for r in ours]).reshape(len(ours), -1).astype(np.float32)
+    inter = a @ b.T
+    iou = inter / (a.sum(1)[:, None] + b.sum(1)[None] - inter)
+    assert iou.max(1).min() >= 0.99
+
+
 @pytest.mark.parametrize("thresh", [0.0, 0.3, 0.7])
 def test_numpy_nms_equals_torch_nms(thresh: float) -> None:
     rng = np.random.default_rng(3)
@@ -197,3 +218,21 @@ def test_onnx_generator_without_torch(blob_export, image, torch_records, tmp_pat
         for meta, mask in zip(json.loads(str(got["meta"])), got["masks"], strict=True)
     ]
     assert_same_masks(ours, torch_records)
+
+
+def test_onnx_generator_from_detector_boxes(blob_export, image) -> None:
+    """``prompts_from`` on ONNX Runtime: the same box prompts as torch, the same masks."""
+    from samkit.backends.onnxruntime import OnnxPredictor
+
+    boxes = np.array([[20, 20, 70, 70], [200, 30, 260, 90], [40, 150, 110, 220]], dtype=float)
+    kw = {"prompts_from": lambda rgb: boxes, "pred_iou_thresh": 0.0}
+    ref = SamAutomaticMaskGenerator(blob_export[0], **kw).generate(image)
+    gen = SamAutomaticMaskGenerator(OnnxPredictor(blob_export[1]), **kw)
+    ours = gen.generate(image)
+    assert gen.stats.mode == "boxes" and len(ours) == len(ref) == len(boxes)
+    for r in ref:
+        (o,) = [o for o in ours if np.allclose(o["point_coords"], r["point_coords"])]
+        a, b = r["segmentation"], o["segmentation"]
+        iou = (a & b).sum() / (a | b).sum()
+        print(f"box at {r['point_coords']}: mask IoU {iou:.5f}")
+        assert iou >= 0.99 and abs(r["predicted_iou"] - o["predicted_iou"]) <= 1e-3

@@ -70,6 +70,28 @@ def test_skipped_points_are_covered_by_kept_masks(blob_model, capsys) -> None:
     assert all((np.abs(grid - p).sum(1) < 1e-6).any() for p in skipped)  # grid points
 
 
+def test_fast_keeps_exact_masks_of_decoded_points(blob_model) -> None:
+    """fast=True changes which points are decoded, not the masks: every fast mask that exact
+    mode also keeps (same point, same predicted IoU) is the same mask, pixel for pixel."""
+    from samkit import SamAutomaticMaskGenerator
+
+    image = make_image(240, 320, seed=1)
+    exact = SamAutomaticMaskGenerator(blob_model, points_per_side=8).generate(image)
+    fast_gen = SamAutomaticMaskGenerator(blob_model, points_per_side=8, fast=True)
+    fast = fast_gen.generate(image)
+    assert fast_gen.stats.skipped > 10, "the fast run should skip points"
+    by_key = {(tuple(r["point_coords"][0]), r["predicted_iou"]): r for r in exact}
+    shared = [
+        (r, by_key[k])
+        for r in fast
+        if (k := (tuple(r["point_coords"][0]), r["predicted_iou"])) in by_key
+    ]
+    assert len(shared) >= 5, f"only {len(shared)} masks shared with exact mode"
+    for ours, ref in shared:
+        assert np.array_equal(ours["segmentation"], ref["segmentation"])
+        assert ours["bbox"] == ref["bbox"] and ours["stability_score"] == ref["stability_score"]
+
+
 def test_covered_by_reads_rle_runs() -> None:
     from samkit.amg.fast import covered_by
     from samkit.masks import mask_to_rle
@@ -89,7 +111,7 @@ def test_fast_switch_everywhere(blob_model) -> None:
     from samkit.model import SAM
 
     gen = SamAutomaticMaskGenerator(blob_model, points_per_side=4, fast=True)
-    assert gen.speed.skip_covered and gen.speed.low_res_filter and not gen.speed.bf16
+    assert gen.speed.skip_covered and not gen.speed.low_res_filter and not gen.speed.bf16
     assert "fast" in EVERYTHING_KEYS and "verbose" in EVERYTHING_KEYS
     result = SAM(blob_model, device="cpu")(
         make_image(120, 160, seed=2), points_per_side=4, fast=True

@@ -4,6 +4,7 @@ with nothing partial left behind. Runs the CLI in-process (``samkit.cli.main``) 
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import sys
 import threading
@@ -18,7 +19,17 @@ from front_helpers import TINY_CONFIG, save_random_checkpoint, write_image
 from samkit import SAM
 from samkit.build import build_from_config, build_sam
 from samkit.cli import main
-from samkit.errors import CheckpointError, SamkitError, SourceError
+from samkit.embeddings import EmbeddingStore
+from samkit.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CheckpointError,
+    SamkitError,
+    SourceError,
+    UnknownKeyError,
+)
+from samkit.evaluation.clicks import centroid, interior_point
+from samkit.registry import get_variant
 from samkit.sources import read_url
 
 
@@ -137,6 +148,53 @@ def test_prompt_outside_the_image_warns_with_prompt_and_size(tiny, setup) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny(setup["image"], points=[[63, 47]], bboxes=[0, 0, 64, 48])  # inside: silent
+
+
+# (call, samkit error, the builtin it was before and still is, text the message must hold)
+LIBRARY_CASES = [
+    (lambda: get_variant("sam_xl"), UnknownKeyError, KeyError, "unknown model 'sam_xl'; known"),
+    (
+        lambda: build_from_config(dataclasses.replace(TINY_CONFIG, encoder="vit_b")),
+        ArgumentTypeError,
+        TypeError,
+        "config.encoder must be a ViTConfig or TinyViTConfig, got str",
+    ),
+    (
+        lambda: EmbeddingStore(None, "m", dtype="bfloat16"),
+        ArgumentError,
+        ValueError,
+        "dtype must be 'float32' or 'float16', got 'bfloat16'",
+    ),
+    (
+        lambda: EmbeddingStore(None, "m", memory_items=-1),
+        ArgumentError,
+        ValueError,
+        "memory_items must be a non-negative int, got -1",
+    ),
+    (
+        lambda: interior_point(np.zeros((3, 4), bool)),
+        ArgumentError,
+        ValueError,
+        r"mask must have a pixel set for interior_point, got none of \(3, 4\)",
+    ),
+    (lambda: centroid(np.zeros((2, 2))), ArgumentError, ValueError, "pixel set for centroid"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "builtin", "needle"), LIBRARY_CASES)
+def test_library_errors_are_samkit_errors(call, error, builtin, needle) -> None:
+    """Bad arguments to library functions raise a samkit error that is still the builtin
+    raised before (so ``except KeyError`` / ``ValueError`` callers keep working)."""
+    with pytest.raises(error, match=needle) as info:
+        call()
+    assert isinstance(info.value, SamkitError) and isinstance(info.value, builtin)
+
+
+def test_unknown_model_key_error_prints_its_message_unquoted() -> None:
+    with pytest.raises(KeyError) as info:
+        get_variant("sam_xl")
+    assert str(info.value).startswith("unknown model 'sam_xl'")  # KeyError would quote it
+    assert info.value.args[0] == str(info.value)
 
 
 def test_nan_weights_are_refused(tmp_path) -> None:

@@ -25,7 +25,7 @@ from samkit.distillation.data import TeacherEncoder, model_input
 from samkit.distillation.losses import embedding_loss, prompt_loss
 from samkit.distillation.student import build_student, official_state_dict
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import SamkitError
+from samkit.errors import SamkitError, UnknownKeyError
 from samkit.modeling import Sam
 from samkit.registry import SamConfig, TinyViTConfig
 from shapes_data import make_shapes_dataset
@@ -112,6 +112,8 @@ def test_cache_second_pass_reads_shards_and_refuses_other_teacher(
     assert np.abs(cached - live).max() < 2e-2 * np.abs(live).max()  # fp16 storage
     unflipped = np.asarray(cache.get(hashes[0], flip=False), np.float32)
     assert np.abs(unflipped[..., ::-1] - live).mean() > 0.1 * np.abs(live).mean()
+    with pytest.raises(UnknownKeyError, match="no teacher embedding cached for f00d:1 in"):
+        cache.get("f00d", flip=True)  # still a KeyError for callers catching that
 
     with pytest.raises(CacheMismatchError, match=r"built with teacher small .* not with this") as e:
         _cache(tmp_path, make_teacher(seed=5), name="other")

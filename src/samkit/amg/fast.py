@@ -7,7 +7,11 @@ what a run did.
   mask also skips the grid points inside it.
 - After the crop's NMS, every skipped point that no surviving mask covers is decoded after all
   (a repair pass), so a skipped point is always inside a kept mask.
-- The low-res filter comes with it (torch engines); see :class:`Speed`.
+- Masks are judged and made by the exact path (the reference's stability scores, boxes and
+  masks of the decoded points), so a kept mask is exactly the one exact mode would give for its
+  point, and the only difference from exact mode is which points were decoded. (The low-res
+  filter is a switch of its own: measured slower here, since it upsamples survivors as floats,
+  and it moves NMS decisions; see :class:`Speed`.)
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ class Speed:
     skip_covered: hierarchical sampling, sparse grid first, then only the points no accepted
         mask covers (:mod:`samkit.amg.fast`).
 
-    ``fast=True`` on the generator turns on ``skip_covered`` and (torch engines)
-    ``low_res_filter``; ``bf16`` stays opt-in: on the CPU decoder it was measured no faster, and
-    it moves steep logits across the stability thresholds (``benchmarks/README.md``).
+    ``fast=True`` on the generator turns on ``skip_covered`` (any engine). ``low_res_filter``
+    and ``bf16`` stay opt-in: with hierarchical sampling the exact path's filters were measured
+    faster than the low-res filter (which upsamples its survivors as float maps) and lose no
+    masks; bf16 was no faster on the CPU decoder and moves steep logits across the stability
+    thresholds (``benchmarks/README.md``).
     """
 
     low_res_filter: bool = False
@@ -53,8 +59,9 @@ class Speed:
 class EverythingStats:
     """What one ``generate`` call did: ``points`` grid points over all crops, ``decoded``
     prompts sent to the decoder, ``skipped`` points left out (covered by an accepted mask),
-    ``candidates`` masks past the score filters, ``kept`` masks returned, ``mode`` "exact" or
-    "fast"."""
+    ``candidates`` masks past the score filters, ``kept`` masks returned, ``mode`` "exact",
+    "fast" or "boxes" (``prompts_from``: ``boxes`` the detector found on the image, each
+    decoded once per crop it overlaps, so ``decoded`` counts box prompts)."""
 
     mode: str = "exact"
     points: int = 0
@@ -62,12 +69,18 @@ class EverythingStats:
     skipped: int = 0
     candidates: int = 0
     kept: int = 0
+    boxes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def line(self) -> str:
         """One line for ``verbose=True``."""
+        if self.mode == "boxes":
+            return (
+                f"segment everything (boxes): {self.boxes} detector boxes, {self.decoded} box "
+                f"prompts decoded, {self.candidates} candidates, {self.kept} masks kept"
+            )
         return (
             f"segment everything ({self.mode}): {self.decoded}/{self.points} points decoded, "
             f"{self.skipped} skipped, {self.candidates} candidates, {self.kept} masks kept"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from samkit.amg.boxes import box_prompt_source, crops_from_boxes
 from samkit.amg.exact_path import filter_exact, finish_exact
 from samkit.amg.fast import (
     Coverage,
@@ -50,6 +51,7 @@ from samkit.transforms import apply_coords
 from samkit.validation import check_generator_settings, check_image
 
 if TYPE_CHECKING:
+    from samkit.annotate.detectors import BoxSource
     from samkit.modeling import Sam
 
 OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
@@ -74,12 +76,26 @@ class SamAutomaticMaskGenerator:
     per crop layer), ``min_mask_region_area`` (fill holes / drop islands below this many pixels,
     then NMS again), ``output_mode`` ``"binary_mask"`` | ``"uncompressed_rle"`` | ``"coco_rle"``.
 
-    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (``skip_covered`` and
-    ``low_res_filter``), or one by one ``low_res_filter``, ``bf16``, ``skip_covered``, see
+    Opt-in, output-changing speed-ups (keyword-only): ``fast=True`` (``skip_covered``: hierarchical
+    sampling, masks from the exact path), or one by one ``low_res_filter``, ``bf16``, ``skip_covered``, see
     :class:`~samkit.amg.fast.Speed`. ``verbose=True``
     prints what each ``generate`` did (points decoded and skipped, masks kept); it is in
     :attr:`stats` either way. ``decoder_batch`` prompts per decoder pass (default: the engine's;
     ``decode_batch`` is its old spelling, still accepted).
+
+    ``prompts_from=det``: box prompts from a detector instead of the point grid, as MobileSAMv2
+    does with its object-aware boxes (:mod:`samkit.amg.boxes`). ``det``: an Ultralytics YOLO
+    model or checkpoint (``"yolov8n.pt"``), a folder of YOLO box labels or a COCO JSON (matched
+    by the image's file name: ``generate(image, path=...)``), a
+    :class:`~samkit.annotate.detectors.BoxSource` (e.g. ``UltralyticsDetector(m, conf=0.4)``),
+    or a callable ``f(image_rgb) -> boxes (N, 4) XYXY [, class_ids, scores]``. The detector runs
+    once per image; each box (clipped to each crop it overlaps, when ``crop_n_layers > 0``) is
+    decoded with ``multimask_output=False``, one mask per box, and the masks pass the same
+    filters, NMS and cleanup as grid masks (``pred_iou_thresh=0`` keeps every box's mask);
+    ``point_coords`` is the box centre and records keep Meta's keys (class ids and detector
+    scores are not kept). ``points_per_batch`` boxes are handled per step; the point-grid
+    speed-ups (``fast``, ``skip_covered``, ``low_res_filter``, ``bf16``) do not apply. No
+    detection -> no masks.
     """
 
     def __init__(
@@ -107,6 +123,7 @@ class SamAutomaticMaskGenerator:
         decoder_batch: int | None = None,
         decode_batch: int | None = None,
         progress: bool = False,
+        prompts_from: Any = None,
     ) -> None:
         decoder_batch = decoder_batch if decoder_batch is not None else decode_batch
         check_generator_settings(
@@ -144,14 +161,14 @@ class SamAutomaticMaskGenerator:
             )
         if output_mode not in OUTPUT_MODES:
             raise SamkitError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        self.box_source = None if prompts_from is None else box_prompt_source(prompts_from)
         batches = (("points_per_batch", points_per_batch), ("decoder_batch", decoder_batch))
         for name, value in batches:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
         self.engine = as_engine(model)
-        if fast:  # the TinySAM-style composition (bf16 is opt-in: see Speed)
+        if fast:  # TinySAM-style hierarchical sampling; the other switches stay opt-in (Speed)
             skip_covered = True
-            low_res_filter = low_res_filter or self.engine.backend == "torch"
         if self.engine.backend != "torch" and (low_res_filter or bf16):
             raise SamkitError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
@@ -183,7 +200,7 @@ class SamAutomaticMaskGenerator:
         return np.concatenate(self._skipped) if self._skipped else np.zeros((0, 2))
 
     # ------------------------------------------------------------------------------ public
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+    def generate(self, image: np.ndarray, *, path: str = "") -> list[dict[str, Any]]:
         """Masks for everything in an ``(H, W, 3)`` uint8 RGB image.
 
         Returns one record per mask: ``segmentation`` (``(H, W)`` bool, or an RLE dict per
@@ -191,22 +208,26 @@ class SamAutomaticMaskGenerator:
         ``predicted_iou``, ``point_coords`` (``[[x, y]]`` original pixels), ``stability_score``,
         ``crop_box`` (XYWH).
 
-        The engine's current image (it may be shared with a ``SAM`` front) is restored after.
+        ``path``: the image's file, read only by a label-folder or COCO ``prompts_from`` (by
+        file name). The engine's current image (it may be shared with a ``SAM`` front) is
+        restored after.
         """
         engine = self.engine
         saved = engine.get_state() if engine.is_image_set else None
         try:
-            return to_records(self.generate_candidates(image), self.output_mode)
+            return to_records(self.generate_candidates(image, path=path), self.output_mode)
         finally:
             if saved is None:
                 engine.reset_image()
             else:
                 engine.set_state(saved)
 
-    def generate_candidates(self, image: np.ndarray) -> Candidates:
+    def generate_candidates(self, image: np.ndarray, *, path: str = "") -> Candidates:
         """Like :meth:`generate` but returns the kept masks as columns (RLEs, boxes XYXY,
         scores, points, crop boxes), before conversion to records."""
         image = check_image(image)
+        if self.box_source is not None:
+            return self._generate_from_boxes(self.box_source, image, path)
         fast = self.speed.low_res_filter or self.speed.skip_covered or self.speed.bf16
         self.stats = EverythingStats(mode="fast" if fast else "exact")
         self._skipped = []
@@ -225,8 +246,19 @@ class SamAutomaticMaskGenerator:
         finally:
             self.engine = engine
             bar.close()
+        return self._merge_crops(parts, len(crop_boxes))
+
+    def _generate_from_boxes(self, source: BoxSource, image: np.ndarray, path: str) -> Candidates:
+        """``prompts_from``: the detector's boxes as prompts (:mod:`samkit.amg.boxes`)."""
+        self.stats = EverythingStats(mode="boxes")
+        self._skipped = []
+        parts, n_crops = crops_from_boxes(self, source, image, path)
+        return self._merge_crops(parts, n_crops)
+
+    def _merge_crops(self, parts: list[Candidates], n_crops: int) -> Candidates:
+        """The crops' masks (original frame) -> NMS across crops, small-region cleanup."""
         data = Candidates.cat(parts)
-        if len(crop_boxes) > 1 and len(data):
+        if n_crops > 1 and len(data):
             crop = data.crop_boxes
             area = (crop[:, 2] - crop[:, 0]) * (crop[:, 3] - crop[:, 1])
             scores = (1.0 / area).astype(np.float32)  # smaller crops win, as in the reference

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import math
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_rle, rle_to_mask
 
+if TYPE_CHECKING:
+    from samkit.amg.records import Candidates
+
 __all__ = [
     "boxes_near_crop_edge",
     "build_all_layer_point_grids",
     "build_point_grid",
     "generate_crop_boxes",
+    "uncrop_candidates",
     "uncrop_rle",
 ]
 
@@ -96,6 +100,19 @@ def uncrop_rle(
     full = np.zeros((orig_h, orig_w), dtype=bool)
     full[y0:y1, x0:x1] = rle_to_mask(rle)
     return mask_to_rle(full)
+
+
+def uncrop_candidates(
+    data: Candidates, crop_box: list[int], orig_size: tuple[int, int]
+) -> Candidates:
+    """A finished crop's candidates (RLEs, boxes, points in the crop's frame) moved into the
+    original image's frame, each row stamped with ``crop_box`` (XYXY); in place, returned."""
+    x0, y0 = crop_box[0], crop_box[1]
+    data.rles = [uncrop_rle(r, crop_box, orig_size[0], orig_size[1]) for r in data.rles]
+    data.boxes = data.boxes + np.array([x0, y0, x0, y0])
+    data.points = data.points + np.array([x0, y0], dtype=np.float64)
+    data.crop_boxes = np.tile(np.asarray(crop_box, dtype=np.int64), (len(data), 1))
+    return data
 
 
 def check_grid(grid: np.ndarray, index: int) -> np.ndarray:

@@ -13,7 +13,7 @@ Sources:
   normalised), with class names from a ``data.yaml`` or a list.
 - :class:`CocoBoxes`: a COCO instances JSON with ``bbox`` annotations.
 - :class:`CallableDetector`: any ``f(image_rgb) -> (boxes_xyxy (N, 4), class_ids (N,),
-  scores (N,))``.
+  scores (N,))``, or just the boxes (or boxes and class ids).
 """
 
 from __future__ import annotations
@@ -156,29 +156,50 @@ def _names_from_yaml(path: Path) -> dict[int, str]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:  # also tags such as !!python/object, which safe_load refuses
         detail = " ".join(str(exc).split())
-        raise ValueError(f"names: {path} is not a plain YAML file: {detail}") from None
+        raise ArgumentError(f"names: {path} is not a plain YAML file: {detail}") from None
     if not isinstance(data, dict) or "names" not in data:
         raise ArgumentError(f"{path}: a data.yaml needs a 'names' entry")
     return normalize_names(data["names"])
 
 
 class CallableDetector(BoxSource):
-    """Wraps ``fn(image_rgb (H, W, 3) uint8) -> (boxes_xyxy (N, 4), class_ids (N,), scores
-    (N,))`` (arrays or tensors, original-image pixels); ``names`` optional."""
+    """Wraps ``fn(image_rgb (H, W, 3) uint8)`` returning ``(boxes_xyxy (N, 4), class_ids (N,),
+    scores (N,))``, ``(boxes_xyxy, class_ids)`` or just ``boxes_xyxy`` (arrays, tensors or
+    nested lists, original-image pixels; missing class ids are 0, missing scores 1.0);
+    ``names`` optional."""
 
     def __init__(self, fn: Callable[[np.ndarray], Any], names: Any = None) -> None:
         self.fn = fn
         self.names = normalize_names(names)
 
     def __call__(self, image: np.ndarray, rel_path: str) -> Detections:
-        out = self.fn(image)
-        if not isinstance(out, (tuple, list)) or len(out) != 3:
-            raise ArgumentError(
-                "a detector callable must return (boxes_xyxy (N, 4), class_ids (N,), scores (N,)), "
-                f"got {type(out).__name__}"
-            )
-        boxes, classes, scores = (_to_numpy(v) for v in out)
+        boxes, classes, scores = _detector_output(self.fn(image))
+        if classes is None:
+            classes = np.zeros(len(boxes), dtype=np.int64)
         return Detections.create(boxes, classes, scores, where=f"detector output for {rel_path}")
+
+
+def _detector_output(out: Any) -> tuple[np.ndarray, Any, Any]:
+    """A detector callable's return value -> (boxes (N, 4), class_ids or None, scores or None).
+
+    A tuple / list whose first item is 2-D (or empty) is ``(boxes[, class_ids[, scores]])``;
+    anything else is the boxes themselves (so a plain list of boxes works too)."""
+    expected = (
+        "a detector callable must return boxes_xyxy (N, 4), or (boxes_xyxy (N, 4), "
+        "class_ids (N,)[, scores (N,)])"
+    )
+    if isinstance(out, (tuple, list)) and len(out) in (1, 2, 3):
+        first = _to_numpy(out[0])
+        if np.size(first) == 0 or np.ndim(first) == 2:
+            parts = [_to_numpy(v) for v in out] + [None, None]
+            return np.asarray(parts[0]), parts[1], parts[2]
+    if out is None or isinstance(out, (str, bytes, dict)):
+        raise ArgumentError(f"{expected}, got {type(out).__name__}")
+    try:
+        boxes = np.asarray(_to_numpy(out), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"{expected}, got {type(out).__name__}") from None
+    return boxes, None, None
 
 
 def _to_numpy(value: Any) -> Any:
@@ -329,17 +350,18 @@ def make_box_source(
     max_det: int = 300,
     classes: Sequence[int] | None = None,
     device: str = "",
+    arg: str = "det_model",
 ) -> BoxSource:
     """Pick the box source for ``det_model``:
 
     a :class:`BoxSource` as is; an object with ``predict`` (an ``ultralytics.YOLO``) or a
     string / path that is not a folder or ``.json`` file -> :class:`UltralyticsDetector`; a
     folder -> :class:`YoloBoxLabels`; a ``.json`` file -> :class:`CocoBoxes`; any other
-    callable -> :class:`CallableDetector`.
+    callable -> :class:`CallableDetector`. ``arg``: the argument's name in error messages.
     """
     if det_model is None:
         raise ArgumentError(
-            "det_model is required: an Ultralytics YOLO checkpoint (e.g. 'yolo11x.pt'), a folder "
+            f"{arg} is required: an Ultralytics YOLO checkpoint (e.g. 'yolo11x.pt'), a folder "
             "of YOLO box labels, a COCO JSON with boxes, or a callable image -> (boxes, classes, scores)"
         )
     if isinstance(det_model, BoxSource):
@@ -350,7 +372,7 @@ def make_box_source(
             return YoloBoxLabels(path, names)
         if path.suffix.lower() == ".json":
             if not path.is_file():
-                raise ArgumentError(f"det_model: COCO box file {str(path)!r} does not exist")
+                raise ArgumentError(f"{arg}: COCO box file {str(path)!r} does not exist")
             return CocoBoxes(path, names)
     if isinstance(det_model, (str, os.PathLike)) or hasattr(det_model, "predict"):
         return UltralyticsDetector(
@@ -360,6 +382,6 @@ def make_box_source(
     if callable(det_model):
         return CallableDetector(det_model, names)
     raise ArgumentError(
-        f"det_model must be a YOLO checkpoint, a label folder, a COCO JSON or a callable, "
+        f"{arg} must be a YOLO checkpoint, a label folder, a COCO JSON or a callable, "
         f"got {type(det_model).__name__}"
     )

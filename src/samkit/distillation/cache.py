@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import SamkitError
+from samkit.errors import SamkitError, UnknownKeyError
 from samkit.io_utils import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CacheMismatchError", "FillReport", "ImageSample", "TeacherCache", "fill"]
@@ -157,7 +157,7 @@ class TeacherCache:
         """The teacher embedding (C, g, g) float16 (read-only, memory-mapped) of an entry."""
         key = entry_key(image_hash, flip)
         if key not in self._entries:
-            raise KeyError(f"no teacher embedding cached for {key} in {self.root}")
+            raise UnknownKeyError(f"no teacher embedding cached for {key} in {self.root}")
         shard, row, _ = self._entries[key]
         if shard not in self._open_shards:
             self._open_shards[shard] = np.load(self.root / self._shards[shard], mmap_mode="r")

@@ -22,6 +22,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from samkit.errors import ArgumentError
+
 __all__ = ["Click", "centroid", "distance_to_background", "interior_point", "next_click"]
 
 Click = tuple[float, float, int]  # x, y, label (1 positive, 0 negative)
@@ -46,20 +48,22 @@ def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """The interior-most pixel ``(x, y)`` of a non-empty ``(H, W)`` mask (see module docs).
 
     Raises:
-        ValueError: the mask is empty.
+        ArgumentError: the mask is empty (a ``ValueError``).
     """
     m = np.asarray(mask, dtype=bool)
     if not m.any():
-        raise ValueError("interior_point needs a non-empty mask")
+        raise ArgumentError(f"mask must have a pixel set for interior_point, got none of {m.shape}")
     x, y, _ = _argmax_point(distance_to_background(m))
     return x, y
 
 
 def centroid(mask: np.ndarray) -> tuple[float, float]:
-    """Mean ``(x, y)`` of the mask's pixels (float pixel indices)."""
-    ys, xs = np.nonzero(np.asarray(mask, dtype=bool))
+    """Mean ``(x, y)`` of the mask's pixels (float pixel indices); ArgumentError (a
+    ``ValueError``) for an empty mask."""
+    m = np.asarray(mask, dtype=bool)
+    ys, xs = np.nonzero(m)
     if not len(xs):
-        raise ValueError("centroid needs a non-empty mask")
+        raise ArgumentError(f"mask must have a pixel set for centroid, got none of {m.shape}")
     return float(xs.mean()), float(ys.mean())
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samkit.errors import ArgumentError, FormatError
 from samkit.io_utils import atomic_write_text
 from samkit.masks import coco_rle, mask_to_box, rle_to_mask
 from samkit.polygons import PolygonMode, mask_to_polygons, polygons_to_mask
@@ -67,21 +68,25 @@ class CocoWriter:
         polygon_mode: PolygonMode = "all",
     ) -> None:
         if segmentation not in ("rle", "polygon"):
-            raise ValueError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
+            raise ArgumentError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
         if polygon_mode not in ("all", "largest", "merge"):
-            raise ValueError(
+            raise ArgumentError(
                 f"polygon_mode must be 'all', 'largest' or 'merge', got {polygon_mode!r}"
             )
         self.polygon_mode: PolygonMode = polygon_mode
         if isinstance(categories, Mapping):
             table = dict(categories)
         elif isinstance(categories, (str, bytes)) or not isinstance(categories, Sequence):
-            raise ValueError("categories must be a dict id -> name or a list of names")
+            raise ArgumentError(
+                f"categories must be a dict id -> name or a list of names, got {categories!r}"
+            )
         else:
             table = {i + 1: name for i, name in enumerate(categories)}
         for cid, name in table.items():
             if isinstance(cid, bool) or not isinstance(cid, int) or not isinstance(name, str):
-                raise ValueError(f"categories must map int ids to str names, got {cid!r}: {name!r}")
+                raise ArgumentError(
+                    f"categories must map int ids to str names, got {cid!r}: {name!r}"
+                )
         self.segmentation: SegmentationKind = segmentation
         self.tolerance = float(tolerance)
         self.categories: dict[int, str] = table
@@ -95,10 +100,10 @@ class CocoWriter:
         """Register an image (``file_name`` relative to the image root); returns its id
         (``1, 2, ...`` unless given)."""
         if int(height) <= 0 or int(width) <= 0:
-            raise ValueError(f"height and width must be positive, got {height}x{width}")
+            raise ArgumentError(f"height and width must be positive, got {height}x{width}")
         iid = len(self.images) + 1 if image_id is None else int(image_id)
         if iid in self._image_sizes:
-            raise ValueError(f"image_id {iid} is already registered")
+            raise ArgumentError(f"image_id {iid} is already registered (give a new id or None)")
         self._image_sizes[iid] = (int(height), int(width))
         self.images.append(
             {"id": iid, "file_name": str(file_name), "height": int(height), "width": int(width)}
@@ -117,12 +122,14 @@ class CocoWriter:
         """Add one object's mask ``(H, W)`` (bool) on a registered image; returns the annotation
         id, or None when nothing could be written (an empty mask)."""
         if image_id not in self._image_sizes:
-            raise ValueError(f"image_id {image_id!r} was not added with add_image")
+            raise ArgumentError(f"image_id {image_id!r} was not added with add_image")
         if category_id not in self.categories:
-            raise ValueError(f"category_id {category_id!r} is not one of {sorted(self.categories)}")
+            raise ArgumentError(
+                f"category_id {category_id!r} is not one of {sorted(self.categories)}"
+            )
         arr = np.asarray(mask)
         if arr.shape != self._image_sizes[image_id]:
-            raise ValueError(
+            raise ArgumentError(
                 f"mask has shape {arr.shape} but image {image_id} is {self._image_sizes[image_id]}"
             )
         arr = arr.astype(bool, copy=False)
@@ -180,35 +187,79 @@ def read_coco_boxes(
     Returns ``{file_name: [(category_id, category_name, (x1, y1, x2, y2)), ...]}`` with boxes
     XYXY in pixels (``x2 = x + w``); every image appears, those without annotations with ``[]``.
     Annotations without a ``bbox`` are skipped.
+
+    Raises:
+        FormatError: the file is not a COCO instances JSON, or an entry is malformed (the
+            message names the file and the entry).
     """
     path = Path(json_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations")):
-        raise ValueError(f"{path}: a COCO instances JSON needs 'images' and 'annotations'")
-    names = {int(c["id"]): str(c.get("name", c["id"])) for c in data.get("categories", [])}
+    data = _load_instances(path)
+    names = _categories(data, path)
     files: dict[int, str] = {}
     out: dict[str, list[tuple[int, str, tuple[float, float, float, float]]]] = {}
-    for img in data["images"]:
-        files[int(img["id"])] = str(img["file_name"])
-        out.setdefault(str(img["file_name"]), [])
-    for ann in data["annotations"]:
-        bbox = ann.get("bbox")
-        if bbox is None:
-            continue
-        if len(bbox) != 4:
-            raise ValueError(f"{path}: annotation {ann.get('id')!r} has bbox {bbox!r}")
-        image_id = int(ann["image_id"])
-        if image_id not in files:
-            raise ValueError(
-                f"{path}: annotation {ann.get('id')!r} refers to unknown image {image_id}"
-            )
-        cid = int(ann["category_id"])
-        x, y, w, h = (float(v) for v in bbox)
-        out[files[image_id]].append((cid, names.get(cid, str(cid)), (x, y, x + w, y + h)))
+    for k, img in enumerate(data["images"]):
+        try:
+            iid, file_name = int(img["id"]), str(img["file_name"])
+        except (KeyError, TypeError, ValueError):
+            raise FormatError(
+                f"{path}: images[{k}] needs an integer 'id' and a 'file_name'"
+            ) from None
+        files[iid] = file_name
+        out.setdefault(file_name, [])
+    for k, ann in enumerate(data["annotations"]):
+        found = _coco_box(ann, files, f"{path}: annotation {_ann_id(ann, k)!r}")
+        if found is not None:
+            file_name, cid, box = found
+            out[file_name].append((cid, names.get(cid, str(cid)), box))
     return out
+
+
+def _load_instances(path: Path) -> dict[str, Any]:
+    """The parsed JSON of a COCO instances file; FormatError when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations")
+    ):
+        raise FormatError(f"{path}: a COCO instances JSON needs 'images' and 'annotations' lists")
+    return data
+
+
+def _categories(data: dict[str, Any], path: Path) -> dict[int, str]:
+    """Category names by id of a parsed COCO instances JSON."""
+    try:
+        return {int(c["id"]): str(c.get("name", c["id"])) for c in data.get("categories") or []}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise FormatError(f"{path}: every 'categories' entry needs an integer 'id'") from None
+
+
+def _ann_id(ann: Any, index: int) -> Any:
+    return ann.get("id", index) if isinstance(ann, dict) else index
+
+
+def _coco_box(
+    ann: Any, files: dict[int, str], where: str
+) -> tuple[str, int, tuple[float, float, float, float]] | None:
+    """``(file_name, category_id, XYXY box)`` of a box annotation, None without a ``bbox``."""
+    if not isinstance(ann, dict):
+        raise FormatError(f"{where} is not a JSON object")
+    bbox = ann.get("bbox")
+    if bbox is None:
+        return None
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise FormatError(f"{where} has bbox {bbox!r}, expected [x, y, w, h]")
+    try:
+        image_id, cid = int(ann["image_id"]), int(ann["category_id"])
+        x, y, w, h = (float(v) for v in bbox)
+    except (KeyError, TypeError, ValueError):
+        raise FormatError(
+            f"{where} needs an integer 'image_id' and 'category_id' and a numeric bbox"
+        ) from None
+    if image_id not in files:
+        raise FormatError(f"{where} refers to unknown image {image_id}")
+    return files[image_id], cid, (x, y, x + w, y + h)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -279,11 +330,11 @@ def coco_segmentation_to_mask(seg: Any, height: int, width: int) -> np.ndarray:
     ``annToMask`` does (polygons: pixels whose centre lies inside, parts OR-ed; RLE exact).
 
     Raises:
-        ValueError: the segmentation is malformed (see :func:`read_coco_instances`).
+        FormatError: the segmentation is malformed (see :func:`read_coco_instances`).
     """
     problem = _check_segmentation(seg, height, width)
     if problem is not None:
-        raise ValueError(problem)
+        raise FormatError(problem)
     if isinstance(seg, dict):
         return rle_to_mask(seg)
     polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in seg]
@@ -295,33 +346,33 @@ def _coco_image(img: Any, where: str) -> tuple[int, str, int, int]:
         iid, name = int(img["id"]), str(img["file_name"])
         h, w = int(img["height"]), int(img["width"])
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where}: image entry needs id, file_name, height, width") from None
+        raise FormatError(f"{where}: image entry needs id, file_name, height, width") from None
     if h <= 0 or w <= 0:
-        raise ValueError(f"{where}: image {iid} has size {h}x{w}")
+        raise FormatError(f"{where}: image {iid} has size {h}x{w}")
     return iid, name, h, w
 
 
 def _coco_annotation(
     ann: Any, sizes: dict[int, tuple[int, int]], names: dict[int, str]
 ) -> CocoAnnotation:
-    """A checked annotation; ValueError with the reason when it cannot be used."""
+    """A checked annotation; FormatError with the reason when it cannot be used."""
     if not isinstance(ann, dict) or "image_id" not in ann:
-        raise ValueError("annotation without image_id")
+        raise FormatError("annotation without image_id")
     iid = int(ann["image_id"])
     if iid not in sizes:
-        raise ValueError(f"refers to unknown image {iid}")
+        raise FormatError(f"refers to unknown image {iid}")
     cid = int(ann.get("category_id", 0))
     seg = ann.get("segmentation")
     if seg is None:
-        raise ValueError("has no segmentation")
+        raise FormatError("has no segmentation")
     problem = _check_segmentation(seg, *sizes[iid])
     if problem is not None:
-        raise ValueError(problem)
+        raise FormatError(problem)
     bbox = ann.get("bbox")
     box = None
     if bbox is not None:
         if len(bbox) != 4:
-            raise ValueError(f"bbox {bbox!r} is not [x, y, w, h]")
+            raise FormatError(f"bbox {bbox!r} is not [x, y, w, h]")
         x, y, w, h = (float(v) for v in bbox)
         box = (x, y, x + w, y + h)
     return CocoAnnotation(int(ann.get("id", -1)), names.get(cid, str(cid)), seg, box)
@@ -334,16 +385,12 @@ def read_coco_instances(json_path: str | os.PathLike[str]) -> CocoInstances:
     -- unknown image, no segmentation, a polygon with fewer than 3 points or reaching outside
     the image, an RLE of another size, a malformed bbox -- are skipped and listed in
     ``problems`` as ``("<json>:annotation <id>", reason)``; so are images with a bad entry or a
-    repeated id. Only a file that is not a COCO instances JSON at all raises ValueError.
+    repeated id. Only a file that is not a COCO instances JSON at all raises
+    :class:`~samkit.errors.FormatError` (a ``ValueError``).
     """
     path = Path(json_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations")):
-        raise ValueError(f"{path}: a COCO instances JSON needs 'images' and 'annotations'")
-    names = {int(c["id"]): str(c.get("name", c["id"])) for c in data.get("categories", [])}
+    data = _load_instances(path)
+    names = _categories(data, path)
     out = CocoInstances([], names)
     order: list[tuple[int, str, int, int]] = []
     sizes: dict[int, tuple[int, int]] = {}
@@ -360,7 +407,7 @@ def read_coco_instances(json_path: str | os.PathLike[str]) -> CocoInstances:
         order.append((iid, name, h, w))
     per_image: dict[int, list[CocoAnnotation]] = {iid: [] for iid in sizes}
     for k, ann in enumerate(data["annotations"]):
-        where = f"{path}:annotation {ann.get('id', k) if isinstance(ann, dict) else k}"
+        where = f"{path}:annotation {_ann_id(ann, k)}"
         if isinstance(ann, dict) and int(ann.get("iscrowd", 0) or 0):
             out.crowd += 1
             continue

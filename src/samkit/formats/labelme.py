@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.errors import ArgumentError, FormatError
 from samkit.io_utils import atomic_write_text
 
 __all__ = ["LABELME_VERSION", "labelme_objects", "labelme_record", "read_labelme", "write_labelme"]
@@ -49,7 +50,7 @@ def labelme_record(
         The JSON-ready dict (``imageData`` is None: LabelMe reads the image from ``imagePath``).
     """
     if int(img_h) <= 0 or int(img_w) <= 0:
-        raise ValueError(f"img_h and img_w must be positive, got {img_h}x{img_w}")
+        raise ArgumentError(f"img_h and img_w must be positive, got {img_h}x{img_w}")
     if json_dir is None:
         rel = Path(image_path).name
     else:
@@ -58,13 +59,15 @@ def labelme_record(
     next_group = 1
     for index, item in enumerate(shapes):
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValueError(f"shapes[{index}] must be a (label, polygons) tuple, got {item!r}")
+            raise ArgumentError(f"shapes[{index}] must be a (label, polygons) tuple, got {item!r}")
         label, polys = item
         pts_list = []
         for poly in polys:
             pts = np.asarray(poly, dtype=np.float64)
             if pts.ndim != 2 or pts.shape[1] != 2:
-                raise ValueError(f"shapes[{index}] polygons must be (K, 2) arrays, got {pts.shape}")
+                raise ArgumentError(
+                    f"shapes[{index}] polygons must be (K, 2) arrays, got {pts.shape}"
+                )
             if len(pts) >= 3:
                 pts_list.append(pts)
         group: int | None = None
@@ -96,22 +99,26 @@ def write_labelme(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
     """Write a LabelMe record (see :func:`labelme_record`) as indented JSON, atomically."""
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
-        raise ValueError(f"record is missing LabelMe keys {missing}")
+        raise ArgumentError(f"record is missing LabelMe keys {missing} (see labelme_record)")
     return atomic_write_text(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_labelme(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a LabelMe JSON file, checking the keys samkit relies on."""
+    """Read a LabelMe JSON file, checking the keys samkit relies on.
+
+    Raises:
+        FormatError: not JSON, not an object, or without the keys of :func:`labelme_record`.
+    """
     p = Path(path)
     try:
         record = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(record, dict):
-        raise ValueError(f"{p}: a LabelMe file holds a JSON object")
+        raise FormatError(f"{p}: a LabelMe file holds a JSON object")
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
-        raise ValueError(f"{p}: missing LabelMe keys {missing}")
+        raise FormatError(f"{p}: missing LabelMe keys {missing}")
     return record
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samkit.errors import ArgumentError, FormatError
 from samkit.io_utils import atomic_write_bytes
 
 __all__ = ["instance_mask_files", "read_mask_png", "split_id_map", "write_mask_png"]
@@ -29,16 +30,16 @@ def write_mask_png(path: str | os.PathLike[str], mask: np.ndarray) -> Path:
     import cv2
 
     arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"mask must have shape (H, W), got {arr.shape}")
+    if arr.ndim != 2 or not arr.size:
+        raise ArgumentError(f"mask must have shape (H, W) with H, W > 0, got {arr.shape}")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
-    elif arr.size and (arr.min() < 0 or arr.max() > 65535):
-        raise ValueError("instance ids must lie in 0..65535")
+    elif arr.min() < 0 or arr.max() > 65535:
+        raise ArgumentError(f"mask instance ids must lie in 0..65535, got {arr.min()}..{arr.max()}")
     else:
-        arr = arr.astype(np.uint8 if (not arr.size or arr.max() <= 255) else np.uint16)
+        arr = arr.astype(np.uint8 if arr.max() <= 255 else np.uint16)
     ok, buf = cv2.imencode(".png", arr)
-    if not ok:
+    if not ok:  # pragma: no cover - a non-empty 8/16-bit single-channel image always encodes
         raise ValueError(f"could not encode {path} as PNG")
     return atomic_write_bytes(path, buf.tobytes())
 
@@ -47,13 +48,13 @@ def read_mask_png(path: str | os.PathLike[str]) -> np.ndarray:
     """A mask PNG as a ``(H, W)`` integer array (colour PNGs: any nonzero channel counts).
 
     Raises:
-        ValueError: not a readable image.
+        FormatError: not a readable image (the message names the file).
     """
     import cv2
 
     arr = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise ValueError("not a readable PNG")
+        raise FormatError(f"{os.fspath(path)}: not a readable PNG")
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2)
     return arr

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.errors import DatasetError
+from samkit.errors import DatasetError, FormatError
 from samkit.polygons import polygons_to_mask
 
 __all__ = [
@@ -45,8 +45,9 @@ class Problem:
 
 @dataclass(frozen=True)
 class Object:
-    """One object before rasterisation: ``decode(h, w)`` -> ``(h, w)`` bool (ValueError when
-    it cannot be rasterised); ``where`` names it in problem reports."""
+    """One object before rasterisation: ``decode(h, w)`` -> ``(h, w)`` bool
+    (:class:`~samkit.errors.FormatError`, a ``ValueError``, when it cannot be rasterised);
+    ``where`` names it in problem reports."""
 
     instance_id: str
     category: str
@@ -237,23 +238,32 @@ def _read_labelme(folder: Path, images: Path | None) -> Found:
 
 
 # ------------------------------------------------------------------------------------ mask PNGs
-def _png_decode(file: Path, value: int | None, h: int, w: int) -> np.ndarray:
+def _read_png(file: Path) -> np.ndarray:
+    """:func:`~samkit.formats.mask_png.read_mask_png` whose error leaves the file name out
+    (problem reports name it already)."""
     from samkit.formats.mask_png import read_mask_png
 
-    arr = read_mask_png(file)
+    try:
+        return read_mask_png(file)
+    except FormatError as e:
+        raise FormatError(str(e).removeprefix(f"{file}: ")) from None
+
+
+def _png_decode(file: Path, value: int | None, h: int, w: int) -> np.ndarray:
+    arr = _read_png(file)
     if arr.shape != (h, w):
-        raise ValueError(f"mask is {arr.shape[0]}x{arr.shape[1]} but the image is {h}x{w}")
+        raise FormatError(f"mask is {arr.shape[0]}x{arr.shape[1]} but the image is {h}x{w}")
     return arr != 0 if value is None else arr == value
 
 
 def _png_objects(masks_dir: Path, stem: str) -> list[Object]:
-    from samkit.formats.mask_png import instance_mask_files, read_mask_png
+    from samkit.formats.mask_png import instance_mask_files
 
     files = instance_mask_files(masks_dir, stem)
     if len(files) == 1 and files[0].parent == masks_dir:  # one instance-id map
         try:
-            values = [int(v) for v in np.unique(read_mask_png(files[0])) if v != 0]
-        except ValueError as e:
+            values = [int(v) for v in np.unique(_read_png(files[0])) if v != 0]
+        except FormatError as e:
             return [Object(stem, "", partial(_raise, str(e)), str(files[0]))]
         return [
             Object(f"{stem}:{v}", "", partial(_png_decode, files[0], v), f"{files[0]}:{v}")
@@ -263,7 +273,7 @@ def _png_objects(masks_dir: Path, stem: str) -> list[Object]:
 
 
 def _raise(message: str, h: int, w: int) -> np.ndarray:
-    raise ValueError(message)
+    raise FormatError(message)
 
 
 def _read_masks(root: Path, images: Path | None) -> Found:

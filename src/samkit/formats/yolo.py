@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samkit.errors import ArgumentError, FormatError
 from samkit.io_utils import atomic_write_text
 
 __all__ = [
@@ -38,7 +39,7 @@ def _fmt(values: np.ndarray) -> list[str]:
 
 def _check_class_id(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        raise ArgumentError(f"{name} must be a non-negative int, got {value!r}")
     return int(value)
 
 
@@ -61,10 +62,10 @@ def format_yolo_lines(
         Lines without trailing newline, ``"class x1 y1 ... xn yn"``.
     """
     if int(img_w) <= 0 or int(img_h) <= 0:
-        raise ValueError(f"img_w and img_h must be positive, got {img_w}x{img_h}")
+        raise ArgumentError(f"img_w and img_h must be positive, got {img_w}x{img_h}")
     ids = list(np.asarray(class_ids).reshape(-1).tolist()) if len(class_ids) else []
     if len(ids) != len(polygons_per_object):
-        raise ValueError(
+        raise ArgumentError(
             f"class_ids has {len(ids)} entries but polygons_per_object has "
             f"{len(polygons_per_object)} objects"
         )
@@ -75,7 +76,7 @@ def format_yolo_lines(
         for poly in polys:
             pts = np.asarray(poly, dtype=np.float64)
             if pts.ndim != 2 or pts.shape[1] != 2:
-                raise ValueError(
+                raise ArgumentError(
                     f"polygons_per_object[{obj_index}] must hold (K, 2) arrays, got {pts.shape}"
                 )
             if len(pts) < 3:
@@ -122,13 +123,13 @@ def write_data_yaml(
     if isinstance(names, Mapping):
         table = dict(names)
     elif isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
-        raise ValueError(f"names must be a list of str or a dict int -> str, got {names!r}")
+        raise ArgumentError(f"names must be a list of str or a dict int -> str, got {names!r}")
     else:
         table = dict(enumerate(names))
     if sorted(table) != list(range(len(table))) or not all(isinstance(k, int) for k in table):
-        raise ValueError(f"names keys must be the class ids 0..n-1, got {sorted(table)!r}")
+        raise ArgumentError(f"names keys must be the class ids 0..n-1, got {sorted(table)!r}")
     if not all(isinstance(v, str) and v for v in table.values()):
-        raise ValueError("names must map every class id to a non-empty str")
+        raise ArgumentError(f"names must map every class id to a non-empty str, got {table!r}")
     out = []
     if root is not None:
         out.append(f"path: {_yaml_str(os.fspath(root))}")
@@ -146,15 +147,18 @@ def _class_token(token: str, where: str) -> int:
     try:
         value = float(token)
     except ValueError:
-        raise ValueError(f"{where}: class id {token!r} is not a number") from None
+        raise FormatError(f"{where}: class id {token!r} is not a number") from None
     if value < 0 or value != int(value):
-        raise ValueError(f"{where}: class id {token!r} is not a non-negative integer")
+        raise FormatError(f"{where}: class id {token!r} is not a non-negative integer")
     return int(value)
 
 
 def _read_rows(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
     rows = []
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{os.fspath(path)}: a YOLO label file is UTF-8 text ({e})") from None
     for n, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
         if tokens:
@@ -166,7 +170,7 @@ def _floats(tokens: list[str], where: str) -> np.ndarray:
     try:
         return np.array([float(t) for t in tokens], dtype=np.float64)
     except ValueError:
-        raise ValueError(
+        raise FormatError(
             f"{where}: coordinates must be numbers, got {' '.join(tokens)!r}"
         ) from None
 
@@ -174,16 +178,17 @@ def _floats(tokens: list[str], where: str) -> np.ndarray:
 def read_yolo_seg(path: str | os.PathLike[str]) -> list[tuple[int, np.ndarray]]:
     """Read a YOLO-seg label file into ``[(class_id, points (K, 2) float64 normalised xy)]``.
 
-    Blank lines are skipped; any other malformed line raises ValueError naming file and line.
+    Blank lines are skipped; any other malformed line raises
+    :class:`~samkit.errors.FormatError` (a ``ValueError``) naming file and line.
     """
     out = []
     for where, tokens in _read_rows(path):
         cls = _class_token(tokens[0], where)
         coords = tokens[1:]
         if len(coords) == 4:
-            raise ValueError(f"{where}: a box line (class cx cy w h); use read_yolo_boxes")
+            raise FormatError(f"{where}: a box line (class cx cy w h); use read_yolo_boxes")
         if len(coords) % 2 or len(coords) < 6:
-            raise ValueError(
+            raise FormatError(
                 f"{where}: expected 'class x1 y1 ... xn yn' with n >= 3, got {len(coords)} values"
             )
         out.append((cls, _floats(coords, where).reshape(-1, 2)))
@@ -198,7 +203,7 @@ def read_yolo_boxes(path: str | os.PathLike[str]) -> list[tuple[int, float, floa
     out = []
     for where, tokens in _read_rows(path):
         if len(tokens) not in (5, 6):
-            raise ValueError(f"{where}: expected 'class cx cy w h', got {len(tokens)} values")
+            raise FormatError(f"{where}: expected 'class cx cy w h', got {len(tokens)} values")
         cls = _class_token(tokens[0], where)
         cx, cy, w, h = _floats(tokens[1:5], where).tolist()
         out.append((cls, cx, cy, w, h))
@@ -223,13 +228,13 @@ def read_yolo_seg_rows(
             cls = _class_token(tokens[0], where)
             coords = tokens[1:]
             if len(coords) % 2 or len(coords) < 6:
-                raise ValueError(
+                raise FormatError(
                     f"{where}: expected 'class x1 y1 ... xn yn' with n >= 3, "
                     f"got {len(coords)} values"
                 )
             pts = _floats(coords, where).reshape(-1, 2)
             if not np.isfinite(pts).all() or pts.min() < -1e-3 or pts.max() > 1 + 1e-3:
-                raise ValueError(f"{where}: points outside the image (normalised [0, 1])")
+                raise FormatError(f"{where}: points outside the image (normalised [0, 1])")
         except ValueError as e:
             problems.append((where, str(e).split(": ", 1)[-1]))
             continue
@@ -238,17 +243,30 @@ def read_yolo_seg_rows(
 
 
 def read_data_yaml(path: str | os.PathLike[str]) -> dict[str, object]:
-    """Read an Ultralytics ``data.yaml`` (needs pyyaml); ``names`` is returned as a list."""
+    """Read an Ultralytics ``data.yaml`` (needs pyyaml); ``names`` is returned as a list.
+
+    Raises:
+        FormatError: the file is not plain YAML, not a mapping, or its ``names`` is neither a
+            list nor a mapping of class ids to names.
+    """
     try:
         import yaml
     except ImportError:
         raise ImportError("reading data.yaml needs pyyaml: pip install pyyaml") from None
     p = Path(path)
-    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # safe_load also refuses python tags
+        detail = " ".join(str(exc).split())
+        raise FormatError(f"{p}: not a plain YAML file ({detail})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: a data.yaml holds a mapping")
-    names = data.get("names", [])
-    if isinstance(names, dict):
+        raise FormatError(f"{p}: a data.yaml holds a mapping, got {type(data).__name__}")
+    names = data.get("names") or []
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
         names = [str(names[k]) for k in sorted(names)]
+    elif not isinstance(names, list):
+        raise FormatError(
+            f"{p}: 'names' must be a list or a mapping class id -> name, got {names!r}"
+        )
     data["names"] = [str(n) for n in names]
     return data

@@ -220,12 +220,7 @@ def _block(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One two-way block; with ``cache`` the image side is the cached first-block input."""
     with devices.token_work(queries):
-        if layer.skip_first_layer_pe:
-            queries = layer.self_attn(queries, queries, queries)
-        else:
-            q = queries + query_pe
-            queries = queries + layer.self_attn(q, q, queries)
-        queries = layer.norm1(queries)
+        queries = layer.attend_tokens(queries, query_pe)
 
     t2i = layer.cross_attn_token_to_image
     if cache is not None:

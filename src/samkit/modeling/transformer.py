@@ -67,6 +67,16 @@ class TwoWayAttentionBlock(nn.Module):
         )
         self.skip_first_layer_pe = skip_first_layer_pe
 
+    def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
+        """The block's first step, shared with :mod:`samkit.modeling.decoder_fast`: token
+        self-attention (with the positional encoding unless ``skip_first_layer_pe``) and norm1."""
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        return self.norm1(queries)
+
     def forward(
         self,
         queries: torch.Tensor,
@@ -74,13 +84,7 @@ class TwoWayAttentionBlock(nn.Module):
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.skip_first_layer_pe:
-            queries = self.self_attn(queries, queries, queries)
-        else:
-            q = queries + query_pe
-            queries = queries + self.self_attn(q, q, queries)
-        queries = self.norm1(queries)
-
+        queries = self.attend_tokens(queries, query_pe)
         k = keys + key_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
         queries = self.norm3(queries + self.mlp(queries))

@@ -4,13 +4,11 @@ dicts in the official layout) and ``weights/last_state.pt`` (what ``resume`` nee
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import torch
 
 from samkit.errors import SamkitError
-from samkit.io_utils import atomic_write_text
+from samkit.io_utils import atomic_open, atomic_write_text
 
 __all__ = [
     "find_resume",
@@ -35,19 +33,9 @@ STATE_FILE = "last_state.pt"
 
 
 def save_torch(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` streamed to a temporary file beside ``path``, then an atomic rename."""
+    with atomic_open(path) as f:
+        torch.save(obj, f)
     return path
 
 
