@@ -269,6 +269,14 @@ def test_bad_prompts_from_fails_at_construction(models, value, needle) -> None:
         assert "YOLO" in str(info.value) and "callable" in str(info.value)  # what is accepted
 
 
+def test_grabcut_is_refused(models) -> None:
+    from samkit import SAM
+    from samkit.errors import SamkitError
+
+    with pytest.raises(SamkitError, match="prompts_from needs a SAM model"):
+        SamAutomaticMaskGenerator(SAM("grabcut"), prompts_from=lambda im: BOXES)
+
+
 def test_bad_detector_output_names_the_callable(models, image) -> None:
     gen = SamAutomaticMaskGenerator(models[1], prompts_from=lambda im: "boxes")
     with pytest.raises(ArgumentError, match="detector callable must return"):
