@@ -15,7 +15,7 @@ from typing import Any
 from samkit.errors import SamkitError
 from samkit.results import Results
 
-__all__ = ["CALL_ARGS", "IGNORED_ARGS", "CallOptions", "split_call_args"]
+__all__ = ["CALL_ARGS", "IGNORED_ARGS", "CallOptions", "split_call_args", "write_result"]
 
 logger = logging.getLogger("samkit")
 
@@ -96,6 +96,11 @@ def check_predict_args(
             f"predict needs a source (an image path, folder, URL, array ...), got {source!r}"
         )
     call, everything = split_call_args(kwargs)
+    if prompted and "prompts_from" in everything:
+        raise SamkitError(
+            "prompts_from (box prompts from a detector) replaces segment everything's point "
+            "grid: give it without points=, bboxes= or masks="
+        )
     if prompted and everything:
         raise SamkitError(
             f"unknown argument(s) {', '.join(sorted(everything))} for prompted prediction"
@@ -137,17 +142,35 @@ def with_outputs(results: Iterator[Results], opts: CallOptions) -> Iterator[Resu
             stem = Path(result.path).stem or f"image{i}"
             if result.frame is not None:
                 stem = f"{stem}_{result.frame:06d}"
-            if opts.save:
-                result.save(run_dir / f"{stem}.jpg")
-            if opts.save_txt:
-                result.save_txt(run_dir / "labels" / f"{stem}.txt")
+            write_result(result, run_dir, stem, opts.save, opts.save_txt)
         if opts.verbose:
             h, w = result.orig_shape
             ms = ", ".join(f"{k} {v:.1f}ms" for k, v in result.speed.items())
-            print(f"{result.path or 'array'}: {h}x{w} {len(result)} masks, {ms}")
+            line = f"{result.path or 'array'}: {h}x{w} {len(result)} masks, {ms}"
+            print(f"{line} ({_stats_line(result.stats)})" if result.stats else line)
         yield result
     if run_dir is not None and opts.verbose:
         print(f"Results saved to {run_dir}")
+
+
+def write_result(result: Results, run_dir: Path, stem: str, save: bool, save_txt: bool) -> None:
+    """One image's files in a predict run folder: overlay ``<stem>.jpg`` and YOLO-seg
+    ``labels/<stem>.txt`` (``samkit predict``, ``predict(save=...)`` and the Ray run write
+    the same files)."""
+    if save:
+        result.save(run_dir / f"{stem}.jpg")
+    if save_txt:
+        result.save_txt(run_dir / "labels" / f"{stem}.txt")
+
+
+def _stats_line(stats: dict[str, Any]) -> str:
+    """Segment everything's account of one image (``Results.stats``), as ``verbose`` prints it."""
+    from dataclasses import fields
+
+    from samkit.amg.fast import EverythingStats
+
+    known = {f.name for f in fields(EverythingStats)}
+    return EverythingStats(**{k: v for k, v in stats.items() if k in known}).line()
 
 
 def move_front(sam: Any, device: Any) -> None:

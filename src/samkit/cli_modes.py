@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from samkit.call_args import write_result
+from samkit.cli_grammar import UsageError
+from samkit.cli_table import EVERYTHING_KEYS, PREDICT_KEYS
 from samkit.errors import SamkitError, SourceError
 from samkit.io_utils import increment_path
 
@@ -21,8 +24,6 @@ logger = logging.getLogger("samkit")
 def _check_run_folder(project: str, name: str) -> None:
     """``name`` must be one folder name and ``project`` a folder (or not yet there), so the
     run folder lies inside ``project``; checked before the model loads."""
-    from samkit.cli import UsageError
-
     parts = Path(name).parts
     if len(parts) != 1 or parts[0] in ("..", ".") or Path(name).is_absolute() or "\\" in name:
         raise UsageError(f"name must be a single folder name inside project, got {name!r}")
@@ -57,7 +58,6 @@ def _stem(result: Any, used: set[str]) -> str:
 def predict(args: dict[str, Any]) -> int:
     """``samkit predict``: segment, then write overlays, labels and predictions.json into a
     new run folder."""
-    from samkit.cli import EVERYTHING_KEYS, UsageError
     from samkit.model import SAM
 
     prompts = {k: args[k] for k in ("points", "labels", "bboxes")}
@@ -68,8 +68,6 @@ def predict(args: dict[str, Any]) -> int:
     source = args["source"]
     _check_run_folder(args["project"], args["name"])
     if not source.strip():
-        from samkit.cli import UsageError
-
         raise UsageError("source is empty: give an image, folder, glob, URL or video")
     if (
         not any(c in source for c in "*?[")
@@ -118,15 +116,6 @@ def predict(args: dict[str, Any]) -> int:
     return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
 
 
-def write_result(result: Any, run_dir: Path, stem: str, save: bool, save_txt: bool) -> None:
-    """One image's files in a predict run folder: overlay ``<stem>.jpg`` and YOLO-seg
-    ``labels/<stem>.txt``."""
-    if save:
-        result.save(run_dir / f"{stem}.jpg")
-    if save_txt:
-        result.save_txt(run_dir / "labels" / f"{stem}.txt")
-
-
 def _finish_predict(
     args: dict[str, Any],
     everything: dict[str, Any],
@@ -136,8 +125,6 @@ def _finish_predict(
     n_masks: int,
 ) -> int:
     """Write ``predictions.json`` and print the run's one-line summary."""
-    from samkit.cli import PREDICT_KEYS
-
     if args["save_json"]:
         from samkit.io_utils import atomic_write_text
 
@@ -157,7 +144,6 @@ def _finish_predict(
 def _predict_on_ray(args: dict[str, Any], everything: dict[str, Any]) -> int:
     """``samkit predict source=folder/ engine=ray``: segment everything on a Ray cluster."""
     from samkit.annotate.images import list_images
-    from samkit.cli import UsageError
     from samkit.cluster import ray_options_from_args
     from samkit.cluster.everything import everything_on_ray
     from samkit.cluster.runtime import model_spec

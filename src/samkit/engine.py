@@ -22,7 +22,7 @@ Image
     ``encode(image_rgb)`` (H, W, 3) uint8 RGB -> image state, which becomes the current image;
     ``set_image`` the same without the return value; ``get_state`` / ``set_state`` the current
     state (the engine's own type; a torch engine accepts and returns
-    :class:`~samkit.predictor.ImageState`); ``reset_image``; ``is_image_set``; ``sizes()``
+    :class:`~samkit.image_state.ImageState`); ``reset_image``; ``is_image_set``; ``sizes()``
     -> ``(input_size, original_size)`` (H, W) of the current image.
 Prompts (against the current image)
     ``decode(objects, multimask_output, decoder_batch=None)``: :class:`~samkit.prompts.

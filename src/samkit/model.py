@@ -6,28 +6,25 @@ prompt it segments everything. Prompt shapes are those of :mod:`samkit.prompts`.
 
 All network work goes through one engine object, ``SAM(...).engine`` (an
 :class:`~samkit.engine.Engine`: :class:`~samkit.engine.TorchEngine` or the ONNX Runtime
-engine), made once in :meth:`SAM._make_engine`: prompts, segment everything and
-auto-annotation all use it, so ``device``, ``dtype``, ``compile`` and ``decoder_batch`` hold on
-every path. Nothing in this module imports torch at import time.
+engine), made once by :class:`~samkit.front.SamFront`, which SAM extends: prompts, segment
+everything and auto-annotation all use it, so ``device``, ``dtype``, ``compile`` and
+``decoder_batch`` hold on every path. This module adds sources (:meth:`SAM.predict`) and the
+workflows (``val``, ``train``, ``export``, ``info``), each a thin call into its feature.
+Nothing in this module imports torch at import time.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from samkit.call_args import decoder_batch_arg
-from samkit.engine import Engine, TorchEngine
 from samkit.errors import SamkitError, SourceError
-from samkit.masks import record_rle
-from samkit.prompts import ObjectPrompt, group_objects, normalize_prompts
+from samkit.front import SamFront
 from samkit.results import Results
 from samkit.sources import count_items, is_collection, iter_source
 
@@ -49,8 +46,10 @@ class RunLog:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-class SAM:
-    """Segment Anything, high level.
+class SAM(SamFront):
+    """Segment Anything, high level: :meth:`predict` over sources, plus ``val``, ``train``,
+    ``export`` and ``info``; one image at a time through :class:`~samkit.front.SamFront`'s
+    ``segment_prompts`` / ``segment_everything``.
 
     Args:
         model: a checkpoint file or model name (``"sam_b.pt"``, ``"mobile_sam.pt"``,
@@ -82,60 +81,8 @@ class SAM:
         decoder_batch: int | None = None,
         threads: int | None = None,
     ) -> None:
-        from samkit.backends import onnx_source
-        from samkit.backends.grabcut import is_grabcut
-
-        self.grabcut = is_grabcut(model)
-        self.onnx_folder = None if self.grabcut else onnx_source(model, backend)
         self.last_run = RunLog()
-        self._precision: dict[str, Any] = {"half": half, "dtype": dtype, "compile": compile}
-        self._precision.update(decoder_batch=decoder_batch, threads=threads)
-        self._generator: tuple[str, Any] | None = None
-        if self.grabcut:  # OpenCV GrabCut: no network, no weights
-            self.checkpoint: str | None = "grabcut"
-            self.model: Sam = None  # type: ignore[assignment]
-            self.engine: Engine = self._make_engine()
-            return
-        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
-            self.checkpoint = str(self.onnx_folder)
-            self.model = None  # type: ignore[assignment]
-            self.engine = self._make_engine()
-            return
-        from samkit.build import build_sam
-        from samkit.device import select_device
-
-        dev = select_device(device)  # a bad device fails before any weights are read
-        if isinstance(model, (str, os.PathLike)):
-            from samkit.weights import resolve_checkpoint
-
-            self.checkpoint = str(resolve_checkpoint(model))
-            net = build_sam(self.checkpoint)
-        else:
-            self.checkpoint = None
-            net = model
-        self.model = net.to(dev).eval()
-        self.engine = self._make_engine()
-
-    def _make_engine(self) -> Engine:
-        """The one place where the backend is chosen."""
-        if self.grabcut:
-            from samkit.backends.grabcut import GrabCutEngine
-
-            return GrabCutEngine()
-        if self.onnx_folder is not None:
-            from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
-
-            batch = self._precision["decoder_batch"]
-            predictor = OnnxPredictor(self.onnx_folder, threads=self._precision["threads"])
-            return OnnxEngine(predictor, decoder_batch=batch)
-        return TorchEngine(self.model, **self._precision)
-
-    @property
-    def results_device(self) -> str | None:
-        """Where Results' views put tensors (:func:`samkit.call_args.results_device`)."""
-        from samkit.call_args import results_device
-
-        return results_device(self.model)
+        super().__init__(model, device, backend, half, dtype, compile, decoder_batch, threads)
 
     # ------------------------------------------------------------------ info / export
     def info(self, detailed: bool = False, verbose: bool = True) -> ModelInfo:
@@ -178,15 +125,6 @@ class SAM:
         if self.checkpoint is not None:
             kwargs.setdefault("name", Path(self.checkpoint).stem)
         return export(self.model, format=format, **kwargs)
-
-    def _require_torch(self, what: str) -> None:
-        if self.model is None:
-            runs = (
-                "GrabCut, which has none" if self.grabcut else f"the ONNX export {self.onnx_folder}"
-            )
-            raise SamkitError(
-                f"{what} needs the torch network; this SAM runs {runs} (load a checkpoint instead)"
-            )
 
     # ------------------------------------------------------------------ predict
     def __call__(self, source: Any = None, **kwargs: Any) -> list[Results] | Iterator[Results]:
@@ -234,7 +172,9 @@ class SAM:
             kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose``, ``save``,
                 ``save_txt``, ``project``, ``name``, ``exist_ok``; others such as
                 ``retina_masks`` accepted and ignored: :mod:`samkit.call_args`); without
-                prompts, segment-everything settings (Meta's or Ultralytics' names).
+                prompts, segment-everything settings (Meta's or Ultralytics' names), among
+                them ``prompts_from=det``: a detector's boxes instead of the point grid
+                (:class:`~samkit.automatic.SamAutomaticMaskGenerator`).
 
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.
@@ -263,14 +203,6 @@ class SAM:
         if call.writes or call.verbose:
             runner = with_outputs(runner, call)
         return runner if stream else list(runner)
-
-    def to(self, device: Any) -> SAM:
-        """Move the network to ``device`` (as ``predict(device=...)`` does); the engine and the
-        segment-everything generator follow. ONNX Runtime runs on the CPU only."""
-        from samkit.call_args import move_front
-
-        move_front(self, device)
-        return self
 
     def _run(
         self,
@@ -317,85 +249,6 @@ class SAM:
         finally:
             bar.close()
 
-    # ------------------------------------------------------------------ one image
-    def segment_prompts(
-        self,
-        image_rgb: np.ndarray | None,
-        *,
-        points: Any = None,
-        labels: Any = None,
-        bboxes: Any = None,
-        masks: Any = None,
-        multimask_output: bool = False,
-        keep_all: bool | None = None,
-        conf: float | None = None,
-        decoder_batch: int | None = None,
-        batch_size: int | None = None,
-        path: str = "",
-        frame: int | None = None,
-        current_rgb: np.ndarray | None = None,
-    ) -> Results:
-        """Prompted masks of one (H, W, 3) uint8 RGB image; ``image_rgb=None`` reuses the
-        engine's current embedding (then ``current_rgb`` must be the image it was made from)."""
-        t0 = time.perf_counter()
-        if image_rgb is not None:
-            self.engine.set_image(image_rgb)
-            current_rgb = image_rgb
-        elif current_rgb is None or not self.engine.is_image_set:
-            raise SamkitError("no image is set: call set_image(...) or pass a source")
-        t1 = time.perf_counter()
-        h, w = current_rgb.shape[:2]
-        objects = normalize_prompts((h, w), points, labels, bboxes, masks, self.engine.low_res)
-        keep_all = multimask_output if keep_all is None else keep_all
-        batch = decoder_batch_arg(decoder_batch, batch_size)
-        low, scores, object_ids = self._decode(objects, multimask_output, keep_all, batch)
-        if conf is not None:
-            keep = scores >= conf
-            low, scores, object_ids = low[keep], scores[keep], object_ids[keep]
-        masks_out = self._upscale(low, (h, w))
-        t2 = time.perf_counter()
-        return Results(
-            image=current_rgb,
-            mask_array=masks_out,
-            scores=scores,
-            path=path,
-            object_ids=object_ids,
-            low_res_logits=low,
-            frame=frame,
-            speed={
-                "encode": (t1 - t0) * 1e3 if image_rgb is not None else 0.0,
-                "decode": (t2 - t1) * 1e3,
-            },
-            device=self.results_device,
-        )
-
-    def _decode(
-        self, objects: list[ObjectPrompt], multimask: bool, keep_all: bool, batch: int | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> low-res logits (M, 1, s, s), scores (M,), object ids (M,) in object order."""
-        s = self.engine.low_res
-        per_obj = 3 if keep_all else 1
-        n = len(objects)
-        low = np.zeros((n, per_obj, s, s), dtype=np.float32)
-        scores = np.zeros((n, per_obj), dtype=np.float32)
-        for idx in group_objects(objects, max(n, 1)):  # the engine splits into decoder passes
-            lr, sc = self.engine.decode([objects[i] for i in idx], multimask, batch)
-            if multimask and not keep_all:
-                best = np.argmax(sc, axis=1)
-                rows = np.arange(len(idx))
-                lr, sc = lr[rows, best][:, None], sc[rows, best][:, None]
-            low[idx], scores[idx] = lr, sc
-        ids = np.repeat(np.arange(n, dtype=np.int64), per_obj)
-        return low.reshape(n * per_obj, 1, s, s), scores.reshape(-1), ids
-
-    def _upscale(self, low: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        """Low-res logits (M, 1, s, s) -> masks (M, H, W) bool, ~256 MB of float logits at once."""
-        out = np.zeros((len(low), *hw), dtype=bool)
-        step = max(1, int(256e6 // (4 * hw[0] * hw[1])))
-        for start in range(0, len(low), step):
-            out[start : start + step] = self.engine.upscale(low[start : start + step])
-        return out
-
     # ------------------------------------------------------------------ validation
     def val(
         self,
@@ -407,66 +260,6 @@ class SAM:
         """Measure this model on a labelled dataset, as Ultralytics' ``model.val(data=...)``;
         see :func:`samkit.evaluation.val` for protocols and options. Returns its ValResults
         (``.metrics["box"]["miou"]`` ...)."""
-        from samkit.evaluation import val
+        from samkit.evaluation.runner import val
 
         return val(self, data, images, protocols, **kwargs)
-
-    # ------------------------------------------------------------------ everything
-    def _automatic(self, settings: dict[str, Any]) -> Any:
-        """The mask generator for these segment-everything settings (the last one is cached).
-
-        Settings take Meta's names or Ultralytics' (``points_stride``, ``conf_thres``, ...).
-        """
-        try:
-            from samkit.automatic import SamAutomaticMaskGenerator, everything_params
-        except ImportError:
-            raise SamkitError(
-                "segment everything is not available yet in this installation: give prompts "
-                "(points=, bboxes=, masks=)"
-            ) from None
-        params = everything_params(**settings)
-        params["output_mode"] = "uncompressed_rle"  # Results keep RLEs, never a dense stack
-        key = repr(sorted(params.items(), key=lambda kv: kv[0]))
-        if self._generator is None or self._generator[0] != key:
-            try:
-                # One engine per SAM: the generator decodes through this front's engine.
-                generator = SamAutomaticMaskGenerator(self.engine, **params)
-            except TypeError as exc:
-                raise SamkitError(f"bad segment-everything setting: {exc}") from None
-            self._generator = (key, generator)
-        return self._generator[1]
-
-    def segment_everything(
-        self,
-        image_rgb: np.ndarray,
-        *,
-        path: str = "",
-        frame: int | None = None,
-        progress: bool = True,
-        **settings: Any,
-    ) -> Results:
-        """Every object of one (H, W, 3) uint8 RGB image, as found by the automatic mask
-        generator (masks sorted by area, largest first, as the generator returns them).
-        ``progress``: a bar of the grid points decoded so far (a large image takes minutes).
-
-        The Results hold the masks as RLEs (``Results.rles``); the dense ``Results.masks``
-        stack is only decoded if accessed (N * H * W bytes)."""
-        generator = self._automatic(settings)
-        generator.progress = bool(progress)
-        t0 = time.perf_counter()
-        records = generator.generate(image_rgb)
-        t1 = time.perf_counter()
-        h, w = image_rgb.shape[:2]
-        return Results(
-            image=image_rgb,
-            rles=[record_rle(r["segmentation"], (h, w)) for r in records],
-            scores=np.array([r["predicted_iou"] for r in records], dtype=np.float32).reshape(-1),
-            stability_scores=np.array(
-                [r["stability_score"] for r in records], dtype=np.float32
-            ).reshape(-1),
-            path=path,
-            frame=frame,
-            speed={"everything": (t1 - t0) * 1e3},
-            stats=generator.stats.as_dict(),
-            device=self.results_device,
-        )

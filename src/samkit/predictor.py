@@ -6,7 +6,6 @@ original image frame, ``predict_torch`` takes batched tensors already in the inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,41 +14,14 @@ import torch
 from samkit import device as devices
 from samkit import transforms
 from samkit.errors import PromptError, SamkitError
+from samkit.image_state import ImageState, PreparedDecoder
 from samkit.modeling import Sam
-from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
+from samkit.modeling.decoder_fast import OutputLimits
 from samkit.postprocess import binarize, upsample_fast
 from samkit.utils.transforms import ResizeLongestSide
 from samkit.validation import check_box, check_image, check_mask_input, check_points
 
-
-@dataclass
-class PreparedDecoder:
-    """The decoder's prompt-independent work for one image (valid for every prompt without a
-    mask prompt), one :class:`~samkit.modeling.decoder_fast.DecoderCache` per compute dtype,
-    filled lazily by the predictor."""
-
-    by_dtype: dict[torch.dtype, DecoderCache] = field(default_factory=dict)
-
-    def get(self, model: Sam, features: torch.Tensor, dtype: torch.dtype) -> DecoderCache:
-        """The cache for ``dtype``, computed from ``features`` (1, 256, 64, 64) on first use."""
-        cache = self.by_dtype.get(dtype)
-        if cache is None:
-            cache = self.by_dtype[dtype] = model.prepare_decoder(features)
-        return cache
-
-
-@dataclass(frozen=True)
-class ImageState:
-    """Everything decoding needs about one encoded image; cache it to skip the encoder.
-
-    features: (1, 256, 64, 64) image embedding. original_size / input_size: (H, W) of the
-    user's image and of the resized image inside the padded model input.
-    """
-
-    features: torch.Tensor
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-    decoder: PreparedDecoder = field(default_factory=PreparedDecoder, compare=False, repr=False)
+__all__ = ["ImageState", "PreparedDecoder", "SamPredictor"]
 
 
 class SamPredictor:

@@ -60,9 +60,10 @@ class Results:
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
         speed: milliseconds spent per stage ("encode", "decode", ...).
-        stats: what the run did; for segment everything ``mode`` ("exact" / "fast"),
-            ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past the score
-            filters) and ``kept`` (masks returned).
+        stats: what the run did; for segment everything ``mode`` ("exact" / "fast" /
+            "boxes"), ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past
+            the score filters), ``kept`` (masks returned) and ``boxes`` (detector boxes, with
+            ``prompts_from``).
         device: torch device of the views' tensors (``r.masks.data``, ``r.boxes.xyxy``); None
             gives NumPy arrays. See :meth:`cpu`, :meth:`numpy`, :meth:`to`.
     """

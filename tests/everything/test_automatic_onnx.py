@@ -218,3 +218,21 @@ def test_onnx_generator_without_torch(blob_export, image, torch_records, tmp_pat
         for meta, mask in zip(json.loads(str(got["meta"])), got["masks"], strict=True)
     ]
     assert_same_masks(ours, torch_records)
+
+
+def test_onnx_generator_from_detector_boxes(blob_export, image) -> None:
+    """``prompts_from`` on ONNX Runtime: the same box prompts as torch, the same masks."""
+    from samkit.backends.onnxruntime import OnnxPredictor
+
+    boxes = np.array([[20, 20, 70, 70], [200, 30, 260, 90], [40, 150, 110, 220]], dtype=float)
+    kw = {"prompts_from": lambda rgb: boxes, "pred_iou_thresh": 0.0}
+    ref = SamAutomaticMaskGenerator(blob_export[0], **kw).generate(image)
+    gen = SamAutomaticMaskGenerator(OnnxPredictor(blob_export[1]), **kw)
+    ours = gen.generate(image)
+    assert gen.stats.mode == "boxes" and len(ours) == len(ref) == len(boxes)
+    for r in ref:
+        (o,) = [o for o in ours if np.allclose(o["point_coords"], r["point_coords"])]
+        a, b = r["segmentation"], o["segmentation"]
+        iou = (a & b).sum() / (a | b).sum()
+        print(f"box at {r['point_coords']}: mask IoU {iou:.5f}")
+        assert iou >= 0.99 and abs(r["predicted_iou"] - o["predicted_iou"]) <= 1e-3

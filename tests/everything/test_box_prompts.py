@@ -269,6 +269,14 @@ def test_bad_prompts_from_fails_at_construction(models, value, needle) -> None:
         assert "YOLO" in str(info.value) and "callable" in str(info.value)  # what is accepted
 
 
+def test_grabcut_is_refused(models) -> None:
+    from samkit import SAM
+    from samkit.errors import SamkitError
+
+    with pytest.raises(SamkitError, match="prompts_from needs a SAM model"):
+        SamAutomaticMaskGenerator(SAM("grabcut"), prompts_from=lambda im: BOXES)
+
+
 def test_bad_detector_output_names_the_callable(models, image) -> None:
     gen = SamAutomaticMaskGenerator(models[1], prompts_from=lambda im: "boxes")
     with pytest.raises(ArgumentError, match="detector callable must return"):
@@ -292,3 +300,56 @@ def test_ultralytics_model_as_prompts_from(models, image, tmp_path, monkeypatch)
     assert gen.stats.boxes == 3 and gen.stats.decoded == 3
     plain = SamAutomaticMaskGenerator(models[1], prompts_from=yolo)  # the YOLO object itself
     assert isinstance(plain.box_source, UltralyticsDetector)
+
+
+# --------------------------------------------------------------------------- front and CLI
+@pytest.fixture(scope="module")
+def blob_checkpoint(models, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("boxes") / "blob.pt"
+    torch.save(models[1].state_dict(), path)
+    return path
+
+
+def test_front_segments_everything_from_boxes(models, blob_checkpoint, image) -> None:
+    from samkit import SAM
+    from samkit.errors import SamkitError
+
+    def det(im: np.ndarray) -> np.ndarray:
+        return BOXES
+
+    model = SAM(str(blob_checkpoint))
+    (result,) = model(image, prompts_from=det, **OPEN)
+    expected = SamAutomaticMaskGenerator(models[1], prompts_from=det, **OPEN).generate(image)
+    assert len(result) == len(expected) == len(BOXES)
+    assert result.stats["mode"] == "boxes" and result.stats["boxes"] == len(BOXES)
+    assert sorted(result.scores.tolist()) == sorted(r["predicted_iou"] for r in expected)
+    assert model._automatic({"prompts_from": det, **OPEN}) is model._automatic(
+        {"prompts_from": det, **OPEN}
+    )  # the generator (and its detector) is made once
+    with pytest.raises(SamkitError, match="prompts_from"):
+        model(image, bboxes=[0, 0, 10, 10], prompts_from=det)
+    with pytest.raises(ArgumentError, match="prompts_from must be"):
+        model(image, prompts_from=42)
+
+
+def test_cli_prompts_from_a_label_folder(blob_checkpoint, image, tmp_path, capsys) -> None:
+    """``samkit predict ... prompts_from=<folder of YOLO box labels>``: the image's label file
+    is found by its name; one mask per box reaches predictions.json."""
+    import cv2
+
+    from samkit.cli import main
+
+    folder = _label_folder(tmp_path)
+    source = tmp_path / "scene.png"
+    cv2.imwrite(str(source), image[:, :, ::-1])
+    code = main([
+        "predict", f"model={blob_checkpoint}", f"source={source}", f"prompts_from={folder}",
+        "pred_iou_thresh=0", "verbose=True", f"project={tmp_path / 'runs'}", "device=cpu",
+    ])  # fmt: skip
+    assert code == 0
+    assert "4 detector boxes, 4 box prompts decoded" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "runs" / "predict" / "predictions.json").read_text())
+    assert summary["counts"]["masks"] == len(BOXES)
+    assert summary["args"]["prompts_from"] == str(folder)
+    assert main(["predict", f"source={source}", "prompts_form=x"]) == 2  # a usage error
+    assert "prompts_from" in capsys.readouterr().err

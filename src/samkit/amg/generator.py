@@ -167,6 +167,11 @@ class SamAutomaticMaskGenerator:
             if value is not None and (int(value) != value or value < 1):
                 raise SamkitError(f"{name} must be a positive int, got {value!r}")
         self.engine = as_engine(model)
+        if self.box_source is not None and self.engine.backend == "grabcut":
+            raise SamkitError(
+                "prompts_from needs a SAM model: GrabCut's masks have no logits to filter "
+                "(for detector boxes -> GrabCut masks use auto_annotate / samkit annotate)"
+            )
         if fast:  # TinySAM-style hierarchical sampling; the other switches stay opt-in (Speed)
             skip_covered = True
         if self.engine.backend != "torch" and (low_res_filter or bf16):

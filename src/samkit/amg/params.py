@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 from samkit.errors import SamkitError
 
-__all__ = ["GENERATOR_PARAMS", "ULTRALYTICS_ARGS", "everything_params"]
+__all__ = ["GENERATOR_PARAMS", "ULTRALYTICS_ARGS", "everything_params", "settings_key"]
 
 # Ultralytics' ``Predictor.generate`` argument -> Meta's ``SamAutomaticMaskGenerator`` parameter.
 # Names both use are listed too, so the table answers "is this an everything-mode key?".
@@ -50,6 +51,7 @@ GENERATOR_PARAMS: tuple[str, ...] = (
     "fast",
     "verbose",
     "decoder_batch",
+    "prompts_from",
 )
 
 # Old spellings still accepted -> the documented name.
@@ -86,3 +88,14 @@ def everything_params(**kwargs: Any) -> dict[str, Any]:
         out[name] = value
         source[name] = key
     return out
+
+
+def settings_key(params: dict[str, Any]) -> str:
+    """A key telling two sets of (normalised) everything-mode settings apart, for caching a
+    generator: values by ``repr``, except a detector object given as ``prompts_from`` (a
+    model, a callable), which is told apart by identity."""
+    keyed = dict(params)
+    det = keyed.get("prompts_from")
+    if det is not None and not isinstance(det, (str, os.PathLike)):
+        keyed["prompts_from"] = f"<{type(det).__name__} object at {id(det):#x}>"
+    return repr(sorted(keyed.items(), key=lambda kv: kv[0]))

@@ -16,7 +16,9 @@ from samkit.annotate.detectors import (
     YoloBoxLabels,
     make_box_source,
 )
-from samkit.annotate.run import AnnotateSummary, auto_annotate, filter_boxes, segment_boxes
+from samkit.annotate.run import auto_annotate
+from samkit.annotate.segment import filter_boxes, segment_boxes
+from samkit.annotate.state import AnnotateSummary
 from samkit.annotate.writers import FORMATS, DatasetWriter
 
 __all__ = [

@@ -16,10 +16,13 @@ import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samkit.cluster.runtime import ModelSpec, RayOptions, model_spec, ray_session, stage_args
 from samkit.cluster.stages import DecodeWriteStage, DetectStage, EncodeStage, unpack
+
+if TYPE_CHECKING:
+    from samkit.annotate.state import AnnotateRun
 
 __all__ = ["annotate_on_ray", "run_annotate"]
 
@@ -94,7 +97,7 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_annotate(
-    run: Any,
+    run: AnnotateRun,
     images: Sequence[tuple[Path, str]],
     *,
     sam_model: Any,

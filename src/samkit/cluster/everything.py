@@ -37,7 +37,7 @@ class EverythingStage:
         return per_row(batch, self._one, "t_everything", {"summary": "", "masks": 0})
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        from samkit.cli_modes import write_result
+        from samkit.call_args import write_result
 
         (result,) = self.front.predict(str(row["path"]), progress=False, **self.everything)
         write_result(result, self.run_dir, str(row["stem"]), self.save, self.save_txt)

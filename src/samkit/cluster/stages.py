@@ -101,7 +101,7 @@ class DetectStage:
     """Image path -> filtered detections (``dets``), the image size and boxes dropped.
 
     ``source_factory()`` builds the box source on the worker (a YOLO model loads once per
-    actor); ``filters`` are :func:`~samkit.annotate.run.filter_boxes`' keyword arguments.
+    actor); ``filters`` are :func:`~samkit.annotate.segment.filter_boxes`' keyword arguments.
     """
 
     def __init__(self, source_factory: Callable[[], Any], filters: dict[str, Any]) -> None:
@@ -114,7 +114,7 @@ class DetectStage:
         return per_row(batch, self._one, "t_detect", defaults)
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        from samkit.annotate.run import filter_boxes
+        from samkit.annotate.segment import filter_boxes
 
         image = _read(row["path"])
         h, w = image.shape[:2]
@@ -199,7 +199,7 @@ class DecodeWriteStage:
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         from samkit.annotate.detectors import Detections
-        from samkit.annotate.run import decode_boxes
+        from samkit.annotate.segment import decode_boxes
 
         d = unpack(row["dets"])
         h, w = int(row["height"]), int(row["width"])

@@ -1,7 +1,7 @@
 """``samkit val``: measure SAM-family models on a labelled dataset with the protocols papers use.
 
 ``samkit.val(model, data, images=None, protocols=("box", "point"), ...)`` returns a
-:class:`~samkit.evaluation.runner.ValResults` whose ``metrics["box"]["miou"]`` (and the same per
+:class:`~samkit.evaluation.results.ValResults` whose ``metrics["box"]["miou"]`` (and the same per
 protocol) holds the numbers. Protocols (:data:`~samkit.evaluation.protocols.PROTOCOLS`): ``box``,
 ``point``, ``center``, ``clicks``, ``everything``, ``detections``, ``teacher``; settings in
 :class:`~samkit.evaluation.settings.ValSettings`.

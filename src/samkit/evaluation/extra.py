@@ -162,9 +162,9 @@ class TeacherAcc:
     (or, on unlabelled images, a 3x3 grid of points and the boxes of the teacher's masks)."""
 
     def __init__(self, member: Any, settings: Any) -> None:
-        from samkit.evaluation.runner import _members
+        from samkit.evaluation.members import members
 
-        self.teacher = _members(settings.teacher, None, None, None)[0]
+        self.teacher = members(settings.teacher, None, None, None)[0]
         self.settings = settings
 
     def _prompts(self, ctx: Context) -> list[tuple[str, ObjectPrompt]]:

@@ -305,47 +305,54 @@ def _export_into(
     external_data: bool | None,
     log: Callable[[str], None],
 ) -> list[Path]:
-    """:func:`export` into ``folder`` (the staging folder); returns the files written."""
+    """:func:`export` into ``folder`` (the staging folder): both graphs, their checks against
+    torch, the int8 copies and the manifest; returns the files written."""
     model = model.eval()
     log(f"exporting {name} (ONNX opset {opset}, TorchScript-based exporter)")
+    encoder: dict[str, Any] = {"bake_preprocess": bake_preprocess, "image_dtype": image_dtype}
+    decoder = {"return_single_mask": return_single_mask, "return_low_res": return_low_res}
     enc_files = export_encoder(
-        model,
-        folder / ENCODER_FILE,
-        name=name,
-        bake_preprocess=bake_preprocess,
-        image_dtype=image_dtype,
-        opset=opset,
-        external_data=external_data,
+        model, folder / ENCODER_FILE, name=name, opset=opset, external_data=external_data, **encoder
     )
-    dec_files = export_decoder(
-        model,
-        folder / DECODER_FILE,
-        name=name,
-        return_single_mask=return_single_mask,
-        return_low_res=return_low_res,
-        opset=opset,
-    )
+    dec_files = export_decoder(model, folder / DECODER_FILE, name=name, opset=opset, **decoder)
     checks: dict[str, float] = {}
     if check:
         log("checking encoder.onnx")
         checks["encoder_max_rel_diff"] = check_encoder(
-            model,
-            enc_files[0],
-            bake_preprocess=bake_preprocess,
-            image_dtype=image_dtype,
-            rtol=rtol,
-            log=log,
+            model, enc_files[0], rtol=rtol, log=log, **encoder
         )
         log("checking decoder.onnx")
         checks["decoder_max_rel_diff"] = check_decoder(
-            model,
-            dec_files[0],
-            return_single_mask=return_single_mask,
-            return_low_res=return_low_res,
-            rtol=rtol,
-            log=log,
+            model, dec_files[0], rtol=rtol, log=log, **decoder
         )
-    manifest: dict[str, Any] = {
+    manifest = _manifest(model, name, opset, encoder, decoder, checks)
+    files = [*enc_files, *dec_files]
+    if int8:
+        from samkit.export.quantize import quantize_files
+
+        quantized = quantize_files(folder / ENCODER_FILE, folder / DECODER_FILE, log=log)
+        manifest["int8"] = {role: p.name for role, p in quantized.items()}
+        files.extend(quantized.values())
+    manifest_path = folder / MANIFEST
+    from samkit.io_utils import atomic_write_text
+
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    files.append(manifest_path)
+    return files
+
+
+def _manifest(
+    model: Sam,
+    name: str,
+    opset: int,
+    encoder: dict[str, Any],
+    decoder: dict[str, bool],
+    checks: dict[str, float],
+) -> dict[str, Any]:
+    """The contents of ``samkit_onnx.json``: what a runtime needs to feed and read the graphs
+    (sizes, mean / std, image format, mask threshold), the export options and the checks."""
+    baked = encoder["bake_preprocess"]
+    return {
         "format": "samkit-onnx",
         "version": 1,
         "model": name,
@@ -361,27 +368,13 @@ def _export_into(
         "opset": opset,
         "encoder": {
             "file": ENCODER_FILE,
-            "bake_preprocess": bake_preprocess,
-            "image_dtype": image_dtype if bake_preprocess else "float32",
+            "bake_preprocess": baked,
+            "image_dtype": encoder["image_dtype"] if baked else "float32",
         },
         "decoder": {
             "file": DECODER_FILE,
-            "return_single_mask": return_single_mask,
-            "return_low_res": return_low_res,
+            **decoder,
             "num_mask_tokens": model.mask_decoder.num_mask_tokens,
         },
         "checks": checks,
     }
-    files = [*enc_files, *dec_files]
-    if int8:
-        from samkit.export.quantize import quantize_files
-
-        quantized = quantize_files(folder / ENCODER_FILE, folder / DECODER_FILE, log=log)
-        manifest["int8"] = {role: p.name for role, p in quantized.items()}
-        files.extend(quantized.values())
-    manifest_path = folder / MANIFEST
-    from samkit.io_utils import atomic_write_text
-
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    files.append(manifest_path)
-    return files

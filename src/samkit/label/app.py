@@ -125,6 +125,7 @@ def create_app(
 
     _page_routes(app, ctx)
     _image_routes(app, ctx)
+    _segment_routes(app, ctx)
     _label_routes(app, ctx)
     return app
 
@@ -173,8 +174,6 @@ def _page_routes(app: Any, ctx: _Context) -> None:
 def _image_routes(app: Any, ctx: _Context) -> None:
     from fastapi.responses import Response
 
-    json_body = ctx.http.Body(None)  # any JSON: checked by samkit.label.checks
-
     @app.get("/api/images")
     def images() -> list[dict[str, Any]]:
         return [
@@ -200,6 +199,10 @@ def _image_routes(app: Any, ctx: _Context) -> None:
         buf = io.BytesIO()
         Image.fromarray(ctx.loader(e)()).save(buf, format="PNG")
         return Response(buf.getvalue(), media_type="image/png")
+
+
+def _segment_routes(app: Any, ctx: _Context) -> None:
+    json_body = ctx.http.Body(None)  # any JSON: checked by samkit.label.checks
 
     @app.post("/api/images/{image_id}/predict")
     def predict(image_id: int, body: Any = json_body) -> dict[str, Any]:

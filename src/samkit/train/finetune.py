@@ -255,10 +255,10 @@ class FineTuneTask(TrainTask):
         encoder the held-out embeddings are computed once and kept for every epoch."""
         if self.val_data is None:
             return {}
-        from samkit.evaluation import val
-        from samkit.model import SAM
+        from samkit.evaluation.runner import val
+        from samkit.front import SamFront
 
-        front = SAM(self.sam, device=str(self.ctx.device))
+        front = SamFront(self.sam, device=str(self.ctx.device))
         if not self.encoder_trains and self.val_store is None:
             self.val_store = EmbeddingStore(
                 None, self.store.model_key + "-val", memory_items=1 << 30
