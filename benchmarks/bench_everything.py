@@ -18,7 +18,8 @@ TinyViT has no absolute position embedding, so the encoder is wrapped: it runs i
 cost is real) and its output is replaced by the features the decoder reads. Both
 implementations get the very same modules.
 
-Every configuration runs once, in a fresh subprocess (peak memory = the child's ru_maxrss),
+Every configuration runs once, in a fresh subprocess (peak memory = the child's VmHWM, which
+unlike ru_maxrss does not carry the parent's peak across fork + exec),
 reference first, so that load drift on a shared machine hits all alike. Rows:
 
 - reference: segment_anything-style ``mobile_sam.SamAutomaticMaskGenerator``;
@@ -37,7 +38,6 @@ import argparse
 import json
 import os
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -117,7 +117,9 @@ def child(spec: dict[str, Any], out_path: str) -> None:
         records = gen.generate(image)
         seconds = time.perf_counter() - t0
     stats = getattr(gen, "stats", None)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from common import max_rss_bytes
+
+    peak_mib = max_rss_bytes() / 2**20
     keep = ("segmentation", "predicted_iou", "stability_score", "bbox", "point_coords")
     with open(out_path, "wb") as f:
         pickle.dump(

@@ -121,10 +121,10 @@ def _rss_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:  # not Linux: fall back to the high-water mark
-        return _max_rss_bytes()
+        return max_rss_bytes()
 
 
-def _max_rss_bytes() -> int:
+def max_rss_bytes() -> int:
     """This process's peak resident size. Linux: VmHWM (ru_maxrss would carry the parent's
     peak across fork + exec into a spawned child)."""
     try:
@@ -142,7 +142,7 @@ def _memory_child(setup: Callable[..., Callable[[], Any]], *args: Any) -> tuple[
     run = setup(*args)
     base = _rss_bytes()
     run()
-    peak = _max_rss_bytes()
+    peak = max_rss_bytes()
     return peak, max(0, peak - base)
 
 
