@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from samkit.errors import PromptError, SamkitError
+from samkit.errors import ArgumentError, PromptError, SamkitError
 
 __all__ = [
     "MAX_COORD",
@@ -141,7 +141,7 @@ _UNIT_RANGES = {
 
 def check_generator_settings(**settings: object) -> None:
     """Segment-everything settings: thresholds in their ranges (finite numbers), counts as
-    ints (not bools) in range. Raises SamkitError naming the setting and the range."""
+    ints (not bools) in range. Raises ArgumentError naming the setting and the range."""
     for name, value in settings.items():
         if value is None:
             continue
@@ -154,17 +154,17 @@ def check_generator_settings(**settings: object) -> None:
             ok = ok and (lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi)
             if not ok:
                 rng = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
-                raise SamkitError(f"{name} must be a number in {rng}, got {value!r}")
+                raise ArgumentError(f"{name} must be a number in {rng}, got {value!r}")
         elif name == "stability_score_offset":
             if isinstance(value, bool) or not np.isfinite(_as_float(value)):
-                raise SamkitError(f"{name} must be a finite number, got {value!r}")
+                raise ArgumentError(f"{name} must be a finite number, got {value!r}")
         else:  # counts: points_per_side, points_per_batch, crop_n_layers, ...
             low = 0 if name in ("crop_n_layers", "min_mask_region_area") else 1
             whole = isinstance(value, (int, np.integer)) or (
                 isinstance(value, float) and value.is_integer()
             )
             if isinstance(value, bool) or not whole or int(value) < low:  # type: ignore[call-overload]
-                raise SamkitError(f"{name} must be an int >= {low}, got {value!r}")
+                raise ArgumentError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 def _as_float(value: object) -> float:

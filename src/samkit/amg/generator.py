@@ -36,16 +36,15 @@ from samkit.amg.fast import (
 )
 from samkit.amg.grid import (
     boxes_near_crop_edge,
-    build_all_layer_point_grids,
-    check_grid,
     generate_crop_boxes,
+    layer_point_grids,
     uncrop_rle,
 )
 from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.progress import CountingEngine, points_bar
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
 from samkit.engine import Engine, as_engine
-from samkit.errors import SamkitError
+from samkit.errors import ArgumentError
 from samkit.postprocess.exact import Geometry
 from samkit.transforms import apply_coords
 from samkit.validation import check_generator_settings, check_image
@@ -135,50 +134,15 @@ class SamAutomaticMaskGenerator:
             crop_n_points_downscale_factor=crop_n_points_downscale_factor,
             decoder_batch=decoder_batch,
         )  # fmt: skip
-        if (points_per_side is None) == (point_grids is None):
-            raise SamkitError("give exactly one of points_per_side or point_grids")
-        if points_per_side is not None:
-            if int(points_per_side) != points_per_side or points_per_side < 1:
-                raise SamkitError(
-                    f"points_per_side must be a positive int, got {points_per_side!r}"
-                )
-            if crop_n_points_downscale_factor < 1:
-                raise SamkitError(
-                    "crop_n_points_downscale_factor must be >= 1, got "
-                    f"{crop_n_points_downscale_factor!r}"
-                )
-            self.point_grids = build_all_layer_point_grids(
-                int(points_per_side), crop_n_layers, crop_n_points_downscale_factor
-            )
-        else:
-            self.point_grids = [check_grid(g, i) for i, g in enumerate(point_grids or [])]
-        if int(crop_n_layers) != crop_n_layers or crop_n_layers < 0:
-            raise SamkitError(f"crop_n_layers must be an int >= 0, got {crop_n_layers!r}")
-        if len(self.point_grids) < crop_n_layers + 1:
-            raise SamkitError(
-                f"point_grids must hold one grid per crop layer ({crop_n_layers + 1}), "
-                f"got {len(self.point_grids)}"
-            )
+        self.point_grids = layer_point_grids(
+            points_per_side, point_grids, crop_n_layers, crop_n_points_downscale_factor
+        )
         if output_mode not in OUTPUT_MODES:
-            raise SamkitError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+            raise ArgumentError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
         self.box_source = None if prompts_from is None else box_prompt_source(prompts_from)
-        batches = (("points_per_batch", points_per_batch), ("decoder_batch", decoder_batch))
-        for name, value in batches:
-            if value is not None and (int(value) != value or value < 1):
-                raise SamkitError(f"{name} must be a positive int, got {value!r}")
-        self.engine = as_engine(model)
-        if self.box_source is not None and self.engine.backend == "grabcut":
-            raise SamkitError(
-                "prompts_from needs a SAM model: GrabCut's masks have no logits to filter "
-                "(for detector boxes -> GrabCut masks use auto_annotate / samkit annotate)"
-            )
+        self.engine = self._engine(model, low_res_filter or bf16)
         if fast:  # TinySAM-style hierarchical sampling; the other switches stay opt-in (Speed)
             skip_covered = True
-        if self.engine.backend != "torch" and (low_res_filter or bf16):
-            raise SamkitError(
-                "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
-                "runs the exact path only"
-            )
         self.decoder_batch = None if decoder_batch is None else int(decoder_batch)
         self.points_per_batch = int(points_per_batch)
         self.pred_iou_thresh = float(pred_iou_thresh)
@@ -197,6 +161,21 @@ class SamAutomaticMaskGenerator:
         self.stats = EverythingStats()
         self._skipped: list[np.ndarray] = []
         self._bar: Any = None
+
+    def _engine(self, model: Any, torch_only: bool) -> Engine:
+        """The engine for ``model``, refused where a setting needs another backend."""
+        engine = as_engine(model)
+        if self.box_source is not None and engine.backend == "grabcut":
+            raise ArgumentError(
+                "prompts_from needs a SAM model: GrabCut's masks have no logits to filter "
+                "(for detector boxes -> GrabCut masks use auto_annotate / samkit annotate)"
+            )
+        if engine.backend != "torch" and torch_only:
+            raise ArgumentError(
+                "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
+                "runs the exact path only"
+            )
+        return engine
 
     @property
     def skipped_points(self) -> np.ndarray:
@@ -358,7 +337,16 @@ class SamAutomaticMaskGenerator:
             return data
         data = data.take(batched_nms_numpy(data.boxes, data.iou_preds, None, self.box_nms_thresh))
         if self.speed.low_res_filter:
-            return self._upsample_survivors(data, crop_box, orig_size)
+            from samkit.amg import lowres
+
+            e, offset, stable = (
+                self.engine,
+                self.stability_score_offset,
+                self.stability_score_thresh,
+            )
+            data = lowres.upsample_kept(e, data, offset, stable, _CHUNK_ELEMENTS)
+            near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
+            return data.take(np.flatnonzero(~near)) if near.any() else data
         return finish_exact(data, geometry, self.engine.mask_threshold)
 
     def _process_batch(
@@ -388,7 +376,12 @@ class SamAutomaticMaskGenerator:
             keep = engine.iou_above(iou, self.pred_iou_thresh)
             low, iou, pts = engine.take(low, keep), engine.take(iou, keep), pts[keep]
         if self.speed.low_res_filter:
-            data = self._filter_low_res(low, iou, pts, crop_size)
+            from samkit.amg import lowres  # torch: not on the ONNX Runtime path
+
+            data = lowres.filter_low_res(
+                engine, low, iou, pts, crop_size, self.stability_score_offset,
+                self.stability_score_thresh,
+            )  # fmt: skip
         else:
             offset, stable = self.stability_score_offset, self.stability_score_thresh
             data = filter_exact(engine, low, engine.to_numpy(iou), pts, geometry, offset, stable)
@@ -409,34 +402,3 @@ class SamAutomaticMaskGenerator:
         rows, cols = geometry.used_low_res()
         floor = self.pred_iou_thresh if self.pred_iou_thresh > 0.0 else None
         return OutputLimits(rows=rows + 2, cols=cols + 2, iou_floor=floor)
-
-    # ------------------------------------------------------------------------- filtering
-    def _filter_low_res(
-        self, low: Any, iou: Any, pts: np.ndarray, crop_size: tuple[int, int]
-    ) -> Candidates:
-        from samkit.amg import lowres
-
-        e = self.engine
-        input_size = e.sizes()[0]
-        args = (e.image_size, e.mask_threshold, self.stability_score_offset)
-        return lowres.low_res_candidates(
-            low, iou, pts, input_size, crop_size, *args, self.stability_score_thresh
-        )
-
-    def _upsample_survivors(
-        self, data: Candidates, crop_box: list[int], orig_size: tuple[int, int]
-    ) -> Candidates:
-        from samkit.amg import lowres
-
-        e = self.engine
-        inp, orig = e.sizes()
-        threshold, offset, stable = (
-            e.mask_threshold,
-            self.stability_score_offset,
-            self.stability_score_thresh,
-        )
-        data = lowres.upsample_survivors(
-            data, inp, orig, e.image_size, threshold, offset, stable, _CHUNK_ELEMENTS
-        )
-        near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
-        return data.take(np.flatnonzero(~near)) if near.any() else data

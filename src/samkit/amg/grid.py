@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samkit.errors import SamkitError
+from samkit.errors import ArgumentError
 from samkit.masks import mask_to_rle, rle_to_mask
 
 if TYPE_CHECKING:
@@ -115,14 +115,41 @@ def uncrop_candidates(
     return data
 
 
+def layer_point_grids(
+    points_per_side: int | None,
+    point_grids: list[np.ndarray] | None,
+    crop_n_layers: int,
+    downscale: int,
+) -> list[np.ndarray]:
+    """The generator's point grid per crop layer, from exactly one of ``points_per_side`` (with
+    ``crop_n_points_downscale_factor`` ``downscale``) or the user's ``point_grids`` (checked:
+    one ``(N, 2)`` grid in [0, 1] per layer at least)."""
+    if (points_per_side is None) == (point_grids is None):
+        raise ArgumentError("give exactly one of points_per_side or point_grids")
+    if int(crop_n_layers) != crop_n_layers or crop_n_layers < 0:
+        raise ArgumentError(f"crop_n_layers must be an int >= 0, got {crop_n_layers!r}")
+    if points_per_side is not None:
+        if int(points_per_side) != points_per_side or points_per_side < 1:
+            raise ArgumentError(f"points_per_side must be a positive int, got {points_per_side!r}")
+        if downscale < 1:
+            raise ArgumentError(f"crop_n_points_downscale_factor must be >= 1, got {downscale!r}")
+        return build_all_layer_point_grids(int(points_per_side), int(crop_n_layers), downscale)
+    grids = [check_grid(g, i) for i, g in enumerate(point_grids or [])]
+    if len(grids) < crop_n_layers + 1:
+        raise ArgumentError(
+            f"point_grids must hold one grid per crop layer ({crop_n_layers + 1}), got {len(grids)}"
+        )
+    return grids
+
+
 def check_grid(grid: np.ndarray, index: int) -> np.ndarray:
-    """A user grid ``(N, 2)`` ``(x, y)`` in [0, 1] as float64, or a :class:`SamkitError`
+    """A user grid ``(N, 2)`` ``(x, y)`` in [0, 1] as float64, or an :class:`ArgumentError`
     naming ``point_grids[index]``."""
     arr = np.asarray(grid, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise SamkitError(
+        raise ArgumentError(
             f"point_grids[{index}] must have shape (N, 2) as (x, y) in [0, 1], got {arr.shape}"
         )
     if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise SamkitError(f"point_grids[{index}] must hold points normalised to [0, 1]")
+        raise ArgumentError(f"point_grids[{index}] must hold points normalised to [0, 1]")
     return arr

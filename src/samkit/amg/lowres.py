@@ -9,6 +9,7 @@ kept mask's segmentation, box, area and stability score are computed at full res
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,3 +109,26 @@ def upsample_survivors(
             )
         )
     return Candidates.cat(parts)
+
+
+def filter_low_res(
+    engine: Any,
+    low: torch.Tensor,
+    iou: torch.Tensor,
+    points: np.ndarray,
+    crop_size: tuple[int, int],
+    offset: float,
+    stability_thresh: float,
+) -> Candidates:
+    """:func:`low_res_candidates` for the engine's current image."""
+    args = (engine.sizes()[0], crop_size, engine.image_size, engine.mask_threshold, offset)
+    return low_res_candidates(low, iou, points, *args, stability_thresh)
+
+
+def upsample_kept(
+    engine: Any, data: Candidates, offset: float, stability_thresh: float, chunk_elements: int
+) -> Candidates:
+    """:func:`upsample_survivors` for the engine's current image (crop frame)."""
+    inp, orig = engine.sizes()
+    args = (engine.image_size, engine.mask_threshold, offset, stability_thresh, chunk_elements)
+    return upsample_survivors(data, inp, orig, *args)
