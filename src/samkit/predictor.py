@@ -13,6 +13,7 @@ import torch
 
 from samkit import device as devices
 from samkit import transforms
+from samkit.current_image import CurrentImage
 from samkit.errors import PromptError, SamkitError
 from samkit.image_state import ImageState, PreparedDecoder
 from samkit.modeling import Sam
@@ -24,7 +25,7 @@ from samkit.validation import check_box, check_image, check_mask_input, check_po
 __all__ = ["ImageState", "PreparedDecoder", "SamPredictor"]
 
 
-class SamPredictor:
+class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
     """Encode-once / prompt-many engine over a :class:`~samkit.modeling.Sam`.
 
     device: None keeps the model where it is; ``""`` picks CUDA > MPS > CPU; else "cpu",
@@ -72,7 +73,7 @@ class SamPredictor:
         self.decoder_batch = decoder_batch or (4 if sam_model.device.type == "cpu" else 512)
         on_cpu = sam_model.device.type == "cpu"
         self.thread_policy = thread_policy or (devices.ThreadPolicy() if on_cpu else None)
-        self._state: ImageState | None = None
+        self._state = None
         self.optimize()
         self._encoder: Any = sam_model.image_encoder
         self._decode: Any = sam_model.decode
@@ -110,26 +111,6 @@ class SamPredictor:
     @property
     def device(self) -> torch.device:
         return self.model.device
-
-    @property
-    def is_image_set(self) -> bool:
-        return self._state is not None
-
-    @property
-    def features(self) -> torch.Tensor:
-        return self._require_state().features
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        return self._require_state().original_size
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self._require_state().input_size
-
-    def reset_image(self) -> None:
-        """Forget the current image and its embedding."""
-        self._state = None
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """(H, W, 3) uint8 RGB -> normalised padded (1, 3, S, S) tensor and the input size."""
@@ -211,14 +192,6 @@ class SamPredictor:
         orig = (int(original_image_size[0]), int(original_image_size[1]))
         self._state = ImageState(features, orig, (int(h), int(w)))
 
-    def get_image_embedding(self) -> torch.Tensor:
-        """The current image embedding, (1, 256, 64, 64)."""
-        return self._require_state().features
-
-    def get_image_state(self) -> ImageState:
-        """The current image's embedding and sizes, e.g. to cache on a server."""
-        return self._require_state()
-
     def set_image_state(self, state: ImageState) -> None:
         """Restore an image previously returned by :meth:`get_image_state`, or any object with
         ``features`` (tensor or ndarray), ``original_size`` and ``input_size`` such as
@@ -233,11 +206,6 @@ class SamPredictor:
         orig = (int(state.original_size[0]), int(state.original_size[1]))
         size = (int(state.input_size[0]), int(state.input_size[1]))
         self._state = ImageState(features.to(self.device), orig, size)
-
-    def _require_state(self) -> ImageState:
-        if self._state is None:
-            raise SamkitError("no image is set: call set_image(...) before predicting")
-        return self._state
 
     # --------------------------------------------------------------- prompts
     def predict(

@@ -21,6 +21,7 @@ import numpy as np
 
 from samkit import transforms
 from samkit.backends.onnx_engine import OnnxEngine
+from samkit.current_image import CurrentImage
 from samkit.errors import PromptError, SamkitError
 from samkit.postprocess import binarize, upsample_fast
 from samkit.validation import (
@@ -97,7 +98,7 @@ def _session(
     return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
 
 
-class OnnxPredictor:
+class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
     """Encode once, prompt many, with ONNX Runtime.
 
     Args:
@@ -149,29 +150,9 @@ class OnnxPredictor:
         self._image_dtype = np.uint8 if "uint8" in kind else np.float32
         self.single_mask = bool(info["decoder"]["return_single_mask"])
         self.graph_upscales = not info["decoder"]["return_low_res"]
-        self._state: OnnxImageState | None = None
-
-    # ----------------------------------------------------------------- image
-    @property
-    def is_image_set(self) -> bool:
-        return self._state is not None
-
-    @property
-    def features(self) -> np.ndarray:
-        return self._require_state().features
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        return self._require_state().original_size
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self._require_state().input_size
-
-    def reset_image(self) -> None:
-        """Forget the current image and its embedding."""
         self._state = None
 
+    # ----------------------------------------------------------------- image
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode an (H, W, 3) uint8 image in ``image_format`` ("RGB" or "BGR")."""
         if image_format not in ("RGB", "BGR"):
@@ -186,14 +167,6 @@ class OnnxPredictor:
             x = transforms.normalize_pad(resized, self.image_size, self.mean, self.std)  # type: ignore[arg-type]
         features = self.encoder.run(None, {"image": x})[0]
         self._state = OnnxImageState(features, (image.shape[0], image.shape[1]), resized.shape[:2])
-
-    def get_image_embedding(self) -> np.ndarray:
-        """The current image embedding, (1, 256, 64, 64) float32."""
-        return self._require_state().features
-
-    def get_image_state(self) -> OnnxImageState:
-        """The current image's embedding and sizes, e.g. to cache on a server."""
-        return self._require_state()
 
     def set_image_state(self, state: Any) -> None:
         """Restore an image state (this backend's, or a torch ``ImageState``: its features
@@ -211,11 +184,6 @@ class OnnxPredictor:
         self._state = OnnxImageState(
             feats, orig, (int(state.input_size[0]), int(state.input_size[1]))
         )
-
-    def _require_state(self) -> OnnxImageState:
-        if self._state is None:
-            raise SamkitError("no image is set: call set_image(...) before predicting")
-        return self._state
 
     # --------------------------------------------------------------- prompts
     def predict(
