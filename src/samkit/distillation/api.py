@@ -4,9 +4,7 @@ re-launches the call under torchrun (one process per GPU)."""
 
 from __future__ import annotations
 
-import difflib
 import shutil
-from dataclasses import fields
 from typing import Any
 
 from samkit.distillation.task import DistillSettings, DistillTask
@@ -14,12 +12,11 @@ from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.registry import get_variant
 from samkit.train import distributed
+from samkit.train.settings import setting_names, split_settings
 from samkit.train.trainer import TrainConfig, TrainResult, fit
 
 __all__ = ["cli_distill", "distill", "settings_keys"]
 
-_LOOP = {f.name for f in fields(TrainConfig)}
-_TASK = {f.name for f in fields(DistillSettings)}
 # Distillation's defaults where they differ from fine-tuning's (MobileSAM / EdgeSAM stage 1).
 MOBILE_SAM_ENCODER = get_variant("mobile_sam").config.encoder
 ULTRALYTICS_NAME = "best_mobile_sam.pt"  # a copy of best.pt that Ultralytics' SAM() loads
@@ -28,21 +25,13 @@ _DEFAULTS: dict[str, Any] = {"name": "distill", "lr": 1e-3, "epochs": 8, "batch"
 
 def settings_keys() -> list[str]:
     """Every keyword :func:`distill` accepts."""
-    return sorted(_LOOP | _TASK)
+    return setting_names(DistillSettings)
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[TrainConfig, DistillSettings]:
-    unknown = [k for k in kwargs if k not in _LOOP | _TASK]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], settings_keys(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SamkitError(f"unknown distillation setting {unknown[0]!r}.{hint}")
-    given = {**_DEFAULTS, **kwargs}
-    loop = {k: v for k, v in given.items() if k in _LOOP}
-    task = {k: v for k, v in given.items() if k in _TASK}
-    settings = DistillSettings(**task)
+    config, settings = split_settings({**_DEFAULTS, **kwargs}, DistillSettings, "distillation")
     settings.check()
-    return TrainConfig(**loop), settings
+    return config, settings
 
 
 def distill(

@@ -4,39 +4,24 @@ under torchrun (one process per GPU)."""
 
 from __future__ import annotations
 
-import difflib
 import logging
-from dataclasses import fields
 from typing import Any
 
 from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.train import distributed
 from samkit.train.finetune import FineTuneSettings, FineTuneTask
-from samkit.train.trainer import TrainConfig, TrainResult, fit
+from samkit.train.settings import setting_names, split_settings
+from samkit.train.trainer import TrainResult, fit
 
 __all__ = ["cli_train", "settings_keys", "train"]
 
 logger = logging.getLogger("samkit")
 
-_LOOP = {f.name for f in fields(TrainConfig)}
-_TASK = {f.name for f in fields(FineTuneSettings)}
-
 
 def settings_keys() -> list[str]:
     """Every keyword ``train`` accepts."""
-    return sorted(_LOOP | _TASK)
-
-
-def _split(kwargs: dict[str, Any]) -> tuple[TrainConfig, FineTuneSettings]:
-    unknown = [k for k in kwargs if k not in _LOOP | _TASK]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], settings_keys(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SamkitError(f"unknown training setting {unknown[0]!r}.{hint}")
-    loop = {k: v for k, v in kwargs.items() if k in _LOOP}
-    task = {k: v for k, v in kwargs.items() if k in _TASK}
-    return TrainConfig(**loop), FineTuneSettings(**task)
+    return setting_names(FineTuneSettings)
 
 
 def train(network: Sam | None = None, **kwargs: Any) -> TrainResult | None:
@@ -48,7 +33,7 @@ def train(network: Sam | None = None, **kwargs: Any) -> TrainResult | None:
     :class:`TrainResult` (``None`` in the launching process of a multi-GPU run, whose outputs
     are in the run folder).
     """
-    config, settings = _split(kwargs)
+    config, settings = split_settings(kwargs, FineTuneSettings, "training")
     config.check()
     gpus = distributed.cuda_devices(config.device)
     if len(gpus) > 1 and not distributed.under_torchrun():

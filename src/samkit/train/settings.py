@@ -1,0 +1,39 @@
+"""Keyword settings of a training entry point (``train``, ``distill``) split between the loop's
+:class:`~samkit.train.trainer.TrainConfig` and the task's own settings dataclass, with a
+close-match hint for a mistyped keyword."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from samkit.errors import SamkitError
+from samkit.train.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = ["setting_names", "split_settings"]
+
+T = TypeVar("T", bound="DataclassInstance")
+
+
+def setting_names(task: type[DataclassInstance]) -> list[str]:
+    """Every keyword an entry point with task settings ``task`` accepts, sorted."""
+    return sorted({f.name for f in fields(TrainConfig)} | {f.name for f in fields(task)})
+
+
+def split_settings(kwargs: Mapping[str, Any], task: type[T], what: str) -> tuple[TrainConfig, T]:
+    """``kwargs`` -> (TrainConfig, ``task`` settings), each keyword to the dataclass that has it
+    as a field. An unknown keyword raises ``unknown {what} setting ...`` with the closest name."""
+    loop = {f.name for f in fields(TrainConfig)}
+    own = {f.name for f in fields(task)}
+    unknown = [k for k in kwargs if k not in loop | own]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], setting_names(task), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SamkitError(f"unknown {what} setting {unknown[0]!r}.{hint}")
+    config = TrainConfig(**{k: v for k, v in kwargs.items() if k in loop})
+    return config, task(**{k: v for k, v in kwargs.items() if k in own})
