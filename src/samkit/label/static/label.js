@@ -459,13 +459,7 @@
     if (k === " ") { space = true; ev.preventDefault(); return; }
     if (k === "Tab") {
       ev.preventDefault();
-      S.proposals.forEach((p, i) => {
-      if (!p.canvas) p.canvas = maskCanvas(p.rle, PROPOSAL, 255);
-      ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
-      ctx.drawImage(p.canvas, 0, 0);
-    });
-    ctx.globalAlpha = 1;
-    if (S.pred) {
+      if (S.pred) {
         const n = S.pred.masks.length;
         S.cand = (S.cand + (ev.shiftKey ? n - 1 : 1)) % n;
         renderCandidates(); draw();
