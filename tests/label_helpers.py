@@ -21,12 +21,11 @@ from samkit.build import build_from_config
 SERVER = "from samkit.cli import main; raise SystemExit(main())"
 
 
-def region_checkpoint(path: Path, seed: int = 0) -> Path:
-    """Seeded random weights of the 256-input ViT (official key names), tweaked so masks are
-    image regions rather than pixel noise: a smooth positional embedding, spatially constant
-    transposed-conv kernels and a stronger image embedding."""
-    model = build_from_config(TINY_CONFIG)
-    randomize(model, seed)
+def region_like(model: torch.nn.Module, seed: int) -> None:
+    """Tweak random weights so masks are image regions rather than pixel noise: a smooth
+    positional embedding (4x4 noise upsampled to its own grid), spatially constant
+    transposed-conv kernels (no 2x2 checkerboard) and a stronger image embedding (so it is not
+    drowned by the prompt tokens)."""
     gen = torch.Generator().manual_seed(seed)
     enc, dec = model.image_encoder, model.mask_decoder
     with torch.no_grad():
@@ -39,6 +38,14 @@ def region_checkpoint(path: Path, seed: int = 0) -> Path:
                 mod.weight[:] = mod.weight.mean(dim=(2, 3), keepdim=True)
         enc.neck[-1].weight *= 40.0
         enc.neck[-1].bias *= 40.0
+
+
+def region_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Seeded random weights of the 256-input ViT (official key names), tweaked by
+    :func:`region_like` so masks are image regions."""
+    model = build_from_config(TINY_CONFIG)
+    randomize(model, seed)
+    region_like(model, seed)
     torch.save(model.state_dict(), path)
     return path
 

@@ -2,8 +2,9 @@
 
 The written labels are compared with the engine's own masks (``SamPredictor.predict_torch``
 on the same image, boxes and weights): exact for COCO RLE, IoU >= 0.95 for polygons. Random
-weights draw arbitrary masks; the weights are tweaked (see ``_region_like``) so the masks are
-regions with a few parts and holes rather than pixel noise, which polygons cannot represent.
+weights draw arbitrary masks; the weights are tweaked (``label_helpers.region_like``) so the
+masks are regions with a few parts and holes rather than pixel noise, which polygons cannot
+represent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import samkit
+from label_helpers import region_like
 from reference import SMALL_CONFIG, randomize, save_checkpoint
 from samkit import transforms
 from samkit.annotate import Detections, auto_annotate, filter_boxes
@@ -32,23 +34,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 H, W = 120, 160
 NAMES = ["box", "disc", "ring", "pair"]
-
-
-def _region_like(model: torch.nn.Module, seed: int) -> None:
-    """Random weights whose masks follow image regions: a smooth positional embedding,
-    spatially constant transposed-conv kernels (no 2x2 checkerboard) and a stronger image
-    embedding (so it is not drowned by the prompt tokens)."""
-    gen = torch.Generator().manual_seed(seed)
-    enc, dec = model.image_encoder, model.mask_decoder
-    with torch.no_grad():
-        low = torch.randn(1, enc.pos_embed.shape[-1], 4, 4, generator=gen)
-        smooth = torch.nn.functional.interpolate(low, (64, 64), mode="bicubic")
-        enc.pos_embed[:] = smooth.permute(0, 2, 3, 1)
-        for mod in dec.output_upscaling:
-            if isinstance(mod, torch.nn.ConvTranspose2d):
-                mod.weight[:] = mod.weight.mean(dim=(2, 3), keepdim=True)
-        enc.neck[-1].weight *= 40.0
-        enc.neck[-1].bias *= 40.0
 
 
 def _draw(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +59,7 @@ KINDS = ("shapes", "ring_pair", "blank")
 def sam_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_from_config(SMALL_CONFIG)
     randomize(model, 2)
-    _region_like(model, 2)
+    region_like(model, 2)
     path = tmp_path_factory.mktemp("sam") / "small_sam.pth"
     return save_checkpoint(model.state_dict(), path)
 
