@@ -74,6 +74,31 @@ def test_fast_mode_on_objects_skips_interiors_and_keeps_the_masks(object_model) 
     assert covered_by(rles, gen.skipped_points).all()
 
 
+def test_fast_mode_with_crop_layers_and_a_user_grid(object_model) -> None:
+    """Fast mode per crop (crop_n_layers=1: each crop's grid is sampled on its own) and on a
+    user grid (no neighbours: a point any accepted mask covers is skipped); skipped points lie
+    inside kept masks of the original image either way."""
+    from samkit import SamAutomaticMaskGenerator
+    from samkit.amg.fast import covered_by
+    from samkit.masks import mask_to_rle
+
+    image = make_image(240, 320, seed=1)
+    crops = SamAutomaticMaskGenerator(object_model, points_per_side=8, crop_n_layers=1, fast=True)
+    out = crops.generate(image)
+    assert len({tuple(r["crop_box"]) for r in out}) > 1, "masks should come from several crops"
+    assert crops.stats.points == 5 * 64 and crops.stats.skipped > 0
+    rles = [mask_to_rle(r["segmentation"]) for r in out]
+    assert covered_by(rles, crops.skipped_points).all()
+    rng = np.random.default_rng(0)
+    grid = rng.random((90, 2))  # not square: the any-mask rule
+    user = SamAutomaticMaskGenerator(
+        object_model, points_per_side=None, point_grids=[grid], fast=True
+    )
+    out = user.generate(image)
+    assert user.stats.skipped > 0 and len(out) > 0
+    assert covered_by([mask_to_rle(r["segmentation"]) for r in out], user.skipped_points).all()
+
+
 def test_fast_mode_asks_every_neighbour() -> None:
     """A grid point is skipped only if every sparse neighbour's accepted masks cover it: one
     neighbour in another object is enough to decode it."""
