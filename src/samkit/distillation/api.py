@@ -12,7 +12,7 @@ from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.registry import get_variant
 from samkit.train import distributed
-from samkit.train.settings import setting_names, split_settings
+from samkit.train.settings import cli_settings, setting_names, split_settings
 from samkit.train.trainer import TrainConfig, TrainResult, fit
 
 __all__ = ["cli_distill", "distill", "settings_keys"]
@@ -72,10 +72,7 @@ def distill(
 
 def cli_distill(args: dict[str, Any]) -> int:
     """Handler of ``samkit distill``."""
-    given = {k: v for k, v in args.items() if v is not None}
-    if isinstance(given.get("resume"), str) and given["resume"].lower() in ("true", "false"):
-        given["resume"] = given["resume"].lower() == "true"
-    result = distill(**given)
+    result = distill(**cli_settings(args))
     if result is not None and result.run_dir is not None:
         print(f"results saved to {result.run_dir}; student checkpoint {result.best}")
     return 0

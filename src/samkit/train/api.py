@@ -11,7 +11,7 @@ from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.train import distributed
 from samkit.train.finetune import FineTuneSettings, FineTuneTask
-from samkit.train.settings import setting_names, split_settings
+from samkit.train.settings import cli_settings, setting_names, split_settings
 from samkit.train.trainer import TrainResult, fit
 
 __all__ = ["cli_train", "settings_keys", "train"]
@@ -48,10 +48,7 @@ def train(network: Sam | None = None, **kwargs: Any) -> TrainResult | None:
 
 def cli_train(args: dict[str, Any]) -> int:
     """Handler of ``samkit train``."""
-    given = {k: v for k, v in args.items() if v is not None}
-    if isinstance(given.get("resume"), str) and given["resume"].lower() in ("true", "false"):
-        given["resume"] = given["resume"].lower() == "true"
-    result = train(**given)
+    result = train(**cli_settings(args))
     if result is not None and result.run_dir is not None:
         print(f"results saved to {result.run_dir}; best weights {result.best}")
     return 0

@@ -15,7 +15,7 @@ from samkit.train.trainer import TrainConfig
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["setting_names", "split_settings"]
+__all__ = ["cli_settings", "setting_names", "split_settings"]
 
 T = TypeVar("T", bound="DataclassInstance")
 
@@ -37,3 +37,12 @@ def split_settings(kwargs: Mapping[str, Any], task: type[T], what: str) -> tuple
         raise SamkitError(f"unknown {what} setting {unknown[0]!r}.{hint}")
     config = TrainConfig(**{k: v for k, v in kwargs.items() if k in loop})
     return config, task(**{k: v for k, v in kwargs.items() if k in own})
+
+
+def cli_settings(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A CLI mode's parsed ``key=value`` settings as keywords: unset (None) keys dropped and
+    ``resume=true`` / ``resume=false`` read as booleans (any other string is a run folder)."""
+    given = {k: v for k, v in args.items() if v is not None}
+    if isinstance(given.get("resume"), str) and given["resume"].lower() in ("true", "false"):
+        given["resume"] = given["resume"].lower() == "true"
+    return given
