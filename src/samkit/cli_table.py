@@ -66,10 +66,12 @@ EVERYTHING_KEYS: dict[str, Key] = {
     "points_batch_size": Key(int, None, "everything: Ultralytics name of points_per_batch"),
     "conf_thres": Key(float, None, "everything: Ultralytics name of pred_iou_thresh"),
     "crop_downscale_factor": Key(int, None, "everything: Ultralytics name of the downscale"),
-    "low_res_filter": Key(bool, None, "everything: filter on low-res logits (faster, opt-in)"),
-    "bf16": Key(bool, None, "everything: bfloat16 decoder (faster, opt-in)"),
-    "skip_covered": Key(bool, None, "everything: sparse grid first, skip covered points"),
-    "fast": Key(bool, None, "everything: fast mode (bf16 decoder where native)"),
+    "low_res_filter": Key(bool, None, "everything: judge masks on low-res logits (opt-in)"),
+    "bf16": Key(bool, None, "everything: bfloat16 decoder (opt-in; changes masks)"),
+    "skip_covered": Key(bool, None, "everything: same as fast=True"),
+    "fast": Key(
+        bool, None, "everything: sparse grid first, skip points inside their neighbours' masks"
+    ),
     "verbose": Key(bool, None, "everything: print points decoded / skipped, masks kept"),
     "prompts_from": Key(
         str, None, "everything: box prompts from a detector (YOLO .pt, box-label folder, COCO JSON)"
