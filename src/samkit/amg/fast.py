@@ -49,8 +49,8 @@ class Speed:
         low-res (256 x 256) logits; only masks that survive every filter and the per-crop NMS are
         upsampled (their final boxes, areas and RLEs come from the full-resolution mask).
     bf16: run the decoder under bfloat16 autocast (CPUs with AVX512-BF16/AMX, CUDA).
-    skip_covered: hierarchical sampling, sparse grid first, then only the points no accepted
-        mask covers (:mod:`samkit.amg.fast`).
+    skip_covered: hierarchical sampling: the sparse grid first, then only the points that not
+        every sparse neighbour's accepted masks cover (:mod:`samkit.amg.fast`).
 
     ``fast=True`` on the generator turns on ``skip_covered`` (any engine). ``low_res_filter``
     and ``bf16`` stay opt-in: with hierarchical sampling the exact path's filters were measured
