@@ -305,3 +305,18 @@ def blob_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state[p + "layers.2.weight"] = w
     state[p + "layers.2.bias"] = torch.tensor(IOU_BASE)
     return state
+
+
+def blob_pair(encoder: object) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(reference, samkit)`` SAMs with the ViT ``encoder`` config (a ``ViTConfig``) and the
+    same :func:`blob_weights` (seeded), both in eval mode: the parity tests' pair."""
+    from reference import randomize, reference_vit
+    from samkit.build import build_from_config
+    from samkit.registry import SamConfig
+
+    ref = reference_vit(encoder)
+    state = blob_weights(randomize(ref, 0))
+    ref.load_state_dict(state)
+    ours = build_from_config(SamConfig(encoder=encoder))
+    ours.load_state_dict(state)
+    return ref.eval(), ours.eval()

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from amg_weights import blob_weights
-from reference import make_image, randomize, reference_vit
+from amg_weights import blob_pair
+from reference import make_image
 from samkit.amg.grid import generate_crop_boxes, uncrop_rle
 from samkit.amg.nms import batched_nms
 from samkit.amg.records import Candidates, postprocess_small_regions
 from samkit.automatic import ULTRALYTICS_ARGS, SamAutomaticMaskGenerator, everything_params
-from samkit.build import build_from_config
 from samkit.errors import SamkitError
 from samkit.masks import mask_to_box, mask_to_rle, rle_to_mask
-from samkit.registry import SamConfig, ViTConfig
+from samkit.registry import ViTConfig
 
 # The blob model's encoder output is its position embedding, so the smallest ViT will do.
 TINY_VIT = ViTConfig(embed_dim=64, depth=1, num_heads=2, global_attn_indexes=())
@@ -28,12 +27,7 @@ IMAGE_HW = (240, 320)
 
 @pytest.fixture(scope="module")
 def models() -> tuple[torch.nn.Module, torch.nn.Module]:
-    ref = reference_vit(TINY_VIT)
-    state = blob_weights(randomize(ref, 0))
-    ref.load_state_dict(state)
-    ours = build_from_config(SamConfig(encoder=TINY_VIT))
-    ours.load_state_dict(state)
-    return ref.eval(), ours.eval()
+    return blob_pair(TINY_VIT)
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from amg_weights import blob_weights
-from reference import make_image, randomize, reference_vit
+from amg_weights import blob_pair
+from reference import make_image
 from samkit.amg.boxes import box_prompt_source, boxes_in_crop, detect
 from samkit.amg.grid import generate_crop_boxes
 from samkit.automatic import SamAutomaticMaskGenerator
-from samkit.build import build_from_config
 from samkit.engine import as_engine
 from samkit.errors import ArgumentError
 from samkit.prompts import ObjectPrompt
-from samkit.registry import SamConfig, ViTConfig
+from samkit.registry import ViTConfig
 
 TINY_VIT = ViTConfig(embed_dim=64, depth=1, num_heads=2, global_attn_indexes=())
 H, W = 240, 320
@@ -45,12 +44,7 @@ OPEN = {"pred_iou_thresh": 0.0}  # keep every box's mask (stability stays at its
 
 @pytest.fixture(scope="module")
 def models() -> tuple[torch.nn.Module, torch.nn.Module]:
-    ref = reference_vit(TINY_VIT)
-    state = blob_weights(randomize(ref, 0))
-    ref.load_state_dict(state)
-    ours = build_from_config(SamConfig(encoder=TINY_VIT))
-    ours.load_state_dict(state)
-    return ref.eval(), ours.eval()
+    return blob_pair(TINY_VIT)
 
 
 @pytest.fixture(scope="module")
