@@ -25,9 +25,18 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 fastapi = pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient as _TestClient  # noqa: E402
 
 from samkit.label import build  # noqa: E402
+
+
+class TestClient(_TestClient):
+    """A client that addresses the annotator as its printed URL does (``Host: 127.0.0.1``)."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("base_url", "http://127.0.0.1:8765")
+        super().__init__(app, **kwargs)
+
 
 CLASSES = "cat,dog"
 
@@ -455,3 +464,43 @@ def test_if_match_guards_edits_of_the_same_image(
     )
     assert client.put("/api/images/0/annotations", json=other).status_code == 200  # no If-Match
     assert client.get("/api/images/0/annotations").json() == other
+
+
+def test_requests_for_other_hosts_or_origins_are_refused(
+    images: list[Path], ckpt: Path, tmp_path: Path
+) -> None:
+    """DNS rebinding (``Host: evil.example``) and cross-site pages (``Origin``) are refused on
+    every route, reads and writes; the page's own requests pass."""
+    client = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
+    box = np.zeros((96, 128), bool)
+    box[10:50, 20:60] = True
+    body = [{"label": "dog", "rle": coco_rle(box)}]
+    evil = {"Host": "evil.example:8765"}
+    for headers in (evil, {"Host": "evil.example"}, {"Origin": "http://evil.example"},
+                    {"Origin": "null"}, {"Origin": "http://127.0.0.1:9999"}):  # fmt: skip
+        for method, path in (("GET", "/api/images"), ("GET", "/api/images/0/file"),
+                             ("GET", "/"), ("GET", "/api/export?format=coco")):  # fmt: skip
+            answer = client.request(method, path, headers=headers)
+            assert answer.status_code in (400, 403), (headers, path, answer.status_code)
+            assert answer.json()["detail"].split(":")[0] in ("host", "origin")
+        answer = client.put("/api/images/0/annotations", json=body, headers=headers)
+        assert answer.status_code in (400, 403)
+    assert client.get("/api/images/0/annotations").json() == []  # nothing was written
+    page = {"Origin": "http://127.0.0.1:8765"}  # what the browser sends from the page
+    assert client.put("/api/images/0/annotations", json=body, headers=page).status_code == 200
+    for host in ("localhost:8765", "127.0.0.1", "[::1]:8765"):
+        assert client.get("/api/images", headers={"Host": host}).status_code == 200
+
+
+def test_empty_token_off_localhost_is_refused(
+    images: list[Path], ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samkit.cli import main
+    from samkit.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="token: an empty token"):
+        _server(images, ckpt, tmp_path, prefetch=0, host="0.0.0.0", token="")
+    code = main(["label", str(images[0].parent), f"model={ckpt}", "classes=a", "host=0.0.0.0",
+                 "token=", f"output_dir={tmp_path / 'o'}"])  # fmt: skip
+    assert code == 1 and "token: an empty token" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything was written

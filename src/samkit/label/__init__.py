@@ -59,8 +59,9 @@ def build(
 
     ``images``: a folder, a glob or a list of files. ``classes``: ``"person,car"`` or a list
     (names found in existing label files are added). ``output_dir`` default
-    ``<images>_labels`` next to the folder. ``token`` is required off localhost; one is made
-    when not given. ``cache_dir``: embeddings on disk (default ``<samkit cache>/embeddings``).
+    ``<images>_labels`` next to the folder. ``token`` is required off localhost (an empty one is
+    refused there); one is made when not given. Requests for other host names than ``host``
+    (and this machine's names when bound to every interface) are refused. ``cache_dir``: embeddings on disk (default ``<samkit cache>/embeddings``).
     ``det_model``: boxes for "auto-annotate this image" proposals (an Ultralytics checkpoint, a
     folder of YOLO box labels or a COCO JSON; see :func:`samkit.annotate.detectors.make_box_source`).
     """
@@ -73,6 +74,11 @@ def build(
     from samkit.weights import cache_dir as samkit_cache
 
     names = _classes(classes)
+    if host not in LOCAL_HOSTS and token is not None and not token.strip():
+        raise ArgumentError(
+            f"token: an empty token would let anyone who reaches {host} read and rewrite the "
+            "labels; give a token or leave token unset to get a random one"
+        )
     if prefetch < 0:
         raise ArgumentError(f"prefetch must be >= 0 (images encoded ahead), got {prefetch}")
     fmts = parse_formats(formats)
@@ -94,7 +100,7 @@ def build(
 
         detector = make_box_source(det_model, device=device or "")
     app = create_app(store, segmenter, token=token, prefetch=prefetch, model_name=str(model),
-                     detector=detector)  # fmt: skip
+                     detector=detector, host=host)  # fmt: skip
     return LabelServer(app, store, segmenter, token)
 
 

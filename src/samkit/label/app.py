@@ -17,6 +17,8 @@ str}``):
 
 Bad bodies get 422 with ``{"detail": "<field>: <what was expected>"}``. With a ``token`` every
 request needs ``Authorization: Bearer <token>`` (the page itself also takes ``?token=``).
+Requests addressed to another host name or sent by another site's page are refused
+(:mod:`samkit.label.guard`).
 Endpoints are plain functions: the server runs them on a thread pool, so annotators on
 different images proceed in parallel except for the model itself (one lock).
 """
@@ -36,6 +38,7 @@ import numpy as np
 from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError, SourceError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
+from samkit.label.guard import install_host_guard
 from samkit.label.proposals import Proposer, parse_proposals
 from samkit.label.store import Conflict
 
@@ -102,10 +105,13 @@ def create_app(
     prefetch: int = 2,
     model_name: str = "",
     detector: Any = None,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """The annotator app over a store and a segmenter; ``prefetch`` next images are encoded in
     the background when an image is opened (0: encode on the first click only); ``detector``
-    a box source (:func:`samkit.annotate.detectors.make_box_source`) for proposals."""
+    a box source (:func:`samkit.annotate.detectors.make_box_source`) for proposals; ``host``
+    the address it is served on (requests for other names are refused:
+    :mod:`samkit.label.guard`)."""
     fastapi = _import_fastapi()
     from fastapi.responses import JSONResponse
 
@@ -113,6 +119,7 @@ def create_app(
     ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi)
     if token is not None:
         _require_token(app, token)
+    install_host_guard(app, host)  # added last: checked first
 
     @app.exception_handler(BadRequest)
     @app.exception_handler(PromptError)
