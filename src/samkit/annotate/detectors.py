@@ -211,7 +211,9 @@ def _to_numpy(value: Any) -> Any:
 class UltralyticsDetector(BoxSource):
     """An Ultralytics YOLO model: a checkpoint path / model name (``"yolo11x.pt"``, a
     ``.yaml`` config) or a loaded ``ultralytics.YOLO``. ``conf``, ``iou`` (NMS), ``imgsz``,
-    ``max_det``, ``classes`` and ``device`` are handed to its ``predict``."""
+    ``max_det``, ``classes`` and ``device`` are handed to its ``predict``. A checkpoint file
+    is checked first (:func:`samkit.annotate.detector_files.check_detector_file`: one that
+    could run code is refused); ``arg`` names the setting in errors."""
 
     def __init__(
         self,
@@ -224,15 +226,19 @@ class UltralyticsDetector(BoxSource):
         classes: Sequence[int] | None = None,
         device: str = "",
         names: Any = None,
+        arg: str = "det_model",
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             try:
                 from ultralytics import YOLO
             except ImportError:
                 raise ImportError(
-                    f"det_model={os.fspath(model)!r} needs the ultralytics package: "
+                    f"{arg}={os.fspath(model)!r} needs the ultralytics package: "
                     "pip install 'samkit[detect]' (or pip install ultralytics)"
                 ) from None
+            from samkit.annotate.detector_files import check_detector_file
+
+            check_detector_file(model, arg)  # before Ultralytics unpickles it
             model = YOLO(os.fspath(model))
         self.model = model
         self.kwargs: dict[str, Any] = {
@@ -377,7 +383,7 @@ def make_box_source(
     if isinstance(det_model, (str, os.PathLike)) or hasattr(det_model, "predict"):
         return UltralyticsDetector(
             det_model, conf=conf, iou=iou, imgsz=imgsz, max_det=max_det, classes=classes,
-            device=device, names=names,
+            device=device, names=names, arg=arg,
         )  # fmt: skip
     if callable(det_model):
         return CallableDetector(det_model, names)

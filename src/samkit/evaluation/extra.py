@@ -114,7 +114,7 @@ def _box_source(spec: Any, ds: Dataset) -> Any:
     from samkit.annotate.detectors import make_box_source
 
     try:
-        return make_box_source(spec)
+        return make_box_source(spec, arg="detections")
     except ValueError as e:
         raise SamkitError(f"detections: {e}") from None
 
