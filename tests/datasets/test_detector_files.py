@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from shapes_data import make_shapes_dataset
 from samkit.annotate.detector_files import TRUST_VARIABLE, check_detector_file
 from samkit.errors import CheckpointError
+from shapes_data import make_shapes_dataset
 
 pytest.importorskip("ultralytics")
 
@@ -129,7 +129,7 @@ def test_label_build_refuses_a_crafted_detector(
 
     files, marker = crafted
     images = write_images(tmp_path / "images", 1)
-    with pytest.raises(CheckpointError, match="det_model: .* was not loaded"):
+    with pytest.raises(CheckpointError, match=r"det_model: .* was not loaded"):
         build(images[0].parent, str(tiny_checkpoint), "a", det_model=files[0],
               output_dir=tmp_path / "o", cache_dir=tmp_path / "c")  # fmt: skip
     assert not marker.exists()
