@@ -20,6 +20,7 @@ import importlib
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from samkit.errors import CheckpointError
 
@@ -54,7 +55,7 @@ def _trusted(path: Path) -> bool:
     return any(Path(p).expanduser().resolve() == target for p in listed)
 
 
-def _resolve(name: str) -> object | None:
+def _resolve(name: str) -> Any:
     """The object a pickle global ``module.name`` refers to, or None when it cannot be found."""
     module, _, attr = name.rpartition(".")
     try:
