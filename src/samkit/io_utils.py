@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from samkit.errors import ArgumentError, ArgumentTypeError
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "increment_path"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "file_mode", "increment_path"]
 
 
 @functools.cache
@@ -27,6 +27,15 @@ def _default_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def file_mode(path: Path) -> int:
+    """The mode a file written over ``path`` gets: that of the file it replaces, else the usual
+    ``0o666 & ~umask`` (a temporary file from ``mkstemp`` is ``0o600`` until it is set)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return _default_file_mode()
 
 
 @contextlib.contextmanager
@@ -41,10 +50,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     if target.is_dir():
         raise ArgumentError(f"path must be a file path, got the directory {str(target)!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = _default_file_mode()
+    mode = file_mode(target)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -75,7 +75,7 @@ def test_predict_equals_sam_predictor(
     listing = client.get("/api/images").json()
     assert [im["name"] for im in listing] == [p.name for p in images]
     assert listing[1] == {"id": 1, "name": "img01.png", "width": 128, "height": 96,
-                          "annotated": False}  # fmt: skip
+                          "annotated": False, "blocked": None}  # fmt: skip
     reference.set_image(read_image(images[1]))
     cases = [
         {"points": [[40.5, 30]], "labels": [1], "box": None, "multimask": True},
@@ -111,7 +111,8 @@ def test_predict_equals_sam_predictor(
     [
         ([1, 2], "body"),
         ({"points": [[1, 2]], "labels": [1], "pointz": 1}, "pointz"),
-        ({"points": [[1, 2]]}, "labels"),
+        ({"points": [[1, 2]], "labels": [1, 0]}, "labels"),
+        ({"points": [[1, 2]] * 1001}, "points"),
         ({"points": [[1, 2], [3]], "labels": [1, 1]}, "points[1]"),
         ({"points": [[1, "a"]], "labels": [1]}, "points[0][1]"),
         ({"points": [[1, 2]], "labels": [2]}, "labels[0]"),

@@ -35,7 +35,7 @@ from samkit.errors import ArgumentError, SamkitError
 from samkit.formats.coco import CocoWriter
 from samkit.formats.labelme import labelme_record, write_labelme
 from samkit.formats.yolo import format_yolo_lines, write_data_yaml, write_yolo
-from samkit.io_utils import atomic_write_text
+from samkit.io_utils import atomic_write_text, file_mode
 from samkit.polygons import PolygonMode, mask_to_polygons
 
 __all__ = ["FORMATS", "DatasetWriter", "parse_formats"]
@@ -309,6 +309,7 @@ class DatasetWriter:
             out.flush()
             os.fsync(out.fileno())
             out.close()
+            os.chmod(tmp_name, file_mode(target))  # mkstemp's 0600 -> as every other file
             os.replace(tmp_name, target)
         if kept:
             logger.info("%s: kept %d images of the existing file that this run did not label",

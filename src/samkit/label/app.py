@@ -5,7 +5,8 @@ str}``):
 
 - ``GET /`` the page; ``GET /static/...`` its script and style (shipped in the package);
 - ``GET /api/config`` -> ``{"classes": [...], "model": str}``;
-- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated"}, ...]``;
+- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated", "blocked"}, ...]``
+  (``blocked``: why the image may not be saved, else null);
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
 - ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
   (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
@@ -25,7 +26,9 @@ different images proceed in parallel except for the model itself (one lock).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -36,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import PromptError, SourceError
+from samkit.errors import PromptError, SamkitError, SourceError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
 from samkit.label.guard import install_host_guard
 from samkit.label.proposals import Proposer, parse_proposals
-from samkit.label.store import Conflict
+from samkit.label.store import Blocked, Conflict
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from samkit.label.store import AnnotationStore, ImageEntry
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger("samkit")
 
 _BROWSER_IMAGES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                    ".webp": "image/webp", ".gif": "image/gif", ".bmp": "image/bmp"}  # fmt: skip
@@ -77,12 +82,16 @@ class _Context:
     keys: dict[int, str] = field(default_factory=dict)
 
     def entry(self, image_id: int) -> ImageEntry:
+        """The image ``image_id``, re-read if its file was replaced (its embedding then too)."""
         entries = self.store.entries
         if not 0 <= image_id < len(entries):
             raise self.http.HTTPException(
                 404, f"id: no image {image_id} (ids are 0..{len(entries) - 1})"
             )
-        return entries[image_id]
+        entry, changed = self.store.refresh(image_id)
+        if changed:
+            self.keys.pop(image_id, None)
+        return entry
 
     def key(self, e: ImageEntry) -> str:
         """The embedding store's key of an image: its file's content hash (once per run)."""
@@ -129,6 +138,16 @@ def create_app(
     @app.exception_handler(SourceError)
     async def unreadable(request: Any, exc: Exception) -> Any:  # changed on disk since start
         return JSONResponse({"detail": f"id: {exc}"}, status_code=409)
+
+    @app.exception_handler(SamkitError)
+    async def failed(request: Any, exc: Exception) -> Any:  # e.g. a broken instances.json
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Any, exc: Exception) -> Any:
+        logger.exception("samkit label: %s %s failed", request.method, request.url.path)
+        detail = f"internal error: {type(exc).__name__}: {exc}"
+        return JSONResponse({"detail": detail}, status_code=500)
 
     _page_routes(app, ctx)
     _image_routes(app, ctx)
@@ -183,11 +202,14 @@ def _image_routes(app: Any, ctx: _Context) -> None:
 
     @app.get("/api/images")
     def images() -> list[dict[str, Any]]:
-        return [
-            {"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
-             "annotated": ctx.store.annotated(e.id)}
-            for e in ctx.store.entries
-        ]  # fmt: skip
+        out = []
+        for e in list(ctx.store.entries):
+            with contextlib.suppress(SourceError):  # deleted: requests for it say so
+                e = ctx.entry(e.id)  # sizes of images replaced on disk
+            out.append({"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
+                        "annotated": ctx.store.annotated(e.id),
+                        "blocked": ctx.store.blocked.get(e.id)})  # fmt: skip
+        return out
 
     @app.get("/api/images/{image_id}/file")
     def image_file(image_id: int) -> Any:
@@ -197,8 +219,9 @@ def _image_routes(app: Any, ctx: _Context) -> None:
             ctx.segmenter.prefetch([(ctx.key(x), ctx.loader(x)) for x in ahead])
         media = _BROWSER_IMAGES.get(e.path.suffix.lower())
         if media is not None:
-            try:
-                return Response(e.path.read_bytes(), media_type=media)
+            try:  # no-store: a file replaced on disk must reach the page
+                return Response(e.path.read_bytes(), media_type=media,
+                                headers={"Cache-Control": "no-store"})  # fmt: skip
             except OSError as exc:
                 raise SourceError(f"cannot read {e.rel}: {exc}") from None
         from PIL import Image
@@ -267,6 +290,8 @@ def _label_routes(app: Any, ctx: _Context) -> None:
             raise ctx.http.HTTPException(
                 412, f"If-Match: the image was saved by someone else (now {exc.args[0]})"
             ) from None
+        except Blocked as exc:
+            raise ctx.http.HTTPException(409, f"id: not saved: {exc.args[0]}") from None
         return JSONResponse(stored, headers={"ETag": ctx.store.get_versioned(e.id)[1]})
 
     @app.get("/api/export")

@@ -33,6 +33,7 @@ class PredictRequest:
     mask_index: int | None
 
 
+MAX_POINTS = 1000  # far beyond clicking; keeps the decoder's memory bounded
 _PREDICT_KEYS = ("points", "labels", "box", "multimask", "mask_input", "mask_index")
 
 
@@ -61,6 +62,8 @@ def _check_keys(body: Any, allowed: Sequence[str], field: str) -> dict[str, Any]
 def _points(value: Any, width: int, height: int) -> np.ndarray:
     if not isinstance(value, list):
         raise BadRequest(f"points: expected a list of [x, y], got {type(value).__name__}")
+    if len(value) > MAX_POINTS:
+        raise BadRequest(f"points: at most {MAX_POINTS} points per request, got {len(value)}")
     out = np.zeros((len(value), 2), np.float64)
     for i, p in enumerate(value):
         if not isinstance(p, list) or len(p) != 2:
@@ -71,6 +74,8 @@ def _points(value: Any, width: int, height: int) -> np.ndarray:
 
 
 def _labels(value: Any, count: int) -> np.ndarray:
+    if value is None:  # as in the Python API: every point is positive
+        return np.ones(count, np.int64)
     if not isinstance(value, list) or len(value) != count:
         got = len(value) if isinstance(value, list) else type(value).__name__
         raise BadRequest(f"labels: expected {count} values (one per point), got {got}")
@@ -92,7 +97,8 @@ def _box(value: Any, width: int, height: int) -> np.ndarray:
 
 
 def parse_predict(body: Any, width: int, height: int) -> PredictRequest:
-    """Check a predict body for an image of ``width`` x ``height`` pixels."""
+    """Check a predict body for an image of ``width`` x ``height`` pixels; ``labels`` left
+    out means every point is positive (1)."""
     body = _check_keys(body, _PREDICT_KEYS, "body")
     points = labels = box = None
     if body.get("points") is not None:

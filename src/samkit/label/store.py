@@ -8,7 +8,10 @@ original-image pixels. Every save writes the image's files at once through
 kept in ``classes.txt`` (line i = YOLO class i = COCO category i + 1) so ids stay stable across
 restarts. Label files that already exist (ours, YOLO-seg, LabelMe in the output folder, or a
 LabelMe JSON next to the image) are loaded at start and only rewritten when that image is
-saved, with their objects included.
+saved, with their objects included; what a LabelMe file holds beyond polygons is written back,
+and an image whose label file could not be read is not saved (:mod:`samkit.label.existing`).
+Two images whose label files would share a name (``a.jpg``, ``a.png``) are refused at start.
+An image replaced on disk is noticed (:meth:`AnnotationStore.refresh`).
 """
 
 from __future__ import annotations
@@ -28,13 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from samkit.annotate.images import label_collisions
 from samkit.annotate.writers import COCO_FILE, DatasetWriter, parse_formats
-from samkit.formats import read_labelme, read_yolo_seg, write_data_yaml
+from samkit.errors import ArgumentError, SourceError
+from samkit.formats import write_data_yaml
+from samkit.formats.labelme import labelme_record, write_labelme
 from samkit.io_utils import atomic_write_text
+from samkit.label.existing import LabelmeExtras, load_existing, merge_labelme
 from samkit.masks import coco_rle, rle_to_mask
-from samkit.polygons import polygons_to_mask
+from samkit.polygons import mask_to_polygons
 
-__all__ = ["CLASSES_FILE", "AnnotationStore", "Conflict", "ImageEntry"]
+__all__ = ["CLASSES_FILE", "AnnotationStore", "Blocked", "Conflict", "ImageEntry"]
 
 logger = logging.getLogger("samkit")
 
@@ -84,27 +91,34 @@ class AnnotationStore:
     ) -> None:
         self.output_dir = Path(output_dir)
         self.root = Path(root) if root is not None else None  # the folder ``rel`` is under
-        self.writer = DatasetWriter(self.output_dir, parse_formats(["coco", *formats]))
+        fmts = parse_formats(["coco", *formats])
+        self.labelme = "labelme" in fmts  # written here, with what the file held beyond ours
+        self.writer = DatasetWriter(self.output_dir, [f for f in fmts if f != "labelme"])
+        if "yolo" in fmts or self.labelme:
+            _refuse_clashes([rel for _, rel in images])
         self.entries: list[ImageEntry] = []
         self.problems: list[str] = []
+        self._stats: list[tuple[int, int]] = []  # (mtime_ns, size) of each image file
         for path, rel in images:
             try:
                 w, h = image_size(path)
+                stat = path.stat()
             except Exception as exc:  # unreadable: reported, left out
                 self.problems.append(f"{path}: {exc}")
                 logger.warning("skipping %s: %s", path, exc)
                 continue
             self.entries.append(ImageEntry(len(self.entries), path, rel, w, h))
+            self._stats.append((stat.st_mtime_ns, stat.st_size))
         self._yaml_names: list[str] | None = None
         self.classes = self._load_classes(classes)
         self._objects: dict[int, list[dict[str, Any]]] = {}
+        self.blocked: dict[int, str] = {}  # images that may not be saved, and why
+        self._extras: dict[int, LabelmeExtras] = {}
         self._locks = [threading.Lock() for _ in self.entries]
         self._classes_lock = threading.Lock()
         self._export_lock = threading.Lock()
         for entry in self.entries:
-            found = self._load_existing(entry)
-            if found is not None:
-                self._objects[entry.id] = found
+            self._load_existing(entry, fmts)
         self._save_classes(data_yaml=False)
 
     # ------------------------------------------------------------------ classes
@@ -154,67 +168,49 @@ class AnnotationStore:
             self._yaml_names = names
 
     # ------------------------------------------------------------------ loading
-    def _load_existing(self, entry: ImageEntry) -> list[dict[str, Any]] | None:
-        """Objects of a label file that already exists for ``entry``, or None."""
-        rel = PurePosixPath(entry.rel)
-        candidates = [
-            (self.writer.output_dir / ".coco_parts" / f"{rel}.json", self._read_part),
-            (self.output_dir / rel.with_suffix(".json"), self._read_labelme),
-            (self.output_dir / rel.with_suffix(".txt"), self._read_yolo),
-            (entry.path.with_suffix(".json"), self._read_labelme),
-        ]
-        for path, reader in candidates:
-            if path.is_file():
-                try:
-                    return reader(path, entry)
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    self.problems.append(f"{path}: {exc}")
-                    logger.warning("cannot read %s (%s); it is left as it is", path, exc)
-        return None
+    def _load_existing(self, entry: ImageEntry, formats: Sequence[str]) -> None:
+        """The objects, LabelMe extras and blocked state of ``entry``'s existing label files."""
+        found = load_existing(entry.rel, entry.path, (entry.height, entry.width),
+                              self.output_dir, self._class_name, formats)  # fmt: skip
+        for problem in found.problems:
+            self.problems.append(problem)
+            logger.warning("cannot read %s; it is left as it is", problem)
+        if found.objects is not None:
+            for obj in found.objects:
+                self._class_id(obj["label"])
+            self._objects[entry.id] = found.objects
+        if found.blocked is not None:
+            self.blocked[entry.id] = found.blocked
+        if found.extras:
+            self._extras[entry.id] = found.extras
 
-    def _read_part(self, path: Path, entry: ImageEntry) -> list[dict[str, Any]]:
-        part = json.loads(path.read_text(encoding="utf-8"))
-        out = []
-        for ann in part["annotations"]:
-            seg = ann["segmentation"]
-            if isinstance(seg, dict):
-                mask = rle_to_mask(seg)
-            else:
-                polys = [np.asarray(p, float).reshape(-1, 2) for p in seg]
-                mask = polygons_to_mask(polys, entry.height, entry.width, frame="edges")
-            cid = int(ann["category_id"]) - 1
-            name = self.classes[cid] if 0 <= cid < len(self.classes) else f"class{cid}"
-            out.append({"label": name, "rle": coco_rle(mask)})
-        return out
+    def _class_name(self, class_id: int) -> str:
+        return self.classes[class_id] if 0 <= class_id < len(self.classes) else f"class{class_id}"
 
-    def _read_labelme(self, path: Path, entry: ImageEntry) -> list[dict[str, Any]]:
-        record = read_labelme(path)
-        groups: dict[Any, tuple[str, list[np.ndarray]]] = {}
-        for i, shape in enumerate(record["shapes"]):
-            if shape.get("shape_type", "polygon") != "polygon":
-                continue
-            key = ("g", shape["group_id"]) if shape.get("group_id") is not None else ("s", i)
-            groups.setdefault(key, (str(shape["label"]), []))[1].append(
-                np.asarray(shape["points"], float).reshape(-1, 2)
-            )
-        return self._objects_from_polygons(groups.values(), entry)
-
-    def _read_yolo(self, path: Path, entry: ImageEntry) -> list[dict[str, Any]]:
-        scale = np.array([entry.width, entry.height], float)
-        items = [
-            (self.classes[c] if c < len(self.classes) else f"class{c}", [pts * scale])
-            for c, pts in read_yolo_seg(path)
-        ]
-        return self._objects_from_polygons(items, entry)
-
-    def _objects_from_polygons(self, items: Any, entry: ImageEntry) -> list[dict[str, Any]]:
-        out = []
-        for label, polys in items:
-            mask = polygons_to_mask(polys, entry.height, entry.width)
-            if mask.any():
-                self._class_id(label)
-                out.append({"label": label, "rle": coco_rle(mask)})
-        return out
+    def refresh(self, image_id: int) -> tuple[ImageEntry, bool]:
+        """The entry of an image, re-read when its file changed on disk since it was last seen
+        (another modification time or size): ``(entry, changed)``. A new size rescales the
+        image's objects in memory (nearest neighbour); files change only on the next save."""
+        entry = self.entries[image_id]
+        try:
+            stat = entry.path.stat()
+            now = (stat.st_mtime_ns, stat.st_size)
+            if now == self._stats[image_id]:
+                return entry, False
+            w, h = image_size(entry.path)
+        except Exception as exc:
+            raise SourceError(f"cannot read {entry.rel}: {exc}") from None
+        with self._locks[image_id]:
+            if (w, h) != (entry.width, entry.height) and image_id in self._objects:
+                self._objects[image_id] = [
+                    {**o, "rle": coco_rle(_resize_mask(rle_to_mask(o["rle"]), h, w))}
+                    for o in self._objects[image_id]
+                ]
+            entry = ImageEntry(image_id, entry.path, entry.rel, w, h)
+            self.entries[image_id] = entry
+            self._stats[image_id] = now
+        logger.info("%s changed on disk: reloaded (%d x %d)", entry.rel, w, h)
+        return entry, True
 
     # ------------------------------------------------------------------ access
     def annotated(self, image_id: int) -> bool:
@@ -238,7 +234,8 @@ class AnnotationStore:
         """Replace the objects of an image with ``(label, mask (H, W) bool)`` pairs and write its
         files atomically; returns the stored objects. With ``expected`` (a version from
         :meth:`get_versioned`) the write happens only if nobody changed the image since:
-        :class:`Conflict` otherwise."""
+        :class:`Conflict` otherwise. :class:`Blocked` when a label file of the image could
+        not be read at start (it is never overwritten)."""
         entry = self.entries[image_id]
         ids = np.array([self._class_id(label) for label, _ in objects], dtype=np.int64)
         masks = (
@@ -247,13 +244,15 @@ class AnnotationStore:
             else np.zeros((0, entry.height, entry.width), bool)
         )
         stored = [{"label": label, "rle": coco_rle(m)} for label, m in objects]
+        if image_id in self.blocked:
+            raise Blocked(self.blocked[image_id])
         self._save_classes()
         with self._locks[image_id]:
             if expected is not None:
                 current = _version(self._objects.get(image_id, []))
                 if expected != current:
                     raise Conflict(current)
-            self._write(entry, ids, masks, self.writer)
+            self._write(entry, ids, masks, self.writer, self.output_dir if self.labelme else None)
             self._objects[image_id] = stored
         return [dict(o) for o in stored]
 
@@ -263,13 +262,32 @@ class AnnotationStore:
         return names, {i: i + 1 for i in names}
 
     def _write(
-        self, entry: ImageEntry, ids: np.ndarray, masks: np.ndarray, writer: DatasetWriter
+        self,
+        entry: ImageEntry,
+        ids: np.ndarray,
+        masks: np.ndarray,
+        writer: DatasetWriter | None,
+        labelme_dir: Path | None,
     ) -> None:
+        """Write the files of ``writer``'s formats and, into ``labelme_dir``, the LabelMe file
+        with what the existing one held beyond the annotator's polygons."""
         names, coco_ids = self._tables()
         scores = np.ones(len(ids), np.float32)
-        writer.write(
-            entry.rel, entry.path, entry.height, entry.width, ids, scores, masks, names, coco_ids
-        )
+        if writer is not None:
+            writer.write(entry.rel, entry.path, entry.height, entry.width, ids, scores, masks,
+                         names, coco_ids)  # fmt: skip
+        if labelme_dir is None:
+            return
+        path = labelme_dir / PurePosixPath(entry.rel).with_suffix(".json")
+        polys = [mask_to_polygons(m, mode="all") for m in masks]
+        labels = [names.get(int(c), str(int(c))) for c in ids]
+        record = labelme_record(entry.path, entry.height, entry.width,
+                                list(zip(labels, polys, strict=True)), json_dir=path.parent)  # fmt: skip
+        extras = self._extras.get(entry.id)
+        if extras:
+            counts = [sum(len(p) >= 3 for p in ps) for ps in polys]
+            record = merge_labelme(record, extras, list(zip(labels, masks, strict=True)), counts)
+        write_labelme(path, record)
 
     # ------------------------------------------------------------------ export
     def export(self, fmt: str) -> tuple[bytes, str]:
@@ -283,19 +301,44 @@ class AnnotationStore:
                 self.writer.finalize([e.rel for e in done], names, coco_ids, root)
                 return (self.output_dir / COCO_FILE).read_bytes(), "application/json"
             with tempfile.TemporaryDirectory() as tmp:
-                writer = DatasetWriter(tmp, [fmt])
+                writer = DatasetWriter(tmp, [fmt]) if fmt != "labelme" else None
                 for e in done:
                     objs = self.get(e.id)
                     ids = np.array([self._class_id(o["label"]) for o in objs], np.int64)
                     masks = np.stack([rle_to_mask(o["rle"]) for o in objs]) if objs else (
                         np.zeros((0, e.height, e.width), bool))  # fmt: skip
-                    self._write(e, ids, masks, writer)
-                writer.finalize([e.rel for e in done], names, coco_ids, root)
+                    self._write(e, ids, masks, writer, Path(tmp) if fmt == "labelme" else None)
+                if fmt == "yolo" and names:  # relative: the zip goes to other machines
+                    write_data_yaml(Path(tmp) / "data.yaml", [names[i] for i in sorted(names)],
+                                    train=root.name, val=root.name)  # fmt: skip
                 return _zip_folder(Path(tmp)), "application/zip"
 
 
 class Conflict(Exception):
     """A write based on an outdated version; ``args[0]`` is the current version."""
+
+
+class Blocked(Exception):
+    """A save refused because a label file of the image could not be read at start;
+    ``args[0]`` says which and why."""
+
+
+def _refuse_clashes(rels: Sequence[str]) -> None:
+    clashes = label_collisions(rels)
+    if clashes:
+        rel, other = next(iter(clashes.items()))
+        stem = rel.rsplit(".", 1)[0]
+        raise ArgumentError(
+            f"images: {other} and {rel} would share the label files {stem}.txt / {stem}.json "
+            f"(and {len(clashes) - 1} more such pairs); rename one of them or move it to "
+            "another folder"
+        )
+
+
+def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def _version(objects: Sequence[dict[str, Any]]) -> str:
