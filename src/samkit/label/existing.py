@@ -81,11 +81,12 @@ def load_existing(
         try:
             objects = reader(path, size, class_name)
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            found.problems.append(f"{path}: {exc}")
+            what = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            found.problems.append(what)
             if fmt in written and found.blocked is None:
                 found.blocked = (
-                    f"{path} could not be read at start ({exc}); samkit does not overwrite "
-                    "label files it could not read: fix or move the file and restart"
+                    f"a label file could not be read at start ({what}); samkit does not "
+                    "overwrite label files it could not read: fix or move the file and restart"
                 )
             continue
         if found.objects is None:

@@ -298,8 +298,10 @@
     clearPrompt(); renderObjects(); draw(); save();
   }
   function chooseClass(c) {
-    S.label = c;
+    // With an object selected the class goes to that object only; the active class (for new
+    // objects) stays as it was.
     if (S.selected >= 0) relabel(S.selected, c);
+    else S.label = c;
     renderClasses();
   }
   function relabel(i, c) {
@@ -333,7 +335,8 @@
       const res = await (await api("POST", "/api/images/" + id + "/proposals", { kind })).json();
       if (id !== S.images[S.cur].id) return;
       S.proposals = res.proposals;
-      status(S.proposals.length + " proposals: Y accepts, N rejects");
+      if (S.proposals.length) status(S.proposals.length + " proposals: Y accepts, N rejects");
+      else status(kind === "detector" ? "the detector found nothing here" : "no proposals found");
     } catch (e) { status(e.message, true); }
     renderProposals(); draw();
   }
@@ -374,7 +377,8 @@
       }
       fit(); renderObjects(); draw();
       S.loaded = performance.now();
-      status(im.name);
+      if (im.blocked) status("this image cannot be saved: " + im.blocked, true);
+      else status(im.name);
     } catch (e) { status(e.message, true); }
   }
   function nextUnannotated() {
@@ -453,9 +457,16 @@
     draw();
   }
   window.addEventListener("keyup", (ev) => { if (ev.key === " ") space = false; });
+  // A mouse click on a button does not focus it, so the shortcuts (Tab included) keep working
+  // after it; buttons reached with the keyboard keep Tab for moving on.
+  document.addEventListener("mousedown", (ev) => {
+    if (ev.target.closest && ev.target.closest("button")) ev.preventDefault();
+  });
   window.addEventListener("keydown", (ev) => {
     if (ev.target.tagName === "SELECT" || ev.target.tagName === "INPUT") return;
     const k = ev.key;
+    // Tab on a focused button or link moves the focus on (keyboard navigation of the page).
+    if (k === "Tab" && (ev.target.tagName === "BUTTON" || ev.target.tagName === "A")) return;
     if (k === " ") { space = true; ev.preventDefault(); return; }
     if (k === "Tab") {
       ev.preventDefault();
