@@ -202,3 +202,34 @@ def test_click_commit_next_export_in_chromium(setup: dict[str, Any], tmp_path: P
         Path(keep).mkdir(parents=True, exist_ok=True)
         for shot in sorted(tmp_path.glob("*.png")):
             shutil.copy(shot, Path(keep) / f"label_{shot.name}")
+
+
+def test_relabel_proposals_message_and_tab_in_chromium(setup: dict[str, Any]) -> None:
+    """1-9 on a selected object relabels it and leaves the active class alone; finding no
+    proposals says so (no "Y accepts" prompt); Tab on a focused button moves the focus on."""
+    driver = setup["driver"]
+    driver.get(setup["url"])
+    _wait(driver, "return window.samkit && window.samkit.image && window.samkit.cur === 1")
+    ActionChains(driver).send_keys("a").perform()  # back to image 0 and its dog
+    _wait(driver, "const s = window.samkit; return s.cur === 0 && s.objects.length === 1")
+    ActionChains(driver).send_keys("2").perform()  # nothing selected: the active class
+    assert driver.execute_script("return window.samkit.label") == "dog"
+    driver.execute_script("window.samkit.selected = 0")
+    ActionChains(driver).send_keys("1").perform()
+    _wait(driver, "return window.samkit.objects[0].label === 'cat' && window.samkit.saving === 0")
+    assert driver.execute_script("return window.samkit.label") == "dog"  # still the active class
+    assert [o["label"] for o in setup["server"].store.get(0)] == ["cat"]
+
+    driver.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, opts) => String(url).endsWith('/proposals')
+            ? Promise.resolve(new Response('{"proposals": []}', {status: 200}))
+            : real(url, opts);""")  # fmt: skip
+    ActionChains(driver).send_keys("\ue00c").send_keys("e").perform()
+    _wait(driver, "return !document.getElementById('status').textContent.endsWith('...')")
+    text = driver.find_element(By.ID, "status").text
+    assert "no proposals" in text and "Y accepts" not in text, text
+
+    driver.execute_script("document.getElementById('next').focus()")
+    ActionChains(driver).send_keys("\ue004").perform()  # Tab
+    assert driver.execute_script("return document.activeElement.id") != "next"
