@@ -328,10 +328,10 @@ def _refuse_clashes(rels: Sequence[str]) -> None:
     if clashes:
         rel, other = next(iter(clashes.items()))
         stem = rel.rsplit(".", 1)[0]
+        more = f" (and {len(clashes) - 1} more such pairs)" if len(clashes) > 1 else ""
         raise ArgumentError(
-            f"images: {other} and {rel} would share the label files {stem}.txt / {stem}.json "
-            f"(and {len(clashes) - 1} more such pairs); rename one of them or move it to "
-            "another folder"
+            f"images: {other} and {rel} would share the label files {stem}.txt / {stem}.json"
+            f"{more}; rename one of them or move it to another folder"
         )
 
 
