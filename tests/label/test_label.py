@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -491,6 +492,15 @@ def test_requests_for_other_hosts_or_origins_are_refused(
     assert client.put("/api/images/0/annotations", json=body, headers=page).status_code == 200
     for host in ("localhost:8765", "127.0.0.1", "[::1]:8765"):
         assert client.get("/api/images", headers={"Host": host}).status_code == 200
+    # bound to every interface: the token is not enough for another host name
+    remote = _server(images, ckpt, tmp_path, prefetch=0, host="0.0.0.0")
+    auth = {"Authorization": f"Bearer {remote.token}"}
+    client = TestClient(remote.app)
+    assert client.get("/api/images", headers={**auth, **evil}).status_code == 400
+    assert client.get("/api/images", headers={**auth, "Host": "10.1.2.3:8765"}).status_code == 200
+    assert (
+        client.get("/api/images", headers={**auth, "Host": socket.gethostname()}).status_code == 200
+    )
 
 
 def test_empty_token_off_localhost_is_refused(

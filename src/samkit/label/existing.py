@@ -79,7 +79,12 @@ def load_existing(
         if not path.is_file():
             continue
         try:
-            objects = reader(path, size, class_name)
+            if found.objects is None:
+                found.objects = reader(path, size, class_name)
+            else:  # the other files only need to be readable (cheaper than rasterizing)
+                _PARSERS[fmt](path)
+            if fmt in ("labelme", "beside") and not found.extras:
+                found.extras = _labelme_extras(path, size)
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             what = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             found.problems.append(what)
@@ -88,12 +93,25 @@ def load_existing(
                     f"a label file could not be read at start ({what}); samkit does not "
                     "overwrite label files it could not read: fix or move the file and restart"
                 )
-            continue
-        if found.objects is None:
-            found.objects = objects
-        if fmt in ("labelme", "beside") and not found.extras:
-            found.extras = _labelme_extras(path, size)
     return found
+
+
+def _parse_part(path: Path) -> None:
+    part = json.loads(path.read_text(encoding="utf-8"))
+    for ann in part["annotations"]:
+        int(ann["category_id"]), ann["segmentation"]
+
+
+def _parse_labelme(path: Path) -> None:
+    record = read_labelme(path)
+    for indices in (g[1] for g in _polygon_groups(record).values()):
+        for i in indices:
+            np.asarray(record["shapes"][i]["points"], float).reshape(-1, 2)
+
+
+_PARSERS: dict[str, Callable[[Path], Any]] = {
+    "coco": _parse_part, "labelme": _parse_labelme, "yolo": read_yolo_seg, "beside": _parse_labelme,
+}  # fmt: skip
 
 
 def _read_part(path: Path, size: tuple[int, int], name: Callable[[int], str]) -> list[Object]:
@@ -171,8 +189,7 @@ def merge_labelme(
 ) -> dict[str, Any]:
     """``record`` (a fresh LabelMe record of ``objects`` whose shapes come in object order,
     ``shape_counts[i]`` of them for object ``i``) with ``extras`` put back."""
-    out = {**extras.fields, **record}
-    out["flags"] = extras.fields.get("flags", record.get("flags", {}))
+    out = {**record, **extras.fields}  # the file's own flags, imageData, custom keys
     shapes = [dict(s) for s in record["shapes"]]
     start = 0
     for (label, mask), count in zip(objects, shape_counts, strict=True):
