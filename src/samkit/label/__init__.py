@@ -139,7 +139,9 @@ def serve(
         f"samkit label: {len(store.entries)} images ({done} annotated), labels in {store.output_dir}"
     )
     for problem in store.problems:
-        echo(f"samkit label: skipped {problem}")
+        echo(f"samkit label: cannot read {problem}")
+    for image_id, why in store.blocked.items():
+        echo(f"samkit label: {store.entries[image_id].rel} will not be saved: {why}")
     echo(f"samkit label: open {url}  (Ctrl+C to stop)")
     config = uvicorn.Config(server.app, log_level="warning", timeout_graceful_shutdown=2)
     try:
