@@ -159,6 +159,10 @@ def test_image_replaced_on_disk_is_reloaded(ckpt: Path, tmp_path: Path) -> None:
     assert client.put("/api/images/1/annotations", json=[scaled, new]).status_code == 200
     part = json.loads((tmp_path / "out" / ".coco_parts" / "img01.png.json").read_text())
     assert (part["height"], part["width"]) == (192, 256) and len(part["annotations"]) == 2
+    cv2.imwrite(str(target), replacement)  # back to 128 x 96 while the server is down
+    restarted = _client(data, ckpt, tmp_path).get("/api/images/1/annotations").json()
+    assert [o["rle"]["size"] for o in restarted] == [[96, 128], [96, 128]]
+    assert rle_to_mask(restarted[0]["rle"])[10:40, 20:60].all()
 
 
 def test_failures_answer_with_a_detail(ckpt: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from samkit.formats import read_labelme, read_yolo_seg
 from samkit.masks import coco_rle, rle_to_mask
 from samkit.polygons import polygons_to_mask
 
-__all__ = ["Existing", "LabelmeExtras", "load_existing", "merge_labelme"]
+__all__ = ["Existing", "LabelmeExtras", "load_existing", "merge_labelme", "resize_mask"]
 
 Object = dict[str, Any]
 # Fields of a LabelMe file / shape that a save writes itself.
@@ -124,8 +124,17 @@ def _read_part(path: Path, size: tuple[int, int], name: Callable[[int], str]) ->
         else:
             polys = [np.asarray(p, float).reshape(-1, 2) for p in seg]
             mask = polygons_to_mask(polys, size[0], size[1], frame="edges")
+        if mask.shape != size:  # the image was replaced by one of another size
+            mask = resize_mask(mask, *size)
         out.append({"label": name(int(ann["category_id"]) - 1), "rle": coco_rle(mask)})
     return out
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A (H, W) bool mask resized to (height, width), nearest neighbour."""
+    import cv2
+
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def _polygon_groups(record: dict[str, Any]) -> dict[Any, tuple[str, list[int]]]:

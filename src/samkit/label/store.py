@@ -37,7 +37,7 @@ from samkit.errors import ArgumentError, SourceError
 from samkit.formats import write_data_yaml
 from samkit.formats.labelme import labelme_record, write_labelme
 from samkit.io_utils import atomic_write_text
-from samkit.label.existing import LabelmeExtras, load_existing, merge_labelme
+from samkit.label.existing import LabelmeExtras, load_existing, merge_labelme, resize_mask
 from samkit.masks import coco_rle, rle_to_mask
 from samkit.polygons import mask_to_polygons
 
@@ -200,12 +200,13 @@ class AnnotationStore:
             w, h = image_size(entry.path)
         except Exception as exc:
             raise SourceError(f"cannot read {entry.rel}: {exc}") from None
-        with self._locks[image_id]:
-            if (w, h) != (entry.width, entry.height) and image_id in self._objects:
+        with self._locks[image_id]:  # objects of another size are rescaled once
+            if image_id in self._objects:
                 self._objects[image_id] = [
-                    {**o, "rle": coco_rle(_resize_mask(rle_to_mask(o["rle"]), h, w))}
+                    o if list(o["rle"]["size"]) == [h, w]
+                    else {**o, "rle": coco_rle(resize_mask(rle_to_mask(o["rle"]), h, w))}
                     for o in self._objects[image_id]
-                ]
+                ]  # fmt: skip
             entry = ImageEntry(image_id, entry.path, entry.rel, w, h)
             self.entries[image_id] = entry
             self._stats[image_id] = now
@@ -333,12 +334,6 @@ def _refuse_clashes(rels: Sequence[str]) -> None:
             f"images: {other} and {rel} would share the label files {stem}.txt / {stem}.json"
             f"{more}; rename one of them or move it to another folder"
         )
-
-
-def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def _version(objects: Sequence[dict[str, Any]]) -> str:
