@@ -26,13 +26,14 @@ import numpy as np
 
 from samkit.errors import SamkitError
 from samkit.masks import normalize_rle, rle_box
+from samkit.results_rows import ResultRows
 from samkit.views import Boxes, Masks
 
 __all__ = ["Results"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Results:
+class Results(ResultRows):
     """Masks of one image; read-only, checked on construction.
 
     Masks are held either densely (``mask_array=`` an (N, H, W) bool array, as prompted
@@ -59,13 +60,20 @@ class Results:
             pass back as ``masks=`` for iterative refinement; None for segment everything.
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
-        speed: milliseconds spent per stage ("encode", "decode", ...).
+        speed: milliseconds per stage, Ultralytics' keys: ``preprocess`` (prompts checked and
+            mapped), ``inference`` (encoder and decoder passes; 0 when the embedding was
+            reused), ``postprocess`` (score filter, upscaling, RLEs).
         stats: what the run did; for segment everything ``mode`` ("exact" / "fast" /
             "boxes"), ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past
             the score filters), ``kept`` (masks returned) and ``boxes`` (detector boxes, with
             ``prompts_from``).
         device: torch device of the views' tensors (``r.masks.data``, ``r.boxes.xyxy``); None
             gives NumPy arrays. See :meth:`cpu`, :meth:`numpy`, :meth:`to`.
+        save_dir: the run folder this result was written into by ``predict(save=True)`` /
+            ``save_txt=True`` (as Ultralytics' ``Results.save_dir``), else None.
+
+    Ultralytics' rows (:class:`~samkit.results_rows.ResultRows`): :meth:`summary` (one dict
+    per object), ``to_df``, ``to_csv``, ``verbose``, ``new``.
     """
 
     image: np.ndarray
@@ -82,6 +90,7 @@ class Results:
     speed: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
+    save_dir: str | None = None
 
     def __post_init__(self) -> None:
         image = np.asarray(self.image)
@@ -263,7 +272,7 @@ class Results:
         """(N,) int64 pixel count per mask."""
         if self.rles is not None:
             return np.array([int(r["counts"][1::2].sum()) for r in self.rles], dtype=np.int64)
-        return self.dense_masks().reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.dense_masks().sum(axis=(1, 2), dtype=np.int64)  # (0, H, W) gives (0,)
 
     @cached_property
     def xy(self) -> list[list[np.ndarray]]:
@@ -334,17 +343,18 @@ class Results:
         return atomic_write_bytes(path, buf.tobytes())
 
     # ------------------------------------------------------------------ writers
-    def yolo_lines(self) -> list[str]:
-        """YOLO-seg lines (:func:`samkit.formats.results.yolo_lines`)."""
+    def yolo_lines(self, save_conf: bool = False) -> list[str]:
+        """YOLO-seg lines (:func:`samkit.formats.results.yolo_lines`); ``save_conf`` appends
+        each mask's score, as Ultralytics."""
         from samkit.formats.results import yolo_lines
 
-        return yolo_lines(self)
+        return yolo_lines(self, save_conf)
 
-    def save_txt(self, path: str | os.PathLike[str]) -> Path:
+    def save_txt(self, path: str | os.PathLike[str], save_conf: bool = False) -> Path:
         """Write YOLO-seg labels (an empty file when there are no masks)."""
         from samkit.formats.results import save_yolo
 
-        return save_yolo(self, path)
+        return save_yolo(self, path, save_conf)
 
     def coco_records(self, image_id: int | str | None = None) -> list[dict[str, Any]]:
         """One COCO-style record per mask (:func:`samkit.formats.results.coco_records`)."""
@@ -352,14 +362,15 @@ class Results:
 
         return coco_records(self, image_id)
 
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict: path, frame, image size and :meth:`coco_records`."""
+    def image_summary(self) -> dict[str, Any]:
+        """A JSON-ready dict of the image: path, frame, size, speed and :meth:`coco_records`
+        (``predictions.json``'s entries; :meth:`summary` gives Ultralytics' per-object rows)."""
         from samkit.formats.results import results_summary
 
         return results_summary(self)
 
     def to_json(self, indent: int | None = None) -> str:
-        """:meth:`summary` as a JSON string."""
+        """:meth:`image_summary` as a JSON string."""
         from samkit.formats.results import to_json
 
         return to_json(self, indent)

@@ -18,20 +18,26 @@ if TYPE_CHECKING:
 __all__ = ["coco_records", "results_summary", "save_yolo", "to_json", "yolo_lines"]
 
 
-def yolo_lines(results: Results) -> list[str]:
-    """YOLO-seg lines ``class x1 y1 ...`` normalised, one per polygon part."""
+def yolo_lines(results: Results, save_conf: bool = False) -> list[str]:
+    """YOLO-seg lines ``class x1 y1 ...`` normalised, one per polygon part; ``save_conf`` ends
+    each line with the mask's score (``%g``, as Ultralytics' ``save_conf``)."""
     from samkit.formats.yolo import format_yolo_lines
 
     h, w = results.orig_shape
-    return format_yolo_lines(results.xy, results.cls, w, h)
+    if not save_conf:
+        return format_yolo_lines(results.xy, results.cls, w, h)
+    lines = []
+    for parts, cls, score in zip(results.xy, results.cls, results.scores, strict=True):
+        lines += [f"{line} {float(score):g}" for line in format_yolo_lines([parts], [cls], w, h)]
+    return lines
 
 
-def save_yolo(results: Results, path: str | os.PathLike[str]) -> Path:
+def save_yolo(results: Results, path: str | os.PathLike[str], save_conf: bool = False) -> Path:
     """Write :func:`yolo_lines` to ``path`` atomically (an empty file when there are no masks)."""
     from samkit.formats.yolo import write_yolo
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return write_yolo(path, yolo_lines(results))
+    return write_yolo(path, yolo_lines(results, save_conf))
 
 
 def _segmentation(results: Results, i: int) -> dict[str, Any]:
