@@ -17,7 +17,16 @@ from samkit.errors import SamkitError, SourceError
 from samkit.io_utils import increment_path
 from samkit.video_out import VideoWriters
 
-__all__ = ["download", "embed", "increment_path", "info", "models", "predict", "write_result"]
+__all__ = [
+    "download",
+    "embed",
+    "increment_path",
+    "info",
+    "models",
+    "predict",
+    "sample",
+    "write_result",
+]
 
 logger = logging.getLogger("samkit")
 
@@ -225,6 +234,15 @@ def models(args: dict[str, Any]) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"cache: {root}")
+    return 0
+
+
+def sample(args: dict[str, Any]) -> int:
+    """``samkit sample``: print the bundled sample image's path (and nothing else, so that
+    ``source="$(samkit sample)"`` works in any POSIX shell)."""
+    from samkit.assets import SAMPLE
+
+    print(SAMPLE)
     return 0
 
 

@@ -330,6 +330,10 @@ MODES: dict[str, Mode] = {
         },
     ),
     "models": Mode("samkit.cli_modes:models", "list model variants, their files and cache state"),
+    "sample": Mode(
+        "samkit.cli_modes:sample",
+        'print the path of the bundled sample image: samkit predict source="$(samkit sample)"',
+    ),
     "download": Mode(
         "samkit.cli_modes:download",
         "download a model's weights into the cache (samkit download sam_b)",
