@@ -213,9 +213,12 @@ class SAM(SamFront):
             progress: show a progress bar; default: for sources of more than one image.
             decoder_batch: objects per decoder pass for this call (default: the engine's, as
                 set by ``SAM(decoder_batch=...)``); ``batch_size`` is its old spelling.
-            kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose``, ``save``,
-                ``save_txt``, ``project``, ``name``, ``exist_ok``; others such as
-                ``retina_masks`` accepted and ignored: :mod:`samkit.call_args`); without
+            kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose`` (False:
+                no progress bar), ``save`` (a video source: one video), ``save_txt``,
+                ``save_conf``, ``project``, ``name``, ``exist_ok``, ``max_det`` (the best
+                scores kept), ``vid_stride``, ``show_labels``, ``show_conf``, ``show_boxes``,
+                ``line_width``; others such as ``retina_masks`` accepted and ignored:
+                :mod:`samkit.call_args`; defaults from :attr:`overrides`); without
                 prompts, segment-everything settings (Meta's or Ultralytics' names), among
                 them ``prompts_from=det``: a detector's boxes instead of the point grid
                 (:class:`~samkit.automatic.SamAutomaticMaskGenerator`).

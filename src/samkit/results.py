@@ -60,17 +60,15 @@ class Results(ResultRows):
             pass back as ``masks=`` for iterative refinement; None for segment everything.
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
-        speed: milliseconds per stage, Ultralytics' keys: ``preprocess`` (prompts checked and
-            mapped), ``inference`` (encoder and decoder passes; 0 when the embedding was
-            reused), ``postprocess`` (score filter, upscaling, RLEs).
+        speed: milliseconds per stage, Ultralytics' keys ``preprocess`` (prompts), ``inference``
+            (encoder and decoder), ``postprocess`` (score filter, upscaling, RLEs).
         stats: what the run did; for segment everything ``mode`` ("exact" / "fast" /
             "boxes"), ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past
             the score filters), ``kept`` (masks returned) and ``boxes`` (detector boxes, with
             ``prompts_from``).
         device: torch device of the views' tensors (``r.masks.data``, ``r.boxes.xyxy``); None
             gives NumPy arrays. See :meth:`cpu`, :meth:`numpy`, :meth:`to`.
-        save_dir: the run folder this result was written into by ``predict(save=True)`` /
-            ``save_txt=True`` (as Ultralytics' ``Results.save_dir``), else None.
+        save_dir: the run folder ``predict(save=True)`` / ``save_txt=True`` wrote it into.
 
     Ultralytics' rows (:class:`~samkit.results_rows.ResultRows`): :meth:`summary` (one dict
     per object), ``to_df``, ``to_csv``, ``verbose``, ``new``.
@@ -331,16 +329,9 @@ class Results(ResultRows):
     def save(self, filename: str | os.PathLike[str] | None = None, **plot_args: Any) -> Path:
         """Write :meth:`plot` to ``filename`` (format from the suffix, e.g. .jpg / .png);
         default ``results_<image name>`` as Ultralytics."""
-        import cv2
+        from samkit.formats.results import save_plot
 
-        from samkit.io_utils import atomic_write_bytes
-
-        path = Path(filename or f"results_{Path(self.path).name or 'image.jpg'}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(path.suffix or ".jpg", self.plot(**plot_args))
-        if not ok:
-            raise SamkitError(f"cannot encode an image as {path.suffix!r} for {path}")
-        return atomic_write_bytes(path, buf.tobytes())
+        return save_plot(self, filename, **plot_args)
 
     # ------------------------------------------------------------------ writers
     def yolo_lines(self, save_conf: bool = False) -> list[str]:
