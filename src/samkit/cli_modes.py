@@ -12,7 +12,7 @@ import numpy as np
 
 from samkit.call_args import CallOptions, write_result
 from samkit.cli_grammar import UsageError
-from samkit.cli_table import EVERYTHING_KEYS, PREDICT_KEYS
+from samkit.cli_table import EVERYTHING_KEYS, PREDICT_KEYS, ULTRALYTICS_PREDICT_KEYS
 from samkit.errors import SamkitError, SourceError
 from samkit.io_utils import increment_path
 from samkit.video_out import VideoWriters
@@ -33,6 +33,7 @@ logger = logging.getLogger("samkit")
 # Ultralytics' predict keys handed to SAM.predict, and those the run's writers use.
 _PASSED = ("imgsz", "max_det", "vid_stride", "retina_masks")
 _WRITING = ("save_conf", "show_labels", "show_conf", "show_boxes", "line_width")
+PREDICT_DEFAULTS = {k: key.default for k, key in ULTRALYTICS_PREDICT_KEYS.items()}
 
 
 def _check_run_folder(project: str, name: str) -> None:
@@ -96,6 +97,9 @@ def predict(args: dict[str, Any]) -> int:
     if engine_args(args):
         if prompted:
             raise UsageError("engine=ray runs segment everything over a folder: give no prompts")
+        local = [k for k in (*_PASSED, *_WRITING) if args[k] != PREDICT_DEFAULTS[k]]
+        if [k for k in local if k != "retina_masks"]:
+            raise UsageError(f"{', '.join(local)} apply to local runs only (not engine=ray)")
         return _predict_on_ray(args, everything)
     model = SAM(args["model"], device=args["device"], decoder_batch=args["decoder_batch"])
     options = {k: args[k] for k in _PASSED if args[k] is not None}

@@ -230,3 +230,10 @@ def test_export_checks_onnx_before_loading(tiny_checkpoint, tmp_path, monkeypatc
     captured = capsys.readouterr()
     assert code == 1 and "samkit[onnx]" in captured.err
     assert "exporting" not in captured.out + captured.err and not loaded
+
+
+def test_cli_local_only_keys_refused_on_ray(tiny_checkpoint, image, capsys) -> None:
+    folder = str(image.parent)
+    code = main(["predict", f"model={tiny_checkpoint}", f"source={folder}", "engine=ray",
+                 "max_det=1", "show_labels=False"])  # fmt: skip
+    assert code == 2 and "max_det, show_labels" in capsys.readouterr().err
