@@ -237,3 +237,14 @@ def test_cli_local_only_keys_refused_on_ray(tiny_checkpoint, image, capsys) -> N
     code = main(["predict", f"model={tiny_checkpoint}", f"source={folder}", "engine=ray",
                  "max_det=1", "show_labels=False"])  # fmt: skip
     assert code == 2 and "max_det, show_labels" in capsys.readouterr().err
+
+
+def test_to_df_without_polars_says_what_to_install(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "polars", None)
+    r = _two_masks()
+    for call in (r.to_df, r.to_csv):
+        with pytest.raises(ImportError, match="pip install polars"):
+            call()
+    assert len(r.summary()) == 2  # the rows themselves need nothing
