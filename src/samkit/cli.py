@@ -41,7 +41,7 @@ def _main_help() -> str:
         *(f"  {name.ljust(width)}  {mode.help}" for name, mode in MODES.items()),
         "",
         "samkit MODE --help lists the keys of a mode.",
-        'example: samkit predict model=mobile_sam.pt source=image.jpg "points=[[400,370]]" "labels=[1]"',
+        'example: samkit predict model=mobile_sam.pt source="$(samkit sample)" "bboxes=[480,290,560,370]"',
         "(quote values with brackets: zsh and other shells read [...] as a file pattern)",
     ]
     return "\n".join(lines)
