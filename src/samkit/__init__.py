@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "val": "samkit.evaluation",
     "open_dataset": "samkit.datasets",
     "distill": "samkit.distillation.api",
+    "ASSETS": "samkit.assets",
 }
 
 __all__ = ["__version__", *_EXPORTS]

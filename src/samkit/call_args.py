@@ -12,6 +12,8 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from samkit.errors import SamkitError
 from samkit.results import Results
 
@@ -23,12 +25,19 @@ logger = logging.getLogger("samkit")
 CALL_ARGS: dict[str, Any] = {
     "device": None,  # move the model to this device for this call (and after it)
     "imgsz": None,  # must be the model's fixed input size (1024 for published models)
-    "verbose": False,  # print one line per result (Ultralytics prints by default)
-    "save": False,  # write the overlay of each result into project/name
+    "verbose": None,  # True: one line per result; False: no output at all (no progress bar)
+    "save": False,  # write the overlay of each result into project/name (a video for videos)
     "save_txt": False,  # write YOLO-seg labels into project/name/labels
+    "save_conf": False,  # end each label line with the mask's score
     "project": "runs/segment",
     "name": "predict",
     "exist_ok": False,
+    "max_det": None,  # keep at most this many masks per image (the highest scores)
+    "vid_stride": 1,  # read every n-th video frame
+    "show_labels": True,  # saved overlays: the label text
+    "show_conf": True,  # saved overlays: the score in the label
+    "show_boxes": True,  # saved overlays: the boxes
+    "line_width": None,  # saved overlays: box line width (default: from the image size)
 }
 
 # Accepted for Ultralytics code and ignored on purpose, with the reason.
@@ -39,11 +48,6 @@ IGNORED_ARGS: dict[str, str] = {
     "batch": "images are encoded one at a time; batch_size= sets objects per decoder call",
     "task": "SAM only segments",
     "mode": "SAM only predicts",
-    "save_conf": "YOLO-seg label files carry no score",
-    "line_width": "pass it to Results.plot(line_width=)",
-    "show_labels": "pass labels= to Results.plot()",
-    "show_conf": "pass conf= to Results.plot()",
-    "show_boxes": "pass boxes= to Results.plot()",
 }
 
 
@@ -53,17 +57,29 @@ class CallOptions:
 
     device: Any = None
     imgsz: Any = None
-    verbose: bool = False
+    verbose: bool | None = None
     save: bool = False
     save_txt: bool = False
+    save_conf: bool = False
     project: str = "runs/segment"
     name: str = "predict"
     exist_ok: bool = False
+    max_det: int | None = None
+    vid_stride: int = 1
+    show_labels: bool = True
+    show_conf: bool = True
+    show_boxes: bool = True
+    line_width: int | None = None
     ignored: list[str] = field(default_factory=list)
 
     @property
     def writes(self) -> bool:
         return self.save or self.save_txt
+
+    def plot_args(self) -> dict[str, Any]:
+        """:meth:`Results.plot` keywords for the saved overlays."""
+        return {"labels": self.show_labels, "conf": self.show_conf, "boxes": self.show_boxes,
+                "line_width": self.line_width}  # fmt: skip
 
 
 def split_call_args(kwargs: dict[str, Any]) -> tuple[CallOptions, dict[str, Any]]:
@@ -75,10 +91,29 @@ def split_call_args(kwargs: dict[str, Any]) -> tuple[CallOptions, dict[str, Any]
         rest.pop(key)
         opts.ignored.append(key)
         logger.info("samkit ignores %s=: %s", key, IGNORED_ARGS[key])
-    for key in ("verbose", "save", "save_txt", "exist_ok"):
-        if not isinstance(getattr(opts, key), bool):
+    flags = ("verbose", "save", "save_txt", "save_conf", "exist_ok", "show_labels", "show_conf")
+    for key in (*flags, "show_boxes"):
+        if not isinstance(getattr(opts, key), bool) and not (
+            key == "verbose" and opts.verbose is None
+        ):
             raise SamkitError(f"{key} must be True or False, got {getattr(opts, key)!r}")
+    for key, low in (("max_det", 1), ("vid_stride", 1), ("line_width", 1)):
+        value = getattr(opts, key)
+        if value is not None and not _is_int(value, low):
+            raise SamkitError(f"{key} must be an int >= {low}, got {value!r}")
     return opts, rest
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and int(value) >= low
+
+
+def keep_top(result: Results, max_det: int | None) -> Results:
+    """``result`` with at most ``max_det`` masks: the highest scores, in their order."""
+    if max_det is None or len(result) <= max_det:
+        return result
+    top = np.argsort(-result.scores, kind="stable")[:max_det]
+    return result[np.sort(top)]
 
 
 def check_predict_args(
@@ -129,38 +164,65 @@ def check_imgsz(imgsz: Any, model_size: int) -> None:
         )
 
 
-def with_outputs(results: Iterator[Results], opts: CallOptions) -> Iterator[Results]:
+def with_outputs(
+    results: Iterator[Results], opts: CallOptions, run: Any = None
+) -> Iterator[Results]:
     """Pass ``results`` through, printing (``verbose``) and writing (``save`` / ``save_txt``)
-    each into a new run folder ``project/name``, ``project/name2``, ..."""
+    each into a new run folder ``project/name``, ``project/name2``, ... (a video source's
+    overlays into one video, :class:`samkit.video_out.VideoWriters`); ``max_det`` keeps the
+    best-scoring masks. ``run`` (a :class:`samkit.model.PredictRun`) gets the run folder."""
     from samkit.io_utils import increment_path
+    from samkit.video_out import VideoWriters
 
     run_dir: Path | None = None
-    for i, result in enumerate(results):
-        if opts.writes:
-            if run_dir is None:
-                run_dir = increment_path(opts.project, opts.name, opts.exist_ok)
-            stem = Path(result.path).stem or f"image{i}"
-            if result.frame is not None:
-                stem = f"{stem}_{result.frame:06d}"
-            write_result(result, run_dir, stem, opts.save, opts.save_txt)
-        if opts.verbose:
-            h, w = result.orig_shape
-            ms = ", ".join(f"{k} {v:.1f}ms" for k, v in result.speed.items())
-            line = f"{result.path or 'array'}: {h}x{w} {len(result)} masks, {ms}"
-            print(f"{line} ({_stats_line(result.stats)})" if result.stats else line)
-        yield result
+    videos = VideoWriters(opts.vid_stride)
+    try:
+        for i, result in enumerate(results):
+            result = keep_top(result, opts.max_det)
+            if opts.writes:
+                if run_dir is None:
+                    run_dir = increment_path(opts.project, opts.name, opts.exist_ok)
+                    if run is not None:
+                        run.save_dir = run_dir
+                object.__setattr__(result, "save_dir", str(run_dir))  # a field set once, here
+                write_result(result, run_dir, _stem(result, i), opts, videos)
+            _print_line(result, opts.verbose)
+            yield result
+    finally:
+        videos.close()
     if run_dir is not None and opts.verbose:
         print(f"Results saved to {run_dir}")
 
 
-def write_result(result: Results, run_dir: Path, stem: str, save: bool, save_txt: bool) -> None:
-    """One image's files in a predict run folder: overlay ``<stem>.jpg`` and YOLO-seg
-    ``labels/<stem>.txt`` (``samkit predict``, ``predict(save=...)`` and the Ray run write
-    the same files)."""
-    if save:
-        result.save(run_dir / f"{stem}.jpg")
-    if save_txt:
-        result.save_txt(run_dir / "labels" / f"{stem}.txt")
+def _stem(result: Results, index: int) -> str:
+    stem = Path(result.path).stem or f"image{index}"
+    return stem if result.frame is None else f"{stem}_{result.frame:06d}"
+
+
+def _print_line(result: Results, verbose: bool | None) -> None:
+    """``verbose``: one line per result (size, masks, the ``speed`` stages)."""
+    if not verbose:
+        return
+    h, w = result.orig_shape
+    ms = ", ".join(f"{k} {v:.1f}ms" for k, v in result.speed.items())
+    line = f"{result.path or 'array'}: {h}x{w} {len(result)} masks, {ms}"
+    print(f"{line} ({_stats_line(result.stats)})" if result.stats else line)
+
+
+def write_result(
+    result: Results, run_dir: Path, stem: str, opts: CallOptions, videos: Any = None
+) -> None:
+    """One image's files in a predict run folder: overlay ``<stem>.jpg`` (a video frame goes
+    into ``<video stem>.avi`` when ``videos``, a :class:`samkit.video_out.VideoWriters`, is
+    given) and YOLO-seg ``labels/<stem>.txt`` (``samkit predict``, ``predict(save=...)`` and
+    the Ray run write the same files)."""
+    if opts.save:
+        if videos is not None and result.frame is not None:
+            videos.write(result, run_dir, result.plot(**opts.plot_args()))
+        else:
+            result.save(run_dir / f"{stem}.jpg", **opts.plot_args())
+    if opts.save_txt:
+        result.save_txt(run_dir / "labels" / f"{stem}.txt", save_conf=opts.save_conf)
 
 
 def _stats_line(stats: dict[str, Any]) -> str:

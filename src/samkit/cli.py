@@ -41,7 +41,7 @@ def _main_help() -> str:
         *(f"  {name.ljust(width)}  {mode.help}" for name, mode in MODES.items()),
         "",
         "samkit MODE --help lists the keys of a mode.",
-        'example: samkit predict model=mobile_sam.pt source=image.jpg "points=[[400,370]]" "labels=[1]"',
+        'example: samkit predict model=mobile_sam.pt source="$(samkit sample)" "bboxes=[480,290,560,370]"',
         "(quote values with brackets: zsh and other shells read [...] as a file pattern)",
     ]
     return "\n".join(lines)
@@ -76,9 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"samkit {__version__}")
         return 0
-    name = args[0]
-    mode = MODES.get(name)
     try:
+        args = _drop_task_word(args)
+        name = args[0]
+        mode = MODES.get(name)
         if mode is None:
             raise UsageError(
                 f"unknown mode {name!r}.{suggest(name, list(MODES))} Modes: {', '.join(MODES)}"
@@ -99,6 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("samkit: interrupted", file=sys.stderr)
         return 130
+
+
+# Ultralytics' grammar is ``yolo TASK MODE ...``; SAM's one task is segmentation.
+_TASKS = ("detect", "classify", "pose", "obb", "semantic")
+
+
+def _drop_task_word(args: list[str]) -> list[str]:
+    """``samkit segment predict ...`` -> ``predict ...`` (``samkit segment source=...`` too:
+    the mode defaults to predict, as Ultralytics'); other task words are a UsageError."""
+    if args[0] in _TASKS:
+        raise UsageError(f"samkit only segments: use 'samkit segment ...', not {args[0]!r}")
+    if args[0] != "segment":
+        return args
+    rest = args[1:]
+    return rest if rest and rest[0] in MODES else ["predict", *rest]
 
 
 def _warning_line(message: Warning | str, *args: Any, **kwargs: Any) -> None:

@@ -10,15 +10,30 @@ from typing import Any
 
 import numpy as np
 
-from samkit.call_args import write_result
+from samkit.call_args import CallOptions, write_result
 from samkit.cli_grammar import UsageError
-from samkit.cli_table import EVERYTHING_KEYS, PREDICT_KEYS
+from samkit.cli_table import EVERYTHING_KEYS, PREDICT_KEYS, ULTRALYTICS_PREDICT_KEYS
 from samkit.errors import SamkitError, SourceError
 from samkit.io_utils import increment_path
+from samkit.video_out import VideoWriters
 
-__all__ = ["download", "embed", "increment_path", "info", "models", "predict", "write_result"]
+__all__ = [
+    "download",
+    "embed",
+    "increment_path",
+    "info",
+    "models",
+    "predict",
+    "sample",
+    "write_result",
+]
 
 logger = logging.getLogger("samkit")
+
+# Ultralytics' predict keys handed to SAM.predict, and those the run's writers use.
+_PASSED = ("imgsz", "max_det", "vid_stride", "retina_masks")
+_WRITING = ("save_conf", "show_labels", "show_conf", "show_boxes", "line_width")
+PREDICT_DEFAULTS = {k: key.default for k, key in ULTRALYTICS_PREDICT_KEYS.items()}
 
 
 def _check_run_folder(project: str, name: str) -> None:
@@ -66,6 +81,8 @@ def predict(args: dict[str, Any]) -> int:
     prompted = any(v is not None for v in prompts.values())
     everything = {k: args[k] for k in EVERYTHING_KEYS if args.get(k) is not None}
     source = args["source"]
+    if args["task"] not in (None, "segment"):
+        raise UsageError(f"task must be segment (SAM segments), got {args['task']!r}")
     _check_run_folder(args["project"], args["name"])
     if not source.strip():
         raise UsageError("source is empty: give an image, folder, glob, URL or video")
@@ -80,40 +97,41 @@ def predict(args: dict[str, Any]) -> int:
     if engine_args(args):
         if prompted:
             raise UsageError("engine=ray runs segment everything over a folder: give no prompts")
+        local = [k for k in (*_PASSED, *_WRITING) if args[k] != PREDICT_DEFAULTS[k]]
+        if [k for k in local if k != "retina_masks"]:
+            raise UsageError(f"{', '.join(local)} apply to local runs only (not engine=ray)")
         return _predict_on_ray(args, everything)
     model = SAM(args["model"], device=args["device"], decoder_batch=args["decoder_batch"])
-    options: dict[str, Any] = {}
+    options = {k: args[k] for k in _PASSED if args[k] is not None}
     if prompted:
-        options = {
-            "multimask_output": args["multimask_output"],
-            "keep_all": args["keep_all"],
-            "conf": args["conf"],
-        }
+        options |= {k: args[k] for k in ("multimask_output", "keep_all", "conf")}
     stream = model.predict(
-        source,
-        stream=True,
-        recursive=args["recursive"],
-        progress=args["progress"],
-        **prompts,
-        **options,
-        **everything,
-    )
+        source, stream=True, recursive=args["recursive"], progress=args["progress"],
+        **prompts, **options, **everything,
+    )  # fmt: skip
+    opts = CallOptions(**{k: args[k] for k in _WRITING})
+    opts.save, opts.save_txt = args["save"], args["save_txt"]
     run_dir: Path | None = None
     images: list[dict[str, Any]] = []
     used: set[str] = set()
-    n_masks = 0
-    for result in stream:
-        if run_dir is None:
-            run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
-        stem = _stem(result, used)
-        write_result(result, run_dir, stem, args["save"], args["save_txt"])
-        if args["save_json"]:
-            images.append({"file": stem, **result.summary()})
-        n_masks += len(result)
+    counts = {"images": 0, "frames": 0, "masks": 0}
+    videos = VideoWriters(args["vid_stride"])
+    try:
+        for result in stream:
+            if run_dir is None:
+                run_dir = increment_path(args["project"], args["name"], args["exist_ok"])
+            stem = _stem(result, used)
+            write_result(result, run_dir, stem, opts, videos)
+            if args["save_json"]:
+                images.append({"file": stem, **result.image_summary()})
+            counts["frames" if result.frame is not None else "images"] += 1
+            counts["masks"] += len(result)
+    finally:
+        videos.close()
     skipped = model.last_run.skipped
     if run_dir is None:
         raise SourceError(f"no readable image in {source!r} ({len(skipped)} skipped)")
-    return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
+    return _finish_predict(args, everything, run_dir, images, skipped, counts, videos)
 
 
 def _finish_predict(
@@ -122,9 +140,11 @@ def _finish_predict(
     run_dir: Path,
     images: list[dict[str, Any]],
     skipped: list[dict[str, str]],
-    n_masks: int,
+    counts: dict[str, int],
+    videos: VideoWriters | None = None,
 ) -> int:
-    """Write ``predictions.json`` and print the run's one-line summary."""
+    """Write ``predictions.json`` and print the run's one-line summary (video frames counted
+    as frames, and each saved video named)."""
     if args["save_json"]:
         from samkit.io_utils import atomic_write_text
 
@@ -133,11 +153,16 @@ def _finish_predict(
             "args": keys,
             "images": images,
             "skipped": skipped,
-            "counts": {"images": len(images), "masks": n_masks, "skipped": len(skipped)},
+            "counts": {"images": len(images), "masks": counts["masks"], "skipped": len(skipped)},
         }
         atomic_write_text(run_dir / "predictions.json", json.dumps(summary))
+    what = [f"{counts['images']} image(s)"] if counts["images"] or not counts["frames"] else []
+    if counts["frames"]:
+        what.append(f"{counts['frames']} video frame(s)")
+    saved = [p.name for p in videos.paths.values()] if videos is not None else []
     extra = f", {len(skipped)} skipped" if skipped else ""
-    print(f"{len(images)} image(s), {n_masks} mask(s){extra} -> {run_dir}")
+    extra += f", video {', '.join(saved)}" if saved else ""
+    print(f"{', '.join(what)}, {counts['masks']} mask(s){extra} -> {run_dir}")
     return 0
 
 
@@ -168,8 +193,9 @@ def _predict_on_ray(args: dict[str, Any], everything: dict[str, Any]) -> int:
         save=args["save"], save_txt=args["save_txt"], options=options,
         progress=args["progress"] is not False,
     )  # fmt: skip
-    n_masks = sum(len(im["objects"]) for im in images)
-    return _finish_predict(args, everything, run_dir, images, skipped, n_masks)
+    counts = {"images": len(images), "frames": 0}
+    counts["masks"] = sum(len(im["objects"]) for im in images)
+    return _finish_predict(args, everything, run_dir, images, skipped, counts)
 
 
 def embed(args: dict[str, Any]) -> int:
@@ -212,6 +238,15 @@ def models(args: dict[str, Any]) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"cache: {root}")
+    return 0
+
+
+def sample(args: dict[str, Any]) -> int:
+    """``samkit sample``: print the bundled sample image's path (and nothing else, so that
+    ``source="$(samkit sample)"`` works in any POSIX shell)."""
+    from samkit.assets import SAMPLE
+
+    print(SAMPLE)
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from samkit.cli_grammar import Key, Mode
 
-__all__ = ["ENGINE_KEYS", "EVERYTHING_KEYS", "MODES", "PREDICT_KEYS"]
+__all__ = ["ENGINE_KEYS", "EVERYTHING_KEYS", "MODES", "PREDICT_KEYS", "ULTRALYTICS_PREDICT_KEYS"]
 
 _MODEL = Key(
     str,
@@ -46,6 +46,20 @@ PREDICT_KEYS: dict[str, Key] = {
     "name": Key(str, "predict", "run folder name (numbered: predict, predict2, ...)"),
     "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
     "progress": Key(bool, None, "progress bar (default: for multi-image sources)"),
+}
+
+# Ultralytics' predict keys (``yolo predict ...`` spellings), with Ultralytics' meaning.
+ULTRALYTICS_PREDICT_KEYS: dict[str, Key] = {
+    "imgsz": Key("literal", None, "model input size: must be the model's (1024)"),
+    "max_det": Key(int, None, "keep at most this many masks per image, best scores first"),
+    "vid_stride": Key(int, 1, "video sources: read every n-th frame"),
+    "save_conf": Key(bool, False, "end each YOLO-seg label line with the mask's score"),
+    "show_labels": Key(bool, True, "overlays: draw the label text"),
+    "show_conf": Key(bool, True, "overlays: put the score in the label"),
+    "show_boxes": Key(bool, True, "overlays: draw the boxes"),
+    "line_width": Key(int, None, "overlays: box line width (default: from the image size)"),
+    "retina_masks": Key(bool, None, "accepted and ignored: masks are always full resolution"),
+    "task": Key(str, None, "segment (the only task; samkit segment predict ... also works)"),
 }
 
 # Segment-everything settings accepted by predict when no prompt is given: Meta's names and
@@ -95,7 +109,7 @@ MODES: dict[str, Mode] = {
     "predict": Mode(
         "samkit.cli_modes:predict",
         "segment a source with prompts (points/labels/bboxes/masks), or everything without",
-        {**PREDICT_KEYS, **EVERYTHING_KEYS, **ENGINE_KEYS},
+        {**PREDICT_KEYS, **ULTRALYTICS_PREDICT_KEYS, **EVERYTHING_KEYS, **ENGINE_KEYS},
         renamed={"multimask": "multimask_output", "batch_size": "decoder_batch"},
     ),
     "export": Mode(
@@ -316,6 +330,10 @@ MODES: dict[str, Mode] = {
         },
     ),
     "models": Mode("samkit.cli_modes:models", "list model variants, their files and cache state"),
+    "sample": Mode(
+        "samkit.cli_modes:sample",
+        'print the path of the bundled sample image: samkit predict source="$(samkit sample)"',
+    ),
     "download": Mode(
         "samkit.cli_modes:download",
         "download a model's weights into the cache (samkit download sam_b)",

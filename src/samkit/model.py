@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from samkit.modeling import Sam
     from samkit.summary import ModelInfo
 
-__all__ = ["SAM", "RunLog"]
+__all__ = ["SAM", "PredictRun", "RunLog"]
 
 logger = logging.getLogger("samkit")
 
@@ -44,6 +44,19 @@ class RunLog:
 
     images: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PredictRun:
+    """``SAM.predictor`` after a :meth:`SAM.predict` call: what Ultralytics code reads from
+    its predictor. ``args``: the call's Ultralytics arguments (``conf``, ``save``,
+    ``project`` ...); ``save_dir``: the run folder written into (None until a result was
+    saved); ``model``: the SAM. For a cached embedding and repeated prompts use
+    ``samkit.Predictor(model=sam)``."""
+
+    args: dict[str, Any]
+    model: Any
+    save_dir: Path | None = None
 
 
 class SAM(SamFront):
@@ -82,7 +95,38 @@ class SAM(SamFront):
         threads: int | None = None,
     ) -> None:
         self.last_run = RunLog()
+        self.predictor: PredictRun | None = None  # set by predict, as Ultralytics'
         super().__init__(model, device, backend, half, dtype, compile, decoder_batch, threads)
+        self.model_name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+        # Ultralytics' per-model defaults: its call arguments set here apply to every predict.
+        self.overrides: dict[str, Any] = {"model": self.checkpoint, "task": self.task}
+
+    # ------------------------------------------------------------------ Ultralytics' attributes
+    task = "segment"
+
+    @property
+    def ckpt_path(self) -> str | None:
+        """The checkpoint file (or export folder, or "grabcut"); None for a built network."""
+        return self.checkpoint
+
+    @property
+    def device(self) -> Any:
+        """The network's torch device (the CPU for ONNX Runtime and GrabCut)."""
+        if self.model is not None:
+            return self.model.device
+        from importlib.util import find_spec
+
+        if find_spec("torch") is None:
+            return "cpu"
+        import torch
+
+        return torch.device("cpu")
+
+    def eval(self) -> SAM:
+        """Put the network in inference mode (it already is after loading); returns self."""
+        if self.model is not None:
+            self.model.eval()
+        return self
 
     # ------------------------------------------------------------------ info / export
     def info(self, detailed: bool = False, verbose: bool = True) -> ModelInfo:
@@ -169,9 +213,12 @@ class SAM(SamFront):
             progress: show a progress bar; default: for sources of more than one image.
             decoder_batch: objects per decoder pass for this call (default: the engine's, as
                 set by ``SAM(decoder_batch=...)``); ``batch_size`` is its old spelling.
-            kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose``, ``save``,
-                ``save_txt``, ``project``, ``name``, ``exist_ok``; others such as
-                ``retina_masks`` accepted and ignored: :mod:`samkit.call_args`); without
+            kwargs: Ultralytics' call arguments (``device``, ``imgsz``, ``verbose`` (False:
+                no progress bar), ``save`` (a video source: one video), ``save_txt``,
+                ``save_conf``, ``project``, ``name``, ``exist_ok``, ``max_det`` (the best
+                scores kept), ``vid_stride``, ``show_labels``, ``show_conf``, ``show_boxes``,
+                ``line_width``; others such as ``retina_masks`` accepted and ignored:
+                :mod:`samkit.call_args`; defaults from :attr:`overrides`); without
                 prompts, segment-everything settings (Meta's or Ultralytics' names), among
                 them ``prompts_from=det``: a detector's boxes instead of the point grid
                 (:class:`~samkit.automatic.SamAutomaticMaskGenerator`).
@@ -179,9 +226,10 @@ class SAM(SamFront):
         Returns:
             A list of Results (one per image / frame), or a generator with ``stream``.
         """
-        from samkit.call_args import check_imgsz, check_predict_args, with_outputs
+        from samkit.call_args import CALL_ARGS, check_imgsz, check_predict_args, with_outputs
 
         prompted = any(v is not None for v in (points, labels, bboxes, masks))
+        kwargs = {k: v for k, v in self.overrides.items() if k in CALL_ARGS} | kwargs
         call, everything = check_predict_args(
             source, prompted, kwargs, multimask_output, keep_all, conf
         )
@@ -199,9 +247,13 @@ class SAM(SamFront):
             if options["decoder_batch"] is not None:
                 everything.setdefault("decoder_batch", options["decoder_batch"])
             self._automatic(everything)  # validate settings before the first image
-        runner = self._run(source, prompted, prompts, options, everything, recursive, progress)
-        if call.writes or call.verbose:
-            runner = with_outputs(runner, call)
+        if progress is None and call.verbose is False:
+            progress = False  # verbose=False: nothing printed, as Ultralytics
+        runner = self._run(
+            source, prompted, prompts, options, everything, recursive, progress, call.vid_stride
+        )
+        self.predictor = PredictRun(args={**kwargs, "conf": conf}, model=self)
+        runner = with_outputs(runner, call, self.predictor)
         return runner if stream else list(runner)
 
     def _run(
@@ -213,16 +265,17 @@ class SAM(SamFront):
         everything: dict[str, Any],
         recursive: bool,
         progress: bool | None,
+        vid_stride: int = 1,
     ) -> Iterator[Results]:
         from tqdm.auto import tqdm
 
         log = self.last_run = RunLog()
-        total = count_items(source, recursive)
+        total = count_items(source, recursive, vid_stride)
         show = (total or 0) > 1 if progress is None else progress
         bar = tqdm(total=total, disable=not show, unit="img", desc="samkit")
         multi = is_collection(source)
         try:
-            for item in iter_source(source, recursive):
+            for item in iter_source(source, recursive, vid_stride):
                 error = item.error
                 if item.image is not None:
                     try:

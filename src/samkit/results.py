@@ -26,13 +26,14 @@ import numpy as np
 
 from samkit.errors import SamkitError
 from samkit.masks import normalize_rle, rle_box
+from samkit.results_rows import ResultRows
 from samkit.views import Boxes, Masks
 
 __all__ = ["Results"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Results:
+class Results(ResultRows):
     """Masks of one image; read-only, checked on construction.
 
     Masks are held either densely (``mask_array=`` an (N, H, W) bool array, as prompted
@@ -59,13 +60,18 @@ class Results:
             pass back as ``masks=`` for iterative refinement; None for segment everything.
         frame: frame index for video sources, else None.
         stability_scores: (N,) float32 for segment everything, else None.
-        speed: milliseconds spent per stage ("encode", "decode", ...).
+        speed: milliseconds per stage, Ultralytics' keys ``preprocess`` (prompts), ``inference``
+            (encoder and decoder), ``postprocess`` (score filter, upscaling, RLEs).
         stats: what the run did; for segment everything ``mode`` ("exact" / "fast" /
             "boxes"), ``points`` (grid points), ``decoded``, ``skipped``, ``candidates`` (past
             the score filters), ``kept`` (masks returned) and ``boxes`` (detector boxes, with
             ``prompts_from``).
         device: torch device of the views' tensors (``r.masks.data``, ``r.boxes.xyxy``); None
             gives NumPy arrays. See :meth:`cpu`, :meth:`numpy`, :meth:`to`.
+        save_dir: the run folder ``predict(save=True)`` / ``save_txt=True`` wrote it into.
+
+    Ultralytics' rows (:class:`~samkit.results_rows.ResultRows`): :meth:`summary` (one dict
+    per object), ``to_df``, ``to_csv``, ``verbose``, ``new``.
     """
 
     image: np.ndarray
@@ -82,6 +88,7 @@ class Results:
     speed: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
+    save_dir: str | None = None
 
     def __post_init__(self) -> None:
         image = np.asarray(self.image)
@@ -263,7 +270,7 @@ class Results:
         """(N,) int64 pixel count per mask."""
         if self.rles is not None:
             return np.array([int(r["counts"][1::2].sum()) for r in self.rles], dtype=np.int64)
-        return self.dense_masks().reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.dense_masks().sum(axis=(1, 2), dtype=np.int64)  # (0, H, W) gives (0,)
 
     @cached_property
     def xy(self) -> list[list[np.ndarray]]:
@@ -322,29 +329,23 @@ class Results:
     def save(self, filename: str | os.PathLike[str] | None = None, **plot_args: Any) -> Path:
         """Write :meth:`plot` to ``filename`` (format from the suffix, e.g. .jpg / .png);
         default ``results_<image name>`` as Ultralytics."""
-        import cv2
+        from samkit.formats.results import save_plot
 
-        from samkit.io_utils import atomic_write_bytes
-
-        path = Path(filename or f"results_{Path(self.path).name or 'image.jpg'}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(path.suffix or ".jpg", self.plot(**plot_args))
-        if not ok:
-            raise SamkitError(f"cannot encode an image as {path.suffix!r} for {path}")
-        return atomic_write_bytes(path, buf.tobytes())
+        return save_plot(self, filename, **plot_args)
 
     # ------------------------------------------------------------------ writers
-    def yolo_lines(self) -> list[str]:
-        """YOLO-seg lines (:func:`samkit.formats.results.yolo_lines`)."""
+    def yolo_lines(self, save_conf: bool = False) -> list[str]:
+        """YOLO-seg lines (:func:`samkit.formats.results.yolo_lines`); ``save_conf`` appends
+        each mask's score, as Ultralytics."""
         from samkit.formats.results import yolo_lines
 
-        return yolo_lines(self)
+        return yolo_lines(self, save_conf)
 
-    def save_txt(self, path: str | os.PathLike[str]) -> Path:
+    def save_txt(self, path: str | os.PathLike[str], save_conf: bool = False) -> Path:
         """Write YOLO-seg labels (an empty file when there are no masks)."""
         from samkit.formats.results import save_yolo
 
-        return save_yolo(self, path)
+        return save_yolo(self, path, save_conf)
 
     def coco_records(self, image_id: int | str | None = None) -> list[dict[str, Any]]:
         """One COCO-style record per mask (:func:`samkit.formats.results.coco_records`)."""
@@ -352,14 +353,15 @@ class Results:
 
         return coco_records(self, image_id)
 
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict: path, frame, image size and :meth:`coco_records`."""
+    def image_summary(self) -> dict[str, Any]:
+        """A JSON-ready dict of the image: path, frame, size, speed and :meth:`coco_records`
+        (``predictions.json``'s entries; :meth:`summary` gives Ultralytics' per-object rows)."""
         from samkit.formats.results import results_summary
 
         return results_summary(self)
 
     def to_json(self, indent: int | None = None) -> str:
-        """:meth:`summary` as a JSON string."""
+        """:meth:`image_summary` as a JSON string."""
         from samkit.formats.results import to_json
 
         return to_json(self, indent)

@@ -152,7 +152,9 @@ def _is_pil(value: object) -> bool:
     return type(value).__module__.startswith("PIL.") and hasattr(value, "mode")
 
 
-def _video_frames(path: Path) -> Iterator[SourceItem]:
+def _video_frames(path: Path, stride: int = 1) -> Iterator[SourceItem]:
+    """Frames 0, stride, 2 * stride ... of a video (``frame`` is the index in the file; the
+    frames between are grabbed, not decoded)."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -162,6 +164,11 @@ def _video_frames(path: Path) -> Iterator[SourceItem]:
             return
         index = 0
         while True:
+            if index % stride:
+                if not cap.grab():
+                    break
+                index += 1
+                continue
             ok, frame = cap.read()
             if not ok:
                 break
@@ -183,9 +190,9 @@ def _video_frame_count(path: Path) -> int:
         cap.release()
 
 
-def _file_items(path: Path) -> Iterator[SourceItem]:
+def _file_items(path: Path, stride: int = 1) -> Iterator[SourceItem]:
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        yield from _video_frames(path)
+        yield from _video_frames(path, stride)
         return
     try:
         yield SourceItem(read_image(path), str(path))
@@ -230,7 +237,7 @@ def _expand(source: Any, recursive: bool) -> tuple[list[Any], bool]:
     )
 
 
-def _leaf_items(leaf: Any, index: int) -> Iterator[SourceItem]:
+def _leaf_items(leaf: Any, index: int, stride: int = 1) -> Iterator[SourceItem]:
     if isinstance(leaf, np.ndarray):
         yield SourceItem(array_to_rgb(leaf), f"image{index}" if index else "")
     elif _is_pil(leaf):
@@ -245,22 +252,29 @@ def _leaf_items(leaf: Any, index: int) -> Iterator[SourceItem]:
         if not path.exists():
             yield SourceItem(None, str(leaf), error=f"source {str(leaf)!r} does not exist")
         else:
-            yield from _file_items(path)
+            yield from _file_items(path, stride)
 
 
-def iter_source(source: Any, recursive: bool = False) -> Iterator[SourceItem]:
+def _check_stride(vid_stride: Any) -> int:
+    if isinstance(vid_stride, bool) or not isinstance(vid_stride, int) or vid_stride < 1:
+        raise SourceError(f"vid_stride must be an int >= 1, got {vid_stride!r}")
+    return vid_stride
+
+
+def iter_source(source: Any, recursive: bool = False, vid_stride: int = 1) -> Iterator[SourceItem]:
     """Yield the images of ``source`` one at a time (lazily: a folder is listed up front,
-    every image is read only when its turn comes).
+    every image is read only when its turn comes); of a video, every ``vid_stride``-th frame.
 
     Raises:
         SourceError: an unknown source type, an empty folder / glob, or a single-item source
             that cannot be read (multi-item sources yield error items instead).
     """
+    stride = _check_stride(vid_stride)
     leaves, multi = _expand(source, recursive)
     if not leaves:
         raise SourceError(f"source {source!r} holds no files")
     for i, leaf in enumerate(leaves):
-        for item in _leaf_items(leaf, i if multi else 0):
+        for item in _leaf_items(leaf, i if multi else 0, stride):
             if item.error is not None and not multi:
                 raise SourceError(item.error)
             yield item
@@ -275,9 +289,9 @@ def is_collection(source: Any) -> bool:
         return False
 
 
-def count_items(source: Any, recursive: bool = False) -> int | None:
-    """How many images ``source`` will yield (video frames from the container's count), or
-    None when unknown. Cheap: nothing is decoded."""
+def count_items(source: Any, recursive: bool = False, vid_stride: int = 1) -> int | None:
+    """How many images ``source`` will yield (video frames from the container's count, every
+    ``vid_stride``-th), or None when unknown. Cheap: nothing is decoded."""
     try:
         leaves, _ = _expand(source, recursive)
     except SourceError:
@@ -285,7 +299,7 @@ def count_items(source: Any, recursive: bool = False) -> int | None:
     total = 0
     for leaf in leaves:
         if isinstance(leaf, Path) and leaf.suffix.lower() in VIDEO_SUFFIXES:
-            total += _video_frame_count(leaf)
+            total += -(-_video_frame_count(leaf) // max(vid_stride, 1))
         else:
             total += 1
     return total

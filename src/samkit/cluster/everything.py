@@ -37,11 +37,12 @@ class EverythingStage:
         return per_row(batch, self._one, "t_everything", {"summary": "", "masks": 0})
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        from samkit.call_args import write_result
+        from samkit.call_args import CallOptions, write_result
 
         (result,) = self.front.predict(str(row["path"]), progress=False, **self.everything)
-        write_result(result, self.run_dir, str(row["stem"]), self.save, self.save_txt)
-        row["summary"] = json.dumps(result.summary())
+        opts = CallOptions(save=self.save, save_txt=self.save_txt)
+        write_result(result, self.run_dir, str(row["stem"]), opts)
+        row["summary"] = json.dumps(result.image_summary())
         row["masks"] = len(result)
         return row
 

@@ -73,6 +73,7 @@ def export(
             "." if output is None else output,
             opset=options.get("opset", DEFAULT_OPSET),
             rtol=options.get("rtol", 1e-3),
+            runtime=bool(options.get("check", True) or options.get("int8", False)),
         )
     net, stem = resolve_model(model)
     name = str(options.pop("name", stem))

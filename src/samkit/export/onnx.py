@@ -103,7 +103,7 @@ def _trace_to_file(
     external_data: bool | None,
 ) -> list[Path]:
     """Trace ``module`` (TorchScript-based exporter), add metadata, save; returns the files."""
-    onnx, _ = import_onnx()
+    onnx, _ = import_onnx(runtime=False)
     n_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     large = n_bytes > LARGE_BYTES if external_data is None else external_data
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,8 +277,14 @@ def export(
     return [final / p.name for p in files]
 
 
-def check_export_options(output: str | os.PathLike[str], *, opset: Any, rtol: Any) -> None:
-    """Export arguments, checked before any work: SamkitError naming the argument."""
+def check_export_options(
+    output: str | os.PathLike[str], *, opset: Any, rtol: Any, runtime: bool = True
+) -> None:
+    """Export arguments and the ONNX packages (onnxruntime too when ``runtime``: the check
+    against torch or int8), checked before any work: SamkitError naming what is missing."""
+    from samkit.export.onnx_check import import_onnx
+
+    import_onnx(runtime)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
         raise SamkitError(
             f"opset must be an int >= 17 (LayerNormalization needs 17), got {opset!r}"

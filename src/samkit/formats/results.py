@@ -1,5 +1,6 @@
-"""Writers for one :class:`~samkit.results.Results`: YOLO-seg lines, COCO-style records and the
-JSON summary that ``Results.save_txt`` / ``coco_records`` / ``to_json`` return.
+"""Writers for one :class:`~samkit.results.Results`: the overlay file, YOLO-seg lines, COCO-style
+records and the JSON summary that ``Results.save`` / ``save_txt`` / ``coco_records`` /
+``to_json`` write or return.
 
 Everything works per mask from whichever storage the Results holds (dense stack or RLEs), so
 a large segment-everything result is never expanded to (N, H, W).
@@ -15,23 +16,47 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from samkit.results import Results
 
-__all__ = ["coco_records", "results_summary", "save_yolo", "to_json", "yolo_lines"]
+__all__ = ["coco_records", "results_summary", "save_plot", "save_yolo", "to_json", "yolo_lines"]
 
 
-def yolo_lines(results: Results) -> list[str]:
-    """YOLO-seg lines ``class x1 y1 ...`` normalised, one per polygon part."""
+def yolo_lines(results: Results, save_conf: bool = False) -> list[str]:
+    """YOLO-seg lines ``class x1 y1 ...`` normalised, one per polygon part; ``save_conf`` ends
+    each line with the mask's score (``%g``, as Ultralytics' ``save_conf``)."""
     from samkit.formats.yolo import format_yolo_lines
 
     h, w = results.orig_shape
-    return format_yolo_lines(results.xy, results.cls, w, h)
+    if not save_conf:
+        return format_yolo_lines(results.xy, results.cls, w, h)
+    lines = []
+    for parts, cls, score in zip(results.xy, results.cls, results.scores, strict=True):
+        lines += [f"{line} {float(score):g}" for line in format_yolo_lines([parts], [cls], w, h)]
+    return lines
 
 
-def save_yolo(results: Results, path: str | os.PathLike[str]) -> Path:
+def save_yolo(results: Results, path: str | os.PathLike[str], save_conf: bool = False) -> Path:
     """Write :func:`yolo_lines` to ``path`` atomically (an empty file when there are no masks)."""
     from samkit.formats.yolo import write_yolo
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return write_yolo(path, yolo_lines(results))
+    return write_yolo(path, yolo_lines(results, save_conf))
+
+
+def save_plot(
+    results: Results, filename: str | os.PathLike[str] | None = None, **plot_args: Any
+) -> Path:
+    """Write ``results.plot(**plot_args)`` to ``filename`` atomically (format from the suffix;
+    default ``results_<image name>``, as Ultralytics)."""
+    import cv2
+
+    from samkit.errors import SamkitError
+    from samkit.io_utils import atomic_write_bytes
+
+    path = Path(filename or f"results_{Path(results.path).name or 'image.jpg'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix or ".jpg", results.plot(**plot_args))
+    if not ok:
+        raise SamkitError(f"cannot encode an image as {path.suffix!r} for {path}")
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def _segmentation(results: Results, i: int) -> dict[str, Any]:
