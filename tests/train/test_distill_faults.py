@@ -45,7 +45,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _target(image: np.ndarray, flip: bool) -> np.ndarray:
     """A stand-in teacher: an embedding that depends on the image (and the flip)."""
     image = image[:, ::-1] if flip else image
-    values = image.reshape(-1, 3).mean(0).tolist() + [float(image[0, 0, 0])]
+    values = [*image.reshape(-1, 3).mean(0).tolist(), float(image[0, 0, 0])]
     return np.repeat(np.asarray(values, np.float32)[:, None, None], 9, 1).reshape(SHAPE) / 255
 
 
@@ -88,7 +88,7 @@ def test_two_threads_filling_one_cache_folder(images: Path, tmp_path: Path) -> N
         try:
             start.wait()
             fill(caches[i], halves[i], _encode)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]

@@ -152,9 +152,9 @@ def test_resume_with_other_settings_is_refused_before_setup(
 
 
 def test_resume_takes_the_runs_own_settings(tmp_path: Path) -> None:
+    from samkit.train.finetune import FineTuneSettings
     from samkit.train.guards import resume_settings
     from samkit.train.settings import setting_defaults
-    from samkit.train.finetune import FineTuneSettings
 
     run = _finished_run(tmp_path, train="decoder,encoder", lr=3e-4)
     out = resume_settings({"resume": True, "project": str(tmp_path / "runs"), "epochs": 5},
