@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import re
+import zipfile
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ class EmbeddingStore:
                          tuple(int(v) for v in z["input_size"]))  # fmt: skip
                 own = str(z["key"]) if "key" in z.files else key
                 crc = str(z["crc32"]) if "crc32" in z.files else None
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             return None, f"unreadable: {exc}"
         if features.ndim != 4 or features.shape[0] != 1 or any(len(s) != 2 for s in sizes):
             return None, f"features of shape {features.shape}, expected (1, C, g, g)"

@@ -124,6 +124,11 @@ class SamAutomaticMaskGenerator:
         progress: bool = False,
         prompts_from: Any = None,
     ) -> None:
+        if fast and skip_covered is False:
+            raise ArgumentError(
+                "fast=True is hierarchical sampling that skips covered points; it cannot be "
+                "combined with skip_covered=False (drop one of them)"
+            )
         decoder_batch = decoder_batch if decoder_batch is not None else decode_batch
         check_generator_settings(
             points_per_side=points_per_side, points_per_batch=points_per_batch,
@@ -141,11 +146,6 @@ class SamAutomaticMaskGenerator:
             raise ArgumentError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
         self.box_source = None if prompts_from is None else box_prompt_source(prompts_from)
         self.engine = self._engine(model, low_res_filter or bf16)
-        if fast and skip_covered is False:
-            raise ArgumentError(
-                "fast=True is hierarchical sampling that skips covered points; it cannot be "
-                "combined with skip_covered=False (drop one of them)"
-            )
         if fast:  # TinySAM-style hierarchical sampling; the other switches stay opt-in (Speed)
             skip_covered = True
         self.decoder_batch = None if decoder_batch is None else int(decoder_batch)
