@@ -137,3 +137,13 @@ def test_entry_without_key_of_another_size_names_the_expected_shape(tmp_path: Pa
     assert engine.encoded == 1
     assert store.damaged and "expected (30, 20)" in store.damaged[0][1]
     assert store.damaged[0][0].endswith("k.npz")
+
+
+def test_dataset_whose_every_image_is_unreadable_is_an_error(tmp_path: Path, tiny: Path) -> None:
+    from samkit.evaluation import val
+
+    data = _yolo(tmp_path / "ds", 2)
+    for image in (tmp_path / "ds" / "images").glob("*.png"):
+        image.write_bytes(b"")
+    with pytest.raises(SamkitError, match="none of the 2 images"):
+        val(tiny, data, protocols="box", device="cpu", save=False, verbose=False)

@@ -11,6 +11,7 @@ from typing import Any
 
 from samkit.datasets import Dataset, Problem, Sample
 from samkit.embeddings import EmbeddingStore, encode_cached
+from samkit.errors import DatasetError
 from samkit.evaluation.metrics import InstanceResult
 from samkit.evaluation.protocols import PROMPT_PROTOCOLS, Context, run_prompt
 from samkit.items import each_item
@@ -63,8 +64,10 @@ def run_loop(
     loaded = each_item(
         range(n), read, name=lambda i: str(ds.path(i)), report=skip, done=lambda: bar.update(1)
     )
+    measured = 0
     try:
         for _, (sample, image) in loaded:
+            measured += 1
             key = EmbeddingStore.key(sample.path)
             report.current = sample.path
             for m in members:
@@ -82,4 +85,6 @@ def run_loop(
             bar.update(1)
     finally:
         bar.close()
+    if n and not measured:
+        raise DatasetError(f"none of the {n} images of {ds.root} could be read (see the warnings)")
     return rows, accs
