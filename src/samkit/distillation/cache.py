@@ -339,7 +339,7 @@ def fill(
 
     report = FillReport()
     done = (lambda: progress(len(flips))) if progress is not None else None
-    samples = list(samples)
+    samples = samples if isinstance(samples, Sequence) else list(samples)  # a Dataset stays lazy
     hashes = [""] * len(samples)
     todo: dict[bool, list[tuple[str, str, np.ndarray]]] = {f: [] for f in flips}
 
