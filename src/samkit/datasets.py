@@ -165,6 +165,32 @@ class Dataset(Sequence[Sample]):
         for record in self._records:
             yield self._sample(record)
 
+    def path(self, index: int) -> Path:
+        """The image file of image ``index``, without reading it."""
+        return self._records[index].path
+
+    def readable(self) -> Dataset:
+        """The images whose header can be read (their size is then known); each other one is
+        reported in :attr:`problems` with its file and left out (:func:`samkit.items.each_item`).
+        """
+        from samkit.items import each_item
+
+        ok = [
+            i
+            for i, _ in each_item(
+                range(len(self)),
+                lambda i: self._records[i].size(),
+                name=lambda i: str(self.path(i)),
+                report=self._problem,
+            )
+        ]
+        if len(ok) == len(self):
+            return self
+        out = self.subset(ok)
+        out.problems = self.problems
+        out._reported = self._reported
+        return out
+
     def _problem(self, where: str, message: str) -> None:
         if where not in self._reported:
             self._reported.add(where)

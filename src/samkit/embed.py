@@ -26,11 +26,13 @@ logger = logging.getLogger("samkit")
 
 @dataclass
 class EmbedSummary:
-    """What an embed run did: images found, encoded now, already stored, failed."""
+    """What an embed run did: images found, encoded now, already stored (and sound), found
+    damaged in the store and encoded again (``repaired``, also counted in ``encoded``), failed."""
 
     images: int = 0
     encoded: int = 0
     skipped: int = 0
+    repaired: int = 0
     errors: int = 0
     seconds: float = 0.0
     store: str = ""
@@ -40,7 +42,7 @@ class EmbedSummary:
     def __str__(self) -> str:
         return (
             f"{self.images} images: {self.encoded} encoded, {self.skipped} already stored, "
-            f"{self.errors} errors in {self.seconds:.1f}s -> {self.store}/{self.model_key}"
+            f"{self.repaired} damaged entries repaired, {self.errors} errors in {self.seconds:.1f}s -> {self.store}/{self.model_key}"
         )
 
 
@@ -82,10 +84,14 @@ def embed(
         except OSError as exc:
             _fail(summary, rel, f"cannot read: {exc}")
             continue
-        if db.has(image_key):
+        damage = db.check(image_key) if db.has(image_key) else "absent"
+        if damage is None:
             summary.skipped += 1
-        else:
-            todo.append((path, image_key))
+            continue
+        if damage != "absent":  # counted as stored before; now computed again
+            db.report_damaged(image_key, damage)
+            summary.repaired += 1
+        todo.append((path, image_key))
     start = time.perf_counter()
     if engine == "ray":
         from samkit.cluster.embed import embed_on_ray
@@ -113,15 +119,21 @@ def _embed_local(front: Any, db: Any, todo: list[tuple[Path, str]], summary: Emb
                  progress: bool) -> None:  # fmt: skip
     from tqdm.auto import tqdm
 
-    from samkit.errors import SourceError
+    from samkit.items import each_item
     from samkit.sources import read_image
 
     engine = front.engine
     with tqdm(total=len(todo), unit="img", desc="embed", disable=not progress) as bar:
-        for path, image_key in todo:
+        for (path, image_key), image in each_item(
+            todo,
+            lambda item: read_image(item[0]),
+            name=lambda item: str(item[0]),
+            report=lambda where, message: _fail(summary, where, message),
+            done=lambda: bar.update(1),
+        ):
             try:
-                engine.set_image(read_image(path))
-            except (SourceError, ValueError) as exc:
+                engine.set_image(image)
+            except ValueError as exc:  # an image the engine refuses (size, channels)
                 _fail(summary, str(path), str(exc))
             else:
                 db.put(image_key, engine.get_state())

@@ -21,6 +21,8 @@ import hashlib
 import io
 import os
 import re
+import zipfile
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,8 @@ class EmbeddingStore:
             space; features then differ by fp16 rounding).
         memory_items: states kept in memory (least recently used dropped first); 0 disables.
 
-    ``hits`` / ``misses`` count :meth:`get` results.
+    ``hits`` / ``misses`` count :meth:`get` results; ``damaged`` lists the disk entries found
+    damaged (file, reason), each then recomputed by its caller.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class EmbeddingStore:
         self._memory: OrderedDict[str, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.damaged: list[tuple[str, str]] = []
 
     @staticmethod
     def key(image: str | os.PathLike[str] | np.ndarray) -> str:
@@ -128,23 +132,16 @@ class EmbeddingStore:
         return key in self._memory or (path is not None and path.is_file())
 
     def get(self, key: str) -> Any | None:
-        """The state stored for ``key``, or None (an unreadable disk entry counts as a miss)."""
+        """The state stored for ``key``, or None. A damaged disk entry (unreadable, of another
+        shape, another image's, or with bytes that no longer match its checksum) counts as a
+        miss, is listed in :attr:`damaged` and logged, and is replaced by the next :meth:`put`."""
         if key in self._memory:
             self._memory.move_to_end(key)
             self.hits += 1
             return self._memory[key]
-        path = self._path(key)
-        state = None
-        if path is not None and path.is_file():
-            try:
-                with np.load(path) as z:
-                    state = StoredState(
-                        z["features"].astype(np.float32),
-                        (int(z["original_size"][0]), int(z["original_size"][1])),
-                        (int(z["input_size"][0]), int(z["input_size"][1])),
-                    )
-            except (OSError, ValueError, KeyError):
-                state = None
+        state, reason = self._read(key)
+        if reason:
+            self.report_damaged(key, reason)
         if state is None:
             self.misses += 1
             return None
@@ -152,20 +149,65 @@ class EmbeddingStore:
         self._remember(key, state)
         return state
 
+    def check(self, key: str) -> str | None:
+        """Why the disk entry of ``key`` cannot be used (None: it is sound, or absent)."""
+        return self._read(key)[1]
+
+    def report_damaged(self, key: str, reason: str) -> None:
+        """List and log the disk entry of ``key`` as damaged (``reason``); the caller computes
+        it again."""
+        import logging
+
+        path = self._path(key)
+        self.damaged.append((str(path), reason))
+        logging.getLogger("samkit").warning(
+            "embedding store entry %s is damaged (%s); it is computed again", path, reason
+        )
+
+    def _read(self, key: str) -> tuple[StoredState | None, str | None]:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None, None
+        try:
+            with np.load(path) as z:
+                features = z["features"]
+                sizes = (tuple(int(v) for v in z["original_size"]),
+                         tuple(int(v) for v in z["input_size"]))  # fmt: skip
+                own = str(z["key"]) if "key" in z.files else key
+                crc = str(z["crc32"]) if "crc32" in z.files else None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            return None, f"unreadable: {exc}"
+        if features.ndim != 4 or features.shape[0] != 1 or any(len(s) != 2 for s in sizes):
+            return None, f"features of shape {features.shape}, expected (1, C, g, g)"
+        if own != key:
+            return None, f"it holds the embedding of another image ({own})"
+        if crc is not None and crc != _crc(features):
+            return None, "its bytes differ from the checksum written with it"
+        (h, w), (ih, iw) = sizes
+        return StoredState(features.astype(np.float32), (h, w), (ih, iw)), None
+
     def put(self, key: str, state: Any) -> None:
-        """Keep ``state`` (an engine's ``get_state()``) for ``key``, in memory and on disk."""
+        """Keep ``state`` (an engine's ``get_state()``) for ``key``, in memory and on disk
+        (with its key and a CRC-32 of the features, checked when read back)."""
         path = self._path(key)
         self._remember(key, state)
         if path is None:
             return
+        features = _features_numpy(state.features).astype(self.dtype)
         buf = io.BytesIO()
         np.savez(
             buf,
-            features=_features_numpy(state.features).astype(self.dtype),
+            features=features,
             original_size=np.asarray(state.original_size, dtype=np.int64),
             input_size=np.asarray(state.input_size, dtype=np.int64),
+            key=np.asarray(key),
+            crc32=np.asarray(_crc(features)),
         )
         atomic_write_bytes(path, buf.getvalue())
+
+
+def _crc(features: np.ndarray) -> str:
+    return f"{zlib.crc32(np.ascontiguousarray(features).tobytes()):08x}"
 
 
 def encode_cached(engine: Any, store: EmbeddingStore | None, image_rgb: Any, key: str) -> Any:
@@ -173,6 +215,12 @@ def encode_cached(engine: Any, store: EmbeddingStore | None, image_rgb: Any, key
     ((H, W, 3) uint8 RGB, or a callable returning it, called only on a miss) and store the
     new state. Returns the engine's state."""
     hit = None if store is None else store.get(key)
+    size = getattr(image_rgb, "shape", (None, None))[:2]
+    wrong = hit is not None and size[0] is not None and tuple(hit.original_size) != tuple(size)
+    if store is not None and wrong:  # another image's entry under this key
+        found = getattr(hit, "original_size", None)
+        store.report_damaged(key, f"it is of a {found} image, expected {size}")
+        hit = None
     if hit is not None:
         engine.set_state(hit)
         return hit

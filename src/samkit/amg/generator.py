@@ -116,7 +116,7 @@ class SamAutomaticMaskGenerator:
         *,
         low_res_filter: bool = False,
         bf16: bool = False,
-        skip_covered: bool = False,
+        skip_covered: bool | None = None,
         fast: bool = False,
         verbose: bool = False,
         decoder_batch: int | None = None,
@@ -124,6 +124,11 @@ class SamAutomaticMaskGenerator:
         progress: bool = False,
         prompts_from: Any = None,
     ) -> None:
+        if fast and skip_covered is False:
+            raise ArgumentError(
+                "fast=True is hierarchical sampling that skips covered points; it cannot be "
+                "combined with skip_covered=False (drop one of them)"
+            )
         decoder_batch = decoder_batch if decoder_batch is not None else decode_batch
         check_generator_settings(
             points_per_side=points_per_side, points_per_batch=points_per_batch,
@@ -155,7 +160,9 @@ class SamAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = int(crop_n_points_downscale_factor)
         self.min_mask_region_area = min_mask_region_area
         self.output_mode: OutputMode = output_mode
-        self.speed = Speed(low_res_filter=low_res_filter, bf16=bf16, skip_covered=skip_covered)
+        self.speed = Speed(
+            low_res_filter=low_res_filter, bf16=bf16, skip_covered=bool(skip_covered)
+        )
         self.progress = bool(progress)  # a bar per image: grid points decoded / total
         self.verbose = bool(verbose)
         self.stats = EverythingStats()

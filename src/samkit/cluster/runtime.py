@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,15 @@ from typing import Any
 
 from samkit.errors import SamkitError
 
-__all__ = ["ModelSpec", "RayOptions", "import_ray", "model_spec", "ray_session", "stage_args"]
+__all__ = [
+    "ModelSpec",
+    "RayOptions",
+    "import_ray",
+    "model_spec",
+    "probe_address",
+    "ray_session",
+    "stage_args",
+]
 
 logger = logging.getLogger("samkit")
 
@@ -119,6 +128,31 @@ class ModelSpec:
         return SAM(self.model, device=self.device, dtype=self.dtype, half=self.half)
 
 
+def probe_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a ``host:port`` (or ``ray://host:port``) cluster
+    address: Ray itself retries such an address for minutes. ``"auto"`` (and other forms Ray
+    resolves itself) are left to Ray.
+
+    Raises:
+        SamkitError: naming the address, within about ``timeout`` seconds.
+    """
+    text = address.strip()
+    text = text.removeprefix("ray://")
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not host:
+        return
+    host = host.strip("[]")  # an IPv6 literal
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SamkitError(
+            f"cannot reach the Ray cluster at address={address!r}: {exc} (is a Ray head "
+            "running there? start one with 'ray start --head', or leave address unset for a "
+            "local Ray)"
+        ) from None
+
+
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Ray, connected for the duration of a job. A local instance started here is shut down
@@ -126,6 +160,8 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     ray = import_ray()
     started = False
     if not ray.is_initialized():
+        if options.address:
+            probe_address(options.address)
         kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
         if options.address:
             kwargs["address"] = options.address

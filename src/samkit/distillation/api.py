@@ -12,7 +12,8 @@ from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.registry import get_variant
 from samkit.train import distributed
-from samkit.train.settings import cli_settings, setting_names, split_settings
+from samkit.train.guards import resume_settings
+from samkit.train.settings import cli_settings, setting_defaults, setting_names, split_settings
 from samkit.train.trainer import TrainConfig, TrainResult, fit
 
 __all__ = ["cli_distill", "distill", "settings_keys"]
@@ -47,6 +48,8 @@ def distill(
     layout. Returns the :class:`TrainResult` (``None`` in the launching process of a
     multi-GPU run, whose outputs are in the run folder).
     """
+    defaults = {**setting_defaults(DistillSettings), **_DEFAULTS}
+    kwargs = resume_settings(kwargs, defaults, "distilled")
     config, settings = _split(kwargs)
     config.check()
     gpus = distributed.cuda_devices(config.device)

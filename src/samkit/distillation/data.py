@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from samkit import transforms
-from samkit.distillation.cache import ImageSample, TeacherCache
+from samkit.distillation.cache import CacheDamagedError, ImageSample, TeacherCache
 from samkit.modeling import Sam
 
 __all__ = ["EmbeddingPairs", "TeacherEncoder", "model_input"]
@@ -111,6 +111,12 @@ class EmbeddingPairs(torch.utils.data.Dataset):
         image = sample.image()
         x, input_size = model_input(image, self.cache.image_size, self.mean, self.std, item.flip)
         target = np.asarray(self.cache.get(item.digest, item.flip), dtype=np.float32)
+        if not np.isfinite(target).all():
+            raise CacheDamagedError(
+                f"the teacher embedding of {sample.path} in {self.cache.root} holds NaN or "
+                f"infinite values (shard {self.cache.shard_of(item.digest, item.flip)}); "
+                "delete that shard so it is computed again"
+            )
         out = {
             "image": torch.from_numpy(x),
             "target": torch.from_numpy(target),

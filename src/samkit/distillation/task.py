@@ -124,7 +124,8 @@ class DistillModule(nn.Module):
 def _open_images(data: str | os.PathLike[str], images: str | None) -> Sequence[Any]:
     from samkit.datasets import open_dataset
 
-    return open_dataset(data, images)  # unreadable entries are reported there and skipped
+    # unreadable entries (annotations, image headers) are reported there and left out
+    return open_dataset(data, images).readable()
 
 
 class DistillTask(TrainTask):
@@ -173,7 +174,11 @@ class DistillTask(TrainTask):
         held = _open_images(s.val, None) if s.val else samples[: s.val_images]
         train = samples if s.val else samples[s.val_images :]
         if not train:
-            raise SamkitError(f"data: no training images left in {s.data} after the held-out ones")
+            raise SamkitError(
+                f"data: no training images left in {s.data} ({len(samples)} readable) after "
+                f"the val_images={s.val_images} held out; lower val_images or pass val= "
+                "(held-out images of their own)"
+            )
         flips = (False, True) if s.flip else (False,)
         train_hashes = self._fill(train, flips)
         self.held = list(held)
@@ -216,10 +221,11 @@ class DistillTask(TrainTask):
             with tqdm(total=total, desc="teacher embeddings", unit="img",
                       disable=not self.progress) as bar:  # fmt: skip
                 report, hashes = cache_mod.fill(
-                    self.cache, samples, self.teacher_encoder, flips=flips, progress=bar.update
-                )
+                    self.cache, samples, self.teacher_encoder, flips=flips, progress=bar.update,
+                    batch_size=1 if self.ctx.device.type == "cpu" else 4,
+                )  # fmt: skip
             for path, reason in report.problems:
-                logger.warning("skipped unreadable image %s: %s", path, reason)
+                logger.warning("skipped %s", reason if path in reason else f"{path}: {reason}")
             logger.info(
                 "teacher embeddings: %d computed, %d read from %s",
                 report.computed,

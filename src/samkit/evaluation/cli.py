@@ -37,7 +37,7 @@ def cli_val(args: dict[str, Any]) -> int:
         if args[key] is not None and not Path(args[key]).exists():
             raise UsageError(f"{key} {args[key]!r} does not exist")
     try:
-        check_settings(ValSettings(protocols=protocols, **options))
+        check_settings(ValSettings(protocols=protocols, **options), args["max_images"])
     except SamkitError as e:
         raise UsageError(str(e)) from None
     val(

@@ -9,11 +9,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from samkit.datasets import Dataset, Problem
+from samkit.datasets import Dataset, Problem, Sample
 from samkit.embeddings import EmbeddingStore, encode_cached
-from samkit.errors import SamkitError
+from samkit.errors import DatasetError
 from samkit.evaluation.metrics import InstanceResult
 from samkit.evaluation.protocols import PROMPT_PROTOCOLS, Context, run_prompt
+from samkit.items import each_item
 
 __all__ = ["run_loop"]
 
@@ -41,7 +42,8 @@ def run_loop(
     max_images: int | None = None,
 ) -> tuple[list[InstanceResult], dict[tuple[str, str], Any]]:
     """Every protocol for every model on every image -> (rows, accumulators of the
-    non-prompt protocols). An unreadable image is reported in ``ds.problems`` and skipped."""
+    non-prompt protocols). An unreadable image (its header or its pixels) is reported in
+    ``ds.problems`` with its file and skipped (:func:`samkit.items.each_item`)."""
     from tqdm import tqdm
 
     n = len(ds) if max_images is None else min(len(ds), int(max_images))
@@ -50,16 +52,22 @@ def run_loop(
     for m in members:
         m.decode_s = dict.fromkeys(settings.protocols, 0.0)
     bar = tqdm(total=n, unit="img", desc="val", disable=not verbose, dynamic_ncols=True)
+
+    def read(index: int) -> tuple[Sample, Any]:  # every file read of one image
+        sample = ds[index]
+        return sample, sample.image()
+
+    def skip(where: str, message: str) -> None:
+        ds.problems.append(Problem(where, message))
+        logger.warning("skipped %s", message)
+
+    loaded = each_item(
+        range(n), read, name=lambda i: str(ds.path(i)), report=skip, done=lambda: bar.update(1)
+    )
+    measured = 0
     try:
-        for index in range(n):
-            sample = ds[index]
-            try:
-                image = sample.image()
-            except (SamkitError, OSError) as e:
-                ds.problems.append(Problem(str(sample.path), str(e)))
-                logger.warning("skipped %s: %s", sample.path, e)
-                bar.update(1)
-                continue
+        for _, (sample, image) in loaded:
+            measured += 1
             key = EmbeddingStore.key(sample.path)
             report.current = sample.path
             for m in members:
@@ -77,4 +85,6 @@ def run_loop(
             bar.update(1)
     finally:
         bar.close()
+    if n and not measured:
+        raise DatasetError(f"none of the {n} images of {ds.root} could be read (see the warnings)")
     return rows, accs

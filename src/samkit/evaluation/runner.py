@@ -17,7 +17,7 @@ from typing import Any
 
 from samkit.datasets import Dataset, open_dataset
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import SamkitError
+from samkit.errors import DatasetError, SamkitError
 from samkit.evaluation.members import Member, members
 from samkit.evaluation.protocols import PROTOCOLS, SELECT
 from samkit.evaluation.results import ValResults
@@ -26,8 +26,14 @@ from samkit.evaluation.settings import ValSettings
 __all__ = ["Member", "ValResults", "check_settings", "val"]
 
 
-def check_settings(settings: ValSettings) -> None:
-    """SamkitError naming the first setting that is not valid."""
+def check_settings(settings: ValSettings, max_images: int | None = None) -> None:
+    """SamkitError naming the first setting that is not valid (the numeric ones by the rules
+    every long run shares, :mod:`samkit.run_checks`)."""
+    from samkit.run_checks import check_run_settings
+
+    numeric = ("batch", "seed", "box_jitter", "min_area", "max_clicks", "gallery")
+    check_run_settings({k: getattr(settings, k) for k in numeric}, "val")
+    check_run_settings({"max_images": max_images}, "val")
     bad = [p for p in settings.protocols if p not in PROTOCOLS]
     if bad or not settings.protocols:
         raise SamkitError(
@@ -37,12 +43,6 @@ def check_settings(settings: ValSettings) -> None:
         raise SamkitError(f"select must be one of {', '.join(SELECT)}, got {settings.select!r}")
     if settings.averaging not in ("instance", "image"):
         raise SamkitError(f"averaging must be 'instance' or 'image', got {settings.averaging!r}")
-    if not isinstance(settings.max_clicks, int) or settings.max_clicks < 1:
-        raise SamkitError(f"max_clicks must be a positive int, got {settings.max_clicks!r}")
-    if not settings.box_jitter >= 0:
-        raise SamkitError(
-            f"box_jitter must be >= 0 (fraction of the box side), got {settings.box_jitter!r}"
-        )
     if "detections" in settings.protocols and settings.detections is None:
         raise SamkitError("protocol 'detections' needs detections= (a detector or detections JSON)")
     if "teacher" in settings.protocols and settings.teacher is None:
@@ -93,12 +93,17 @@ def val(
         settings = ValSettings(protocols=tuple(protocols), **options)
     except TypeError as e:
         raise SamkitError(f"unknown val option: {e}") from None
-    check_settings(settings)
+    check_settings(settings, max_images)
     ds = (
         data
         if isinstance(data, Dataset)
         else open_dataset(data, images, min_area=settings.min_area)
     )
+    if len(ds) == 0:
+        raise DatasetError(
+            f"data {getattr(ds, 'root', data)!s}: no images to measure"
+            f" ({len(ds.problems)} problems: see the warnings above)"
+        )
     run_members = members(model, device, backend, cache)
     from samkit.evaluation.loop import run_loop
     from samkit.evaluation.report import Report

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.errors import DatasetError, FormatError
+from samkit.errors import DatasetError, FormatError, SourceError
 from samkit.polygons import polygons_to_mask
 
 __all__ = [
@@ -83,12 +83,19 @@ class Found:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` of an image file from its header, after EXIF orientation."""
+    """``(height, width)`` of an image file from its header, after EXIF orientation.
+
+    Raises:
+        SourceError: naming the file, when it is missing, empty or not an image.
+    """
     from PIL import Image
 
-    with Image.open(path) as img:
-        w, h = img.size
-        orientation = img.getexif().get(274, 1)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(274, 1)
+    except Exception as exc:  # any decoder failure (as sources.read_image) means "unreadable"
+        raise SourceError(f"cannot read {str(path)!r} as an image: {exc}") from None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 

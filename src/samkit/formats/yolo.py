@@ -243,7 +243,8 @@ def read_yolo_seg_rows(
 
 
 def read_data_yaml(path: str | os.PathLike[str]) -> dict[str, object]:
-    """Read an Ultralytics ``data.yaml`` (needs pyyaml); ``names`` is returned as a list.
+    """Read an Ultralytics ``data.yaml`` (needs pyyaml); ``names`` is returned as a list
+    indexed by class id (a mapping with gaps gets the missing ids' numbers as their names).
 
     Raises:
         FormatError: the file is not plain YAML, not a mapping, or its ``names`` is neither a
@@ -262,8 +263,10 @@ def read_data_yaml(path: str | os.PathLike[str]) -> dict[str, object]:
     if not isinstance(data, dict):
         raise FormatError(f"{p}: a data.yaml holds a mapping, got {type(data).__name__}")
     names = data.get("names") or []
-    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
-        names = [str(names[k]) for k in sorted(names)]
+    if isinstance(names, dict) and all(isinstance(k, int) and k >= 0 for k in names):
+        # indexed by class id: {0: a, 2: c} -> [a, "1", c] (an id without a name keeps its
+        # number), so class 2 is "c", not the third name of a sorted list
+        names = [str(names.get(k, k)) for k in range(max(names, default=-1) + 1)]
     elif not isinstance(names, list):
         raise FormatError(
             f"{p}: 'names' must be a list or a mapping class id -> name, got {names!r}"

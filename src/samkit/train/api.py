@@ -11,7 +11,8 @@ from samkit.errors import SamkitError
 from samkit.modeling import Sam
 from samkit.train import distributed
 from samkit.train.finetune import FineTuneSettings, FineTuneTask
-from samkit.train.settings import cli_settings, setting_names, split_settings
+from samkit.train.guards import resume_settings
+from samkit.train.settings import cli_settings, setting_defaults, setting_names, split_settings
 from samkit.train.trainer import TrainResult, fit
 
 __all__ = ["cli_train", "settings_keys", "train"]
@@ -33,6 +34,7 @@ def train(network: Sam | None = None, **kwargs: Any) -> TrainResult | None:
     :class:`TrainResult` (``None`` in the launching process of a multi-GPU run, whose outputs
     are in the run folder).
     """
+    kwargs = resume_settings(kwargs, setting_defaults(FineTuneSettings), "trained")
     config, settings = split_settings(kwargs, FineTuneSettings, "training")
     config.check()
     gpus = distributed.cuda_devices(config.device)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from samkit.device import select_device
 from samkit.errors import SamkitError
 
 __all__ = [
@@ -87,6 +88,12 @@ def init(device: str | None) -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device not in (None, "") and len(cuda_devices(device)) < 2:
+        # the one device check (samkit.device.select_device): "cuda" / "mps" / "foo" with no
+        # such device is an error, never a silent CPU run
+        chosen = select_device(device)
+        if world == 1 and chosen.type != "cuda":
+            return DistContext(0, 0, 1, chosen)
     want_cpu = device is not None and str(device).strip().lower() == "cpu"
     use_cuda = torch.cuda.is_available() and not want_cpu
     if device not in (None, "", "cpu") and not use_cuda and cuda_devices(device):

@@ -17,6 +17,7 @@ from torch import nn
 from samkit.datasets import Dataset, Sample, open_dataset
 from samkit.embeddings import EmbeddingStore, model_key
 from samkit.errors import SamkitError
+from samkit.items import each_item
 from samkit.modeling import Sam
 from samkit.train.data import ImageItem, prepare_item
 from samkit.train.distributed import DistContext
@@ -176,16 +177,21 @@ class FineTuneTask(TrainTask):
         return EmbeddingStore(root, key, memory_items=0)
 
     def _prepare(self, samples: Dataset) -> list[ImageItem]:
-        items, kept = [], []
+        """One item per image with a usable instance; an unreadable image (header, pixels or
+        annotations) is reported with its file and left out (:func:`samkit.items.each_item`)."""
         size = self.sam.image_size
-        for sample in samples:
-            try:
-                item = prepare_item(sample, EmbeddingStore.key(sample.path), size)
-                if item is not None and self.encoder_trains:
-                    item.image = self._input(sample)
-            except (OSError, ValueError, SamkitError) as exc:
-                logger.warning("skipped %s: %s", sample.path, exc)
-                continue
+
+        def read(index: int) -> tuple[Sample, ImageItem | None]:
+            sample = samples[index]
+            item = prepare_item(sample, EmbeddingStore.key(sample.path), size)
+            if item is not None and self.encoder_trains:
+                item.image = self._input(sample)
+            return sample, item
+
+        items, kept = [], []
+        for _, (sample, item) in each_item(
+            range(len(samples)), read, name=lambda i: str(samples.path(i))
+        ):
             if item is not None:
                 items.append(item)
                 kept.append(sample)
@@ -203,13 +209,18 @@ class FineTuneTask(TrainTask):
         return torch.from_numpy(x).to(self.ctx.device)
 
     def _fill_cache(self, keyed: list[tuple[str, Sample]]) -> None:
-        """Encode every image not yet in the store (rank 0 only with a disk store)."""
+        """Encode every image not yet in the store (rank 0 only with a disk store); an image
+        that cannot be read now is reported and its item dropped."""
         disk = self.store.folder is not None
         if not disk or self.ctx.is_main:
             missing = [(k, s) for k, s in keyed if self.store.get(k) is None]
             if missing:
                 self._encode(missing)
         self.ctx.barrier()
+        if disk and not self.ctx.is_main:
+            self.items = [it for it in self.items if self.store.has(it.key)]
+        if not self.items:
+            raise SamkitError(f"data={self.settings.data!r}: no readable image to train on")
 
     def _encode(self, keyed: list[tuple[str, Sample]]) -> None:
         from tqdm import tqdm
@@ -217,10 +228,29 @@ class FineTuneTask(TrainTask):
         from samkit.predictor import SamPredictor
 
         predictor = SamPredictor(self.sam)
-        for key, sample in tqdm(keyed, desc="embeddings", unit="img", disable=not self.ctx.is_main):
-            predictor.set_image(sample.image())
-            self.store.put(key, predictor.get_image_state())
+        failed: set[str] = set()
+
+        def skip(where: str, message: str) -> None:
+            failed.add(where)
+            logger.warning("skipped %s", message)
+
+        with tqdm(total=len(keyed), desc="embeddings", unit="img",
+                  disable=not self.ctx.is_main) as bar:  # fmt: skip
+            for (key, _), image in each_item(
+                keyed,
+                lambda ks: ks[1].image(),
+                name=lambda ks: str(ks[1].path),
+                report=skip,
+                done=lambda: bar.update(1),
+            ):
+                predictor.set_image(image)
+                self.store.put(key, predictor.get_image_state())
+                bar.update(1)
         predictor.reset_image()
+        if failed:
+            pairs = [(it, s) for it, s in zip(self.items, self._kept, strict=True)
+                     if str(s.path) not in failed]  # fmt: skip
+            self.items, self._kept = [it for it, _ in pairs], [s for _, s in pairs]
 
     # ------------------------------------------------------------------ loop hooks
     def module(self) -> nn.Module:

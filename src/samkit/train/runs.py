@@ -4,11 +4,14 @@ dicts in the official layout) and ``weights/last_state.pt`` (what ``resume`` nee
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from samkit.io_utils import atomic_open, atomic_write_text
 __all__ = [
     "find_resume",
     "read_args",
+    "remove_partial",
     "save_torch",
     "write_args",
     "write_plots",
@@ -33,10 +37,52 @@ STATE_FILE = "last_state.pt"
 
 
 def save_torch(obj: Any, path: Path) -> Path:
-    """``torch.save`` streamed to a temporary file beside ``path``, then an atomic rename."""
-    with atomic_open(path) as f:
-        torch.save(obj, f)
+    """``torch.save`` streamed to a temporary file beside ``path``, then an atomic rename. On a
+    failure the temporary file is removed and ``path`` left as it was.
+
+    Raises:
+        SamkitError: naming ``path`` (and saying "disk full" when the disk is).
+    """
+    try:
+        with atomic_open(path) as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as exc:
+        raise SamkitError(_write_failure(path, exc)) from exc
     return path
+
+
+def _write_failure(path: Path, exc: BaseException) -> str:
+    """The message of a checkpoint write that failed: "disk full" when ENOSPC is the cause
+    (torch wraps it in a RuntimeError from its zip writer) or the disk has no room left."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    full = any(getattr(c, "errno", None) == errno.ENOSPC for c in chain) or any(
+        "No space left" in str(c) for c in chain
+    )
+    if not full and isinstance(exc, RuntimeError):
+        with contextlib.suppress(OSError):
+            full = shutil.disk_usage(path.parent).free < 1 << 20
+    if full:
+        return (
+            f"disk full while writing the checkpoint {path}: free space on "
+            f"{path.parent} and resume the run (resume=true); the previous checkpoint is kept"
+        )
+    return f"cannot write the checkpoint {path}: {exc}"
+
+
+def remove_partial(run_dir: Path) -> list[Path]:
+    """Delete the temporary files an interrupted checkpoint write left in ``run_dir/weights``
+    (``.<name>.*.tmp``); returns them."""
+    weights = run_dir / "weights"
+    stale = sorted(weights.glob(".*.tmp")) if weights.is_dir() else []
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            logger.info("removed %s, left by an interrupted checkpoint write", tmp)
+    return stale
 
 
 def write_args(run_dir: Path, args: Mapping[str, Any]) -> Path:

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from samkit.errors import SamkitError
+from samkit.run_checks import check_run_settings
 from samkit.train import distributed, rng, runs
 from samkit.train.distributed import DistContext
+from samkit.train.guards import check_loss, check_weights
 from samkit.train.schedule import SCHEDULES, make_optimizer, make_scheduler
 
 __all__ = ["StepOutput", "TrainConfig", "TrainResult", "TrainTask", "fit"]
@@ -62,17 +64,11 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise SamkitError naming the first setting out of range."""
-        for key in ("epochs", "batch", "accumulate"):
-            if int(getattr(self, key)) < 1:
-                raise SamkitError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not self.lr > 0:
-            raise SamkitError(f"lr must be > 0, got {self.lr}")
+        check_run_settings(asdict(self), "training")
         if self.schedule not in SCHEDULES:
             raise SamkitError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
-        if self.warmup is not None and self.warmup < 0:
-            raise SamkitError(f"warmup must be >= 0 optimiser steps, got {self.warmup}")
 
 
 class StepOutput(NamedTuple):
@@ -222,6 +218,7 @@ class _Loop:
         self.wrapped = self._wrap(task.module())
         if self.ctx.is_main:
             self.run_dir = resume_dir or self._new_run_dir()
+            runs.remove_partial(self.run_dir)
             runs.write_args(self.run_dir, {**asdict(cfg), **task.args()})
         return self._train()
 
@@ -309,7 +306,9 @@ class _Loop:
                 chunk = order[s * self.per_rank : (s + 1) * self.per_rank]
                 for last, items in self._micro_batches(chunk):
                     out = self._forward_backward(items, epoch, sync=last)
-                    sums["loss"] += float(out.loss.detach())
+                    loss = float(out.loss.detach())
+                    check_loss(loss, epoch, s, float(self.optimizer.param_groups[0]["lr"]))
+                    sums["loss"] += loss
                     for k, v in out.logs.items():
                         sums[k] = sums.get(k, 0.0) + float(v)
                     count += out.size
@@ -352,6 +351,7 @@ class _Loop:
         weights_dir = self.run_dir / "weights"
         fitness = row.get(self.task.fitness, -row.get("train/loss", math.inf))
         weights = self.task.weights()
+        check_weights(weights, str(weights_dir / "last.pt"))
         runs.save_torch(weights, weights_dir / "last.pt")
         if fitness > self.best or not (weights_dir / "best.pt").exists():
             self.best = max(self.best, float(fitness))
