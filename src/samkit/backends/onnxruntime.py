@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from samkit import transforms
 from samkit.backends.onnx_engine import OnnxEngine
 from samkit.current_image import CurrentImage
 from samkit.errors import PromptError, SamkitError
+from samkit.families.state import ImageState, state_from_arrays, state_to_arrays
 from samkit.postprocess import binarize, upsample_fast
 from samkit.validation import (
     check_box,
@@ -37,14 +37,8 @@ __all__ = ["OnnxEngine", "OnnxImageState", "OnnxPredictor", "load_export"]
 PRECISIONS = {"fp32": (False, False), "int8": (True, True), "int8_decoder": (False, True)}
 
 
-@dataclass(frozen=True)
-class OnnxImageState:
-    """One encoded image: features (1, 256, 64, 64) float32; original_size / input_size (H, W)
-    of the user's image and of the resized image inside the padded model input."""
-
-    features: np.ndarray
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
+OnnxImageState = ImageState
+"""One encoded image (NumPy features): the one :class:`~samkit.families.state.ImageState`."""
 
 
 def load_export(source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -98,7 +92,7 @@ def _session(
     return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
 
 
-class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
+class OnnxPredictor(CurrentImage[ImageState, np.ndarray]):
     """Encode once, prompt many, with ONNX Runtime.
 
     Args:
@@ -166,24 +160,20 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         else:
             x = transforms.normalize_pad(resized, self.image_size, self.mean, self.std)  # type: ignore[arg-type]
         features = self.encoder.run(None, {"image": x})[0]
-        self._state = OnnxImageState(features, (image.shape[0], image.shape[1]), resized.shape[:2])
+        self._state = ImageState(features, (image.shape[0], image.shape[1]), resized.shape[:2])
 
     def set_image_state(self, state: Any) -> None:
         """Restore an image state (this backend's, or a torch ``ImageState``: its features
         are converted to NumPy) without running the encoder."""
-        feats = state.features
-        if hasattr(feats, "detach"):
-            feats = feats.detach().float().cpu().numpy()
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        arrays = state_to_arrays(state)
+        feats = np.ascontiguousarray(arrays["features"])
         grid = self.image_size // 16
         if feats.shape != (1, 256, grid, grid):
             raise SamkitError(
                 f"state.features must have shape (1, 256, {grid}, {grid}), got {feats.shape}"
             )
-        orig = (int(state.original_size[0]), int(state.original_size[1]))
-        self._state = OnnxImageState(
-            feats, orig, (int(state.input_size[0]), int(state.input_size[1]))
-        )
+        restored = state_from_arrays(arrays)
+        self._state = ImageState(feats, restored.original_size, restored.input_size)
 
     # --------------------------------------------------------------- prompts
     def predict(
@@ -272,7 +262,7 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         logits = self._upsample(np.asarray(low_res_logits, dtype=np.float32), state)
         return logits if return_logits else binarize(logits, self.mask_threshold)
 
-    def _upsample(self, low: np.ndarray, state: OnnxImageState) -> np.ndarray:
+    def _upsample(self, low: np.ndarray, state: ImageState) -> np.ndarray:
         """Low-res logits (..., s, s) -> (..., H, W) float32 (**fast** contract)."""
         return upsample_fast(low, state.input_size, state.original_size, self.image_size)
 
