@@ -71,9 +71,15 @@ class Geometry(Protocol):
         ...
 
     def upsample(
-        self, low: Any, input_size: tuple[int, int], original_size: tuple[int, int]
+        self,
+        low: Any,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        exact: bool = False,
     ) -> Any:
-        """Low-res logits (..., s, s) -> logits (..., H, W) in the original frame."""
+        """Low-res logits (..., s, s) -> logits (..., H, W) in the original frame; ``exact``
+        (torch only): bit for bit the reference's resizes, else the fast composed maps (see
+        :mod:`samkit.postprocess`)."""
         ...
 
     def mask_prompt(
@@ -120,11 +126,16 @@ class ResizeLongestPad:
         return transforms.apply_boxes(boxes, original_size, self.prompt_side)
 
     def upsample(
-        self, low: Any, input_size: tuple[int, int], original_size: tuple[int, int]
+        self,
+        low: Any,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        exact: bool = False,
     ) -> Any:
-        from samkit.postprocess import upsample_fast
+        from samkit.postprocess import upsample_exact, upsample_fast
 
-        return upsample_fast(low, input_size, original_size, self.prompt_side)
+        resize = upsample_exact if exact else upsample_fast
+        return resize(low, input_size, original_size, self.prompt_side)
 
     def mask_prompt(
         self, mask: np.ndarray, original_size: tuple[int, int], value: float = 20.0
@@ -179,12 +190,17 @@ class SquareResize:
         return pairs.reshape(boxes.shape)
 
     def upsample(
-        self, low: Any, input_size: tuple[int, int], original_size: tuple[int, int]
+        self,
+        low: Any,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        exact: bool = False,
     ) -> Any:
-        from samkit.postprocess import upsample_fast
+        from samkit.postprocess import upsample_exact, upsample_fast
 
         frame = (self.prompt_side, self.prompt_side)
-        return upsample_fast(low, frame, original_size, self.prompt_side)
+        resize = upsample_exact if exact else upsample_fast
+        return resize(low, frame, original_size, self.prompt_side)
 
     def mask_prompt(
         self, mask: np.ndarray, original_size: tuple[int, int], value: float = 20.0
