@@ -33,18 +33,11 @@ def resolve_model(model: Any) -> tuple[Sam, str]:
     ``model`` may be a :class:`~samkit.modeling.Sam`, an object holding one in ``.model``
     (``SAM``, ``SamPredictor``) or a checkpoint path / model name for :func:`samkit.build_sam`.
     """
-    from samkit.modeling import Sam
+    from samkit.entrance import load_network
 
+    net = load_network(model, "export")
     if isinstance(model, (str, os.PathLike)):
-        from samkit.build import build_sam
-
-        return build_sam(model), Path(os.fspath(model)).stem
-    net = model if isinstance(model, Sam) else getattr(model, "model", None)
-    if not isinstance(net, Sam):
-        raise SamkitError(
-            "model must be a checkpoint path, a model name, a samkit Sam network or an object "
-            f"holding one in .model (SAM, SamPredictor); got {type(model).__name__}"
-        )
+        return net, Path(os.fspath(model)).stem
     return net, net.variant or f"sam_{net.config.encoder.kind if net.config else 'custom'}"
 
 

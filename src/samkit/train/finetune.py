@@ -154,13 +154,13 @@ class FineTuneTask(TrainTask):
         )
 
     def _build(self) -> tuple[Sam, str | None]:
-        from samkit.build import build_sam
+        from samkit.entrance import load_network
         from samkit.weights import resolve_checkpoint
 
         if self.network is not None:
-            return self.network, None
+            return load_network(self.network, "train"), None
         path = str(resolve_checkpoint(self.settings.model))
-        return build_sam(path), path
+        return load_network(path, "train"), path
 
     def _store(self, checkpoint: str | None) -> EmbeddingStore:
         cache = self.settings.cache
