@@ -23,7 +23,6 @@ front keeps its own, and passing settings for one is an error.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -244,9 +243,8 @@ def onnx_folder(model: Any, backend: str | None) -> Path | None:
     """The export folder the ONNX Runtime backend should run, or None for the torch backend.
 
     ``backend`` None picks ONNX Runtime for an export folder / manifest and torch otherwise.
-    With ``backend="onnxruntime"`` a checkpoint (path or name) is exported once into
-    ``<cache>/onnx/<stem>-<bytes>-<mtime>/`` and reused; a built network is exported into a
-    temporary folder.
+    A checkpoint with ``backend="onnxruntime"`` must be exported first
+    (:func:`samkit.export.onnx_export_for`, which the ``SAM`` front calls for you).
     """
     if backend is not None and backend not in BACKENDS:
         raise SamkitError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -255,19 +253,9 @@ def onnx_folder(model: Any, backend: str | None) -> Path | None:
             raise SamkitError(f"{model} is an ONNX export: it runs with backend='onnxruntime' only")
         path = Path(model)
         return path.parent if path.suffix.lower() == ".onnx" else path
-    if backend != "onnxruntime":
-        return None
-    from samkit.export import export
-
-    if isinstance(model, (str, os.PathLike)):
-        from samkit.weights import cache_dir, resolve_checkpoint
-
-        ckpt = resolve_checkpoint(model)
-        stat = ckpt.stat()
-        folder = cache_dir() / "onnx" / f"{ckpt.stem}-{stat.st_size}-{stat.st_mtime_ns}"
-        if not (folder / "samkit_onnx.json").is_file():
-            export(ckpt, format="onnx", output=folder, name=ckpt.stem)
-        return folder
-    folder = Path(tempfile.mkdtemp(prefix="samkit_onnx_"))
-    export(model, format="onnx", output=folder)
-    return folder
+    if backend == "onnxruntime":
+        raise SamkitError(
+            f"backend='onnxruntime' runs an ONNX export folder; {model!r} is not one (export it "
+            "with samkit.export.onnx_export_for, or let SAM(..., backend='onnxruntime') do it)"
+        )
+    return None

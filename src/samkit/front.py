@@ -57,6 +57,10 @@ class SamFront:
             loaded = load(model)
             self.precision = loaded.precision
         elif isinstance(model, (str, os.PathLike)) or _is_network(model):
+            if backend == "onnxruntime" and not _runs_as_is(model):
+                from samkit.export import onnx_export_for
+
+                model = onnx_export_for(model)  # exported once, then run by ONNX Runtime
             # a network given in memory moves to the device (auto when None), as it always has
             loaded = load(model, device=device or "", backend=backend, precision=self.precision)
         else:
@@ -256,3 +260,11 @@ def _is_network(model: Any) -> bool:
     from samkit.modeling import Sam
 
     return isinstance(model, Sam)
+
+
+def _runs_as_is(model: Any) -> bool:
+    """Whether ``model`` is an ONNX export or ``"grabcut"`` (nothing to export)."""
+    from samkit.backends import is_onnx_export
+    from samkit.backends.grabcut import is_grabcut
+
+    return is_onnx_export(model) or is_grabcut(model)

@@ -59,7 +59,7 @@ def resolve_model(item: Any, i: int, device: str | None, backend: str | None) ->
 
     try:
         if isinstance(item, (str, os.PathLike)):
-            item = SamFront(load(item, device=device, backend=backend))
+            item = SamFront(item, device=device, backend=backend)
         if isinstance(item, SamFront):
             return item, item.engine
         return None, load(item, device=device).engine
