@@ -24,13 +24,14 @@ import re
 import zipfile
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from samkit.errors import ArgumentError
+from samkit.errors import ArgumentError, SamkitError
+from samkit.families.state import ImageState, state_from_arrays, state_to_arrays
 from samkit.io_utils import atomic_write_bytes
 
 __all__ = ["EmbeddingStore", "StoredState", "encode_cached", "model_key"]
@@ -38,25 +39,14 @@ __all__ = ["EmbeddingStore", "StoredState", "encode_cached", "model_key"]
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-@dataclass(frozen=True)
-class StoredState:
-    """An image state read from disk: features ``(1, C, g, g)`` ndarray, sizes ``(H, W)``."""
-
-    features: np.ndarray
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
+StoredState = ImageState
+"""An image state read from disk (NumPy features): the one :class:`ImageState` type."""
 
 
 def _hash_file(h: Any, path: Path) -> None:
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
             h.update(block)
-
-
-def _features_numpy(features: Any) -> np.ndarray:
-    if hasattr(features, "detach"):
-        features = features.detach().float().cpu().numpy()
-    return np.asarray(features)
 
 
 class EmbeddingStore:
@@ -170,21 +160,20 @@ class EmbeddingStore:
             return None, None
         try:
             with np.load(path) as z:
-                features = z["features"]
-                sizes = (tuple(int(v) for v in z["original_size"]),
-                         tuple(int(v) for v in z["input_size"]))  # fmt: skip
-                own = str(z["key"]) if "key" in z.files else key
-                crc = str(z["crc32"]) if "crc32" in z.files else None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                arrays = {k: z[k] for k in z.files}
+            own = str(arrays.pop("key")) if "key" in arrays else key
+            crc = str(arrays.pop("crc32")) if "crc32" in arrays else None
+            features = arrays["features"]
+            state = state_from_arrays(arrays)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, SamkitError) as exc:
             return None, f"unreadable: {exc}"
-        if features.ndim != 4 or features.shape[0] != 1 or any(len(s) != 2 for s in sizes):
+        if features.ndim != 4 or features.shape[0] != 1:
             return None, f"features of shape {features.shape}, expected (1, C, g, g)"
         if own != key:
             return None, f"it holds the embedding of another image ({own})"
         if crc is not None and crc != _crc(features):
             return None, "its bytes differ from the checksum written with it"
-        (h, w), (ih, iw) = sizes
-        return StoredState(features.astype(np.float32), (h, w), (ih, iw)), None
+        return replace(state, features=features.astype(np.float32)), None
 
     def put(self, key: str, state: Any) -> None:
         """Keep ``state`` (an engine's ``get_state()``) for ``key``, in memory and on disk
@@ -193,16 +182,11 @@ class EmbeddingStore:
         self._remember(key, state)
         if path is None:
             return
-        features = _features_numpy(state.features).astype(self.dtype)
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            features=features,
-            original_size=np.asarray(state.original_size, dtype=np.int64),
-            input_size=np.asarray(state.input_size, dtype=np.int64),
-            key=np.asarray(key),
-            crc32=np.asarray(_crc(features)),
-        )
+        arrays: dict[str, Any] = state_to_arrays(state, self.dtype)
+        arrays["key"] = np.asarray(key)
+        arrays["crc32"] = np.asarray(_crc(arrays["features"]))
+        np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
 
 
@@ -236,9 +220,10 @@ def model_key(model: Any, extra: str = "") -> str:
     bytes, or its export folder's encoder, or the weights of an in-memory network), the
     encoder precision and ``extra``; 24 hex digits."""
     h = hashlib.sha256(extra.encode())
-    precision = getattr(model, "_precision", None) or {}
+    precision = getattr(model, "precision", None)
     # only what changes the features (the encoder's dtype), not batch sizes or threads
-    h.update(repr([(k, precision.get(k)) for k in ("half", "dtype")]).encode())
+    settings = precision.encoder_settings if precision is not None else ()
+    h.update(repr([(k, dict(settings).get(k)) for k in ("half", "dtype")]).encode())
     source = getattr(model, "checkpoint", None)
     files: list[Path] = []
     if source is not None and Path(source).is_file():
