@@ -39,7 +39,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _client(images: list[Path], model: str, tmp: Path) -> TestClient:
     server = build(images[0].parent, model, "cat,dog", output_dir=tmp / "out",
                    cache_dir=tmp / "cache", prefetch=0)  # fmt: skip
-    return TestClient(server.app)
+    return TestClient(server.app, base_url="http://127.0.0.1:8765")
 
 
 def _mask(answer: Any) -> np.ndarray:

@@ -176,7 +176,7 @@ def test_label_predict_route(toy_ckpt: Path, tmp_path: Path) -> None:
     cv2.imwrite(str(folder / "a.png"), image[..., ::-1])
     server = build(folder, str(toy_ckpt), "thing", output_dir=tmp_path / "out",
                    cache_dir=tmp_path / "cache", prefetch=0)  # fmt: skip
-    client = TestClient(server.app)
+    client = TestClient(server.app, base_url="http://127.0.0.1:8765")
     body = {"points": [[60.0, 10.0]], "labels": [1], "multimask": False}
     answer = client.post("/api/images/0/predict", json=body)
     assert answer.status_code == 200, answer.text
