@@ -179,8 +179,9 @@ def _crop(
     engine.set_image(image[y0:y1, x0:x1, :])
     try:
         input_size, _ = engine.sizes()
-        size = engine.image_size
-        geometry = Geometry(size // 4, size, tuple(input_size), (y1 - y0, x1 - x0))  # type: ignore[arg-type]
+        frames = engine.geometry
+        crop_size = (y1 - y0, x1 - x0)
+        geometry = Geometry(frames.low_res, frames.prompt_side, tuple(input_size), crop_size)  # type: ignore[arg-type]
         settings: dict[str, Any] = {
             "decoder_batch": gen.decoder_batch,
             "pred_iou_thresh": gen.pred_iou_thresh,
