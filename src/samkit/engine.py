@@ -371,8 +371,13 @@ def as_engine(model: Any, **options: Any) -> Engine:
                 f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
             )
         return existing
+    from samkit.families import family_of
     from samkit.modeling import Sam
 
+    make = family_of(model).make_engine if hasattr(model, "config") else None
+    if make is not None:
+        options.setdefault("device", None)
+        return make(model, **options)
     if not isinstance(model, Sam):
         raise SamkitError(
             "model must be a Sam, a SamPredictor, an OnnxPredictor, a SAM front or an Engine, "

@@ -93,6 +93,11 @@ class SamFront:
             batch = self._precision["decoder_batch"]
             predictor = OnnxPredictor(self.onnx_folder, threads=self._precision["threads"])
             return OnnxEngine(predictor, decoder_batch=batch)
+        from samkit.families import family_of
+
+        make = family_of(self.model).make_engine
+        if make is not None:
+            return make(self.model, **self._precision)
         return TorchEngine(self.model, **self._precision)
 
     @property

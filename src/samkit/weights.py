@@ -98,6 +98,12 @@ def resolve_checkpoint(
     try:
         variant = registry.get_variant(str(model))
     except KeyError:
+        from samkit.sam2.variants import find_sam2_variant
+
+        if find_sam2_variant(str(model)) is not None:
+            from samkit.sam2.variants import resolve_sam2_checkpoint
+
+            return resolve_sam2_checkpoint(model, download=download)
         raise CheckpointError(_unknown_model_message(str(model))) from None
 
     spec = variant.weights
@@ -125,7 +131,9 @@ def _weights_url(filename: str, official_url: str) -> str:
 
 
 def _unknown_model_message(name: str) -> str:
-    known = sorted(registry.ALIASES)
+    from samkit.sam2.variants import SAM2_ALIASES
+
+    known = sorted(set(registry.ALIASES) | set(SAM2_ALIASES))
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     if not close:
         close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)

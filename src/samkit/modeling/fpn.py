@@ -13,25 +13,14 @@ for the memory modules.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from samkit.errors import ArgumentError
-from samkit.modeling.hiera import Hiera, HieraConfig
-
-
-@dataclass(frozen=True)
-class FpnConfig:
-    """The FPN neck (Meta's ``FpnNeck`` arguments) and the number of levels dropped."""
-
-    d_model: int = 256
-    fpn_top_down_levels: tuple[int, ...] = (2, 3)
-    fpn_interp_model: str = "nearest"
-    fuse_type: str = "sum"
-    scalp: int = 1
+from samkit.modeling.hiera import Hiera
+from samkit.sam2.config import FpnConfig, HieraConfig
 
 
 class FpnNeck(nn.Module):

@@ -10,42 +10,12 @@ Attribute names equal Meta's checkpoint keys under ``image_encoder.trunk.``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from samkit.errors import ArgumentError
-
-
-@dataclass(frozen=True)
-class HieraConfig:
-    """One Hiera trunk. Defaults are Meta's ``Hiera`` defaults (the base+ size)."""
-
-    embed_dim: int = 112
-    num_heads: int = 2
-    stages: tuple[int, ...] = (2, 3, 16, 3)
-    global_att_blocks: tuple[int, ...] = (12, 16, 20)
-    window_spec: tuple[int, ...] = (8, 4, 14, 7)
-    window_pos_embed_bkg_spatial_size: tuple[int, int] = (14, 14)
-    q_pool: int = 3
-    q_stride: tuple[int, int] = (2, 2)
-    dim_mul: float = 2.0
-    head_mul: float = 2.0
-    mlp_ratio: float = 4.0
-
-    @property
-    def kind(self) -> str:
-        return "hiera"
-
-    @property
-    def channel_list(self) -> tuple[int, ...]:
-        """Output channels of each stage, lowest resolution first (the FPN neck's order)."""
-        dims = [self.embed_dim]
-        for _ in self.stages[1:]:
-            dims.append(int(dims[-1] * self.dim_mul))
-        return tuple(reversed(dims))
+from samkit.sam2.config import HieraConfig
 
 
 def _pool(x: torch.Tensor, pool: nn.Module | None) -> torch.Tensor:

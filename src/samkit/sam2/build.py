@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from samkit.modeling.sam2_decoder import Sam2MaskDecoder
 from samkit.modeling.transformer import TwoWayTransformer
 from samkit.sam2.architecture import infer_sam2_config, is_sam2_state
 from samkit.sam2.config import Sam2Config, video_tensor_shapes
-from samkit.sam2.variants import find_sam2_variant, variant_of
+from samkit.sam2.variants import find_sam2_variant, resolve_sam2_checkpoint, variant_of
 
 __all__ = ["build_sam2", "build_sam2_from_config", "build_sam2_model", "load_sam2_state"]
 
@@ -87,33 +86,6 @@ def load_sam2_state(model: Sam2, state_dict: dict[str, torch.Tensor], source: st
     if problems:
         raise CheckpointError(f"{source} does not fit the SAM 2 network: " + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
-
-
-def resolve_sam2_checkpoint(checkpoint: str | os.PathLike[str], download: bool = True) -> Path:
-    """A file path, or a published name (``sam2.1_hiera_tiny``, ``sam2.1_t.pt``, Meta's config
-    name, a Hugging Face id) fetched into samkit's cache on first use."""
-    from samkit import weights
-
-    path = Path(checkpoint).expanduser()
-    if path.is_file():
-        return path
-    variant = find_sam2_variant(str(checkpoint))
-    if variant is None:
-        raise CheckpointError(
-            f"checkpoint {str(checkpoint)!r} does not exist and is not a SAM 2 model name "
-            f"(e.g. sam2.1_hiera_tiny, sam2.1_t.pt, facebook/sam2.1-hiera-large)"
-        )
-    dest = weights.cache_dir() / variant.filename
-    if dest.is_file():
-        return dest
-    if not download:
-        from samkit.errors import DownloadError
-
-        raise DownloadError(
-            f"{variant.name} weights are not cached and downloading is disabled; download "
-            f"{variant.url} and put it at {dest} (or set SAMKIT_HOME)"
-        )
-    return weights.download_file(variant.url, dest, sha256=None, size=variant.size)
 
 
 def build_sam2_model(

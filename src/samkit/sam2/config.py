@@ -1,13 +1,52 @@
-"""SAM 2 / SAM 2.1 architectures: one frozen :class:`Sam2Config` per network, the four published
-trunk sizes, and the shapes of the video modules' tensors (kept with every loaded model so a
-checkpoint round-trips in Meta's layout)."""
+"""SAM 2 / SAM 2.1 architectures (frozen data, no torch): the Hiera trunk and FPN neck configs,
+one :class:`Sam2Config` per network, the four published trunk sizes, and the shapes of the
+video modules' tensors (kept with every loaded model so a checkpoint round-trips in Meta's
+layout)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from samkit.modeling.fpn import FpnConfig
-from samkit.modeling.hiera import HieraConfig
+
+@dataclass(frozen=True)
+class HieraConfig:
+    """One Hiera trunk. Defaults are Meta's ``Hiera`` defaults (the base+ size)."""
+
+    embed_dim: int = 112
+    num_heads: int = 2
+    stages: tuple[int, ...] = (2, 3, 16, 3)
+    global_att_blocks: tuple[int, ...] = (12, 16, 20)
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (14, 14)
+    q_pool: int = 3
+    q_stride: tuple[int, int] = (2, 2)
+    dim_mul: float = 2.0
+    head_mul: float = 2.0
+    mlp_ratio: float = 4.0
+
+    @property
+    def kind(self) -> str:
+        return "hiera"
+
+    @property
+    def channel_list(self) -> tuple[int, ...]:
+        """Output channels of each stage, lowest resolution first (the FPN neck's order)."""
+        dims = [self.embed_dim]
+        for _ in self.stages[1:]:
+            dims.append(int(dims[-1] * self.dim_mul))
+        return tuple(reversed(dims))
+
+
+@dataclass(frozen=True)
+class FpnConfig:
+    """The FPN neck (Meta's ``FpnNeck`` arguments) and the number of levels dropped."""
+
+    d_model: int = 256
+    fpn_top_down_levels: tuple[int, ...] = (2, 3)
+    fpn_interp_model: str = "nearest"
+    fuse_type: str = "sum"
+    scalp: int = 1
+
 
 # ImageNet statistics on [0, 1] pixels (SAM 2's transforms), not SAM's [0, 255] ones.
 PIXEL_MEAN = (0.485, 0.456, 0.406)
