@@ -151,12 +151,44 @@ class Sam2Predictor(SamPredictor):
 
 class Sam2Engine(TorchEngine):
     """The torch :class:`~samkit.engine.Engine` over a :class:`Sam2Predictor` (options as
-    :class:`~samkit.engine.TorchEngine`'s)."""
+    :class:`~samkit.engine.TorchEngine`'s).
 
-    def __init__(self, model: Sam2, *, threads: int | None = None, **options: Any) -> None:
+    ``max_hole_area`` / ``max_sprinkle_area`` (low-res pixels, default 0: off): Meta's
+    optional clean-up of the low-res logits before they are resized to the image
+    (:func:`~samkit.sam2.transforms.fill_holes_and_sprinkles`), applied by :meth:`upscale`
+    and :meth:`upsample`; the returned low-res logits stay as decoded.
+    """
+
+    def __init__(
+        self,
+        model: Sam2,
+        *,
+        threads: int | None = None,
+        max_hole_area: float = 0.0,
+        max_sprinkle_area: float = 0.0,
+        **options: Any,
+    ) -> None:
         if threads is not None:
             devices.set_cpu_threads(threads)
         self._bind(Sam2Predictor(model, **options))
+        self.max_hole_area = float(max_hole_area)
+        self.max_sprinkle_area = float(max_sprinkle_area)
+
+    def _clean(self, low: Any) -> Any:
+        if self.max_hole_area <= 0 and self.max_sprinkle_area <= 0:
+            return low
+        from samkit.sam2.transforms import fill_holes_and_sprinkles
+
+        x = torch.as_tensor(low, device=self.device)
+        return fill_holes_and_sprinkles(
+            x, self.mask_threshold, self.max_hole_area, self.max_sprinkle_area
+        )
+
+    def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray:
+        return super().upscale(self._clean(low_res_logits), state)
+
+    def upsample(self, low: Any) -> Any:
+        return super().upsample(self._clean(low))
 
 
 def make_engine(network: Sam2, **options: Any) -> Sam2Engine:

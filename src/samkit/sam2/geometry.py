@@ -5,7 +5,7 @@ scaling, one bilinear resize of the low-res logits to the original size)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,9 @@ class Sam2Geometry:
     image fills; low-res logits of side ``encoder_side // 4`` covering it."""
 
     encoder_side: int = 1024
+    # Bilinear resizes from low-res logits to the original size (SAM-1's geometry makes two);
+    # segment everything's NumPy emulation of SAM-1's two resizes is not used where this is 1.
+    resizes: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         if self.encoder_side < 16 or self.encoder_side % 16:
