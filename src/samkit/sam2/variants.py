@@ -118,4 +118,12 @@ def resolve_sam2_checkpoint(checkpoint: str | os.PathLike[str], download: bool =
             f"{variant.name} weights are not cached and downloading is disabled; download "
             f"{variant.url} and put it at {dest} (or set SAMKIT_HOME)"
         )
-    return weights.download_file(variant.url, dest, sha256=None, size=variant.size)
+    url = weights._weights_url(variant.filename, variant.url)
+    try:
+        return weights.download_file(url, dest, sha256=None, size=variant.size)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"{str(exc).rstrip('.')}.\n{variant.name} is not in samkit's cache and could not be "
+            f"downloaded (offline?); download {variant.url} and put it at {dest}, or pass the "
+            "file's path"
+        ) from exc
