@@ -91,3 +91,23 @@ def test_defaults_and_refusals(blob_pair: tuple[Any, Any]) -> None:
     with pytest.raises(ArgumentError, match="exactly one"):
         SAM2AutomaticMaskGenerator(ours, points_per_side=None)
     assert isinstance(gen, SamAutomaticMaskGenerator)
+
+
+def test_samkit_generator_on_the_sam2_engine(blob_pair: tuple[Any, Any]) -> None:
+    """samkit's own generator (SAM's defaults, as the front's segment everything runs it) on a
+    SAM 2 engine: Meta's SAM 2 generator's masks at the same thresholds."""
+    from samkit import SamAutomaticMaskGenerator
+    from samkit.sam2.engine import Sam2Engine
+
+    ref, ours = blob_pair
+    image = make_image(150, 220, seed=4)
+    theirs = sorted(
+        _meta_generator(ref, points_per_side=5, pred_iou_thresh=0.88).generate(image), key=_key
+    )
+    gen = SamAutomaticMaskGenerator(Sam2Engine(ours), points_per_side=5)
+    mine = sorted(gen.generate(image), key=_key)
+    print(f"samkit generator: Meta {len(theirs)} masks, samkit {len(mine)}")
+    assert len(theirs) > 3 and len(mine) == len(theirs)
+    for a, b in zip(mine, theirs, strict=True):
+        assert a["bbox"] == b["bbox"] and np.array_equal(a["segmentation"], b["segmentation"])
+        assert abs(a["predicted_iou"] - b["predicted_iou"]) < 1e-4
