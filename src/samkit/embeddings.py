@@ -171,9 +171,10 @@ def model_key(model: Any, extra: str = "") -> str:
     bytes, or its export folder's encoder, or the weights of an in-memory network), the
     encoder precision and ``extra``; 24 hex digits."""
     h = hashlib.sha256(extra.encode())
-    precision = getattr(model, "_precision", None) or {}
+    precision = getattr(model, "precision", None)
     # only what changes the features (the encoder's dtype), not batch sizes or threads
-    h.update(repr([(k, precision.get(k)) for k in ("half", "dtype")]).encode())
+    settings = precision.encoder_settings if precision is not None else ()
+    h.update(repr([(k, dict(settings).get(k)) for k in ("half", "dtype")]).encode())
     source = getattr(model, "checkpoint", None)
     files: list[Path] = []
     if source is not None and Path(source).is_file():

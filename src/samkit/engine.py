@@ -107,6 +107,7 @@ class Engine(Protocol):
         state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
     def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray: ...
+    def fork(self) -> Any: ...
 
 
 @runtime_checkable
@@ -371,11 +372,13 @@ def as_engine(model: Any, **options: Any) -> Engine:
                 f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
             )
         return existing
-    from samkit.families import family_of
+    from samkit.families import families
     from samkit.modeling import Sam
 
-    make = family_of(model).make_engine if hasattr(model, "config") else None
-    if make is not None:
+    config = getattr(model, "config", None)
+    owner = next((f for f in families() if config is not None and f.owns(config)), None)
+    make = owner.make_engine if owner is not None else None
+    if make is not None:  # a family with its own torch engine (SAM 2)
         options.setdefault("device", None)
         return make(model, **options)
     if not isinstance(model, Sam):

@@ -127,6 +127,10 @@ class GrabCutEngine:
         h, w = self._require_image().shape[:2]
         return (h, w), (h, w)
 
+    def fork(self) -> GrabCutEngine:
+        """A twin engine with the same settings and its own current image."""
+        return GrabCutEngine(self.iterations, self.max_side, self.point_reach, self._decoder_batch)
+
     def _use(self, state: Any) -> None:
         """Make ``state`` (an image) current unless it already is."""
         if state is not None and state is not self._image:

@@ -5,7 +5,7 @@ here imports torch."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -13,8 +13,8 @@ from samkit.backends.common import PredictorImages
 from samkit.errors import SamkitError
 from samkit.prompts import ObjectPrompt, stack_objects
 
-if TYPE_CHECKING:
-    from samkit.backends.onnxruntime import OnnxPredictor
+# samkit.backends.onnxruntime.OnnxPredictor (not imported: that module imports this one)
+OnnxPredictor = Any
 
 __all__ = ["OnnxEngine"]
 

@@ -91,10 +91,14 @@ def per_row(
     return _columns(out)
 
 
-def _read(path: Any) -> np.ndarray:
+def read_rgb(path: Any) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB image at ``path``."""
     from samkit.sources import read_image
 
     return read_image(str(path))
+
+
+_read = read_rgb
 
 
 class DetectStage:

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from samkit.build import build_from_config, build_sam
+from samkit.build import build_from_config
+from samkit.entrance import load_network
 from samkit.errors import ArgumentTypeError, SamkitError
 from samkit.families import family_for_config, family_of
 from samkit.io_utils import atomic_write_bytes
@@ -67,7 +68,7 @@ def build_student(student: StudentSpec, teacher: Sam) -> Sam:
     if isinstance(student, Sam) or (
         isinstance(student, (str, os.PathLike)) and Path(student).is_file()
     ):
-        source = student if isinstance(student, Sam) else build_sam(student)
+        source = load_network(student, "distill (student)")
         encoder_config = student_encoder_config(_config_of(source, "student").encoder, size)
         weights = source.image_encoder.state_dict()
     else:
