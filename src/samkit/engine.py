@@ -372,7 +372,7 @@ def as_engine(model: Any, **options: Any) -> Engine:
                 f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
             )
         return existing
-    from samkit.families import families
+    from samkit.families.base import families
     from samkit.modeling import Sam
 
     config = getattr(model, "config", None)

@@ -96,17 +96,14 @@ def resolve_checkpoint(
     if path.exists():
         raise CheckpointError(f"checkpoint {str(model)!r} is a directory, not a file")
     try:
-        variant = registry.get_variant(str(model))
+        variant: Any = registry.get_variant(str(model))
+        spec: Any = variant.weights
     except KeyError:
         from samkit.sam2.variants import find_sam2_variant
 
-        if find_sam2_variant(str(model)) is not None:
-            from samkit.sam2.variants import resolve_sam2_checkpoint
-
-            return resolve_sam2_checkpoint(model, download=download)
-        raise CheckpointError(_unknown_model_message(str(model))) from None
-
-    spec = variant.weights
+        variant = spec = find_sam2_variant(str(model))  # SAM 2 / 2.1: filename, url, size
+        if variant is None:
+            raise CheckpointError(_unknown_model_message(str(model))) from None
     dest = cache_dir() / spec.filename
     if dest.is_file():
         return dest
@@ -118,7 +115,9 @@ def resolve_checkpoint(
             f"download {url} and {hint}.\n{NO_DOWNLOAD_HINT}"
         )
     try:
-        return download_file(url, dest, sha256=spec.sha256, size=spec.size, progress=progress)
+        return download_file(
+            url, dest, sha256=getattr(spec, "sha256", None), size=spec.size, progress=progress
+        )
     except DownloadError as exc:
         raise DownloadError(
             f"{str(exc).rstrip('.')}.\nTo install the weights by hand, {hint}.\n{NO_DOWNLOAD_HINT}"

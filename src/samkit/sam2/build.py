@@ -18,7 +18,7 @@ from samkit.modeling.sam2_decoder import Sam2MaskDecoder
 from samkit.modeling.transformer import TwoWayTransformer
 from samkit.sam2.architecture import infer_sam2_config, is_sam2_state
 from samkit.sam2.config import Sam2Config, video_tensor_shapes
-from samkit.sam2.variants import find_sam2_variant, resolve_sam2_checkpoint, variant_of
+from samkit.sam2.variants import find_sam2_variant, variant_of
 
 __all__ = ["build_sam2", "build_sam2_from_config", "build_sam2_model", "load_sam2_state"]
 
@@ -94,7 +94,7 @@ def build_sam2_model(
     """Build SAM 2 / 2.1 from a checkpoint file or a published name, recognised by content."""
     from samkit import weights
 
-    path = resolve_sam2_checkpoint(checkpoint)
+    path = weights.resolve_checkpoint(checkpoint)
     state = weights.load_state_dict(path)
     if not is_sam2_state(state):
         raise CheckpointError(f"{path} is not a SAM 2 / SAM 2.1 checkpoint")
@@ -131,7 +131,7 @@ def build_sam2(
     if ckpt_path is not None:
         from samkit import weights
 
-        path = resolve_sam2_checkpoint(ckpt_path)
+        path = weights.resolve_checkpoint(ckpt_path)
         state = weights.load_state_dict(path)
         inferred = infer_sam2_config(state)
         if inferred != variant.config:

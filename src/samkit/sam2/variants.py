@@ -3,11 +3,8 @@ Ultralytics' file names, Hugging Face ids), URLs and byte sizes."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from samkit.errors import CheckpointError, DownloadError
 from samkit.sam2.config import TRUNKS, Sam2Config
 
 _BASE_21 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
@@ -94,36 +91,3 @@ def variant_of(config: Sam2Config) -> Sam2Variant | None:
         if v.config == config:
             return v
     return None
-
-
-def resolve_sam2_checkpoint(checkpoint: str | os.PathLike[str], download: bool = True) -> Path:
-    """A file path, or a published name (``sam2.1_hiera_tiny``, ``sam2.1_t.pt``, Meta's config
-    name, a Hugging Face id) fetched into samkit's cache on first use."""
-    from samkit import weights
-
-    path = Path(checkpoint).expanduser()
-    if path.is_file():
-        return path
-    variant = find_sam2_variant(str(checkpoint))
-    if variant is None:
-        raise CheckpointError(
-            f"checkpoint {str(checkpoint)!r} does not exist and is not a SAM 2 model name "
-            f"(e.g. sam2.1_hiera_tiny, sam2.1_t.pt, facebook/sam2.1-hiera-large)"
-        )
-    dest = weights.cache_dir() / variant.filename
-    if dest.is_file():
-        return dest
-    if not download:
-        raise DownloadError(
-            f"{variant.name} weights are not cached and downloading is disabled; download "
-            f"{variant.url} and put it at {dest} (or set SAMKIT_HOME)"
-        )
-    url = weights._weights_url(variant.filename, variant.url)
-    try:
-        return weights.download_file(url, dest, sha256=None, size=variant.size)
-    except DownloadError as exc:
-        raise DownloadError(
-            f"{str(exc).rstrip('.')}.\n{variant.name} is not in samkit's cache and could not be "
-            f"downloaded (offline?); download {variant.url} and put it at {dest}, or pass the "
-            "file's path"
-        ) from exc
