@@ -111,3 +111,19 @@ def test_samkit_generator_on_the_sam2_engine(blob_pair: tuple[Any, Any]) -> None
     for a, b in zip(mine, theirs, strict=True):
         assert a["bbox"] == b["bbox"] and np.array_equal(a["segmentation"], b["segmentation"])
         assert abs(a["predicted_iou"] - b["predicted_iou"]) < 1e-4
+
+
+def test_front_segment_everything(blob_pair: tuple[Any, Any]) -> None:
+    """``SAM(sam2_network)(image)`` with no prompt: samkit's generator on the SAM 2 engine, the
+    masks Meta's SAM 2 generator finds at SAM's default IoU threshold."""
+    from samkit import SAM
+
+    ref, ours = blob_pair
+    image = make_image(150, 220, seed=6)
+    theirs = _meta_generator(ref, points_per_side=5, pred_iou_thresh=0.88).generate(image)
+    result = SAM(ours)(np.ascontiguousarray(image[..., ::-1]), points_per_side=5)[0]
+    masks = np.asarray(result.masks.data.cpu())
+    print(f"front: Meta {len(theirs)} masks, samkit {len(masks)}")
+    assert len(theirs) > 3 and len(masks) == len(theirs)
+    ours_set = sorted(m.tobytes() for m in masks.astype(bool))
+    assert ours_set == sorted(np.asarray(t["segmentation"], bool).tobytes() for t in theirs)
