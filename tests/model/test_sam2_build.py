@@ -3,7 +3,9 @@ tensors kept), names, Meta's ``build_sam2`` signature, and the front / ``build_s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,3 +136,44 @@ def test_geometry_and_hole_filling() -> None:
     assert torch.equal(out[..., 4:8, 4:8], low[..., 4:8, 4:8])
     kept = fill_holes_and_sprinkles(low, 0.0, max_hole_area=3, max_sprinkle_area=0)
     assert (kept[..., 10:12, 10:12] < 0).all() and kept[..., 28, 28] > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p: p.predict(point_coords=[[1, 2]], point_labels=[1]), "set_image"),
+        (lambda p: p.get_image_embedding(), "set_image"),
+        (lambda p: p.predict_batch(None, None, box_batch=[[1, 2, 3, 4]]), "set_image_batch"),
+    ],
+)
+def test_predictor_refuses_use_before_an_image(call: Any, message: str) -> None:
+    from samkit.errors import SamkitError
+    from samkit.sam2 import SAM2ImagePredictor
+
+    config = replace(SAM2_VARIANTS["sam2.1_hiera_tiny"].config, image_size=128)
+    predictor = SAM2ImagePredictor(build_sam2_from_config(config))
+    with pytest.raises(SamkitError, match=message):
+        call(predictor)
+
+
+def test_predictor_input_errors() -> None:
+    from samkit.errors import PromptError, SamkitError
+    from samkit.sam2 import SAM2ImagePredictor
+
+    config = replace(SAM2_VARIANTS["sam2.1_hiera_tiny"].config, image_size=128)
+    predictor = SAM2ImagePredictor(build_sam2_from_config(config))
+    with pytest.raises(ArgumentError, match="SAM 2 network"):
+        SAM2ImagePredictor(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(SamkitError, match="uint8"):
+        predictor.set_image(np.zeros((20, 30, 3), np.float32))
+    predictor.set_image(np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(PromptError, match="point_labels"):
+        predictor.predict(point_coords=[[1, 2]])
+    with pytest.raises(PromptError, match="point_coords must be"):
+        predictor.predict(point_coords=[[1, 2, 3]], point_labels=[1])
+    with pytest.raises(PromptError, match="one point group per box"):
+        predictor.predict(box=[[0, 0, 5, 5], [1, 1, 6, 6]], point_coords=[[1, 2]], point_labels=[1])
+    with pytest.raises(PromptError, match="mask_input"):
+        predictor.predict(point_coords=[[1, 2]], point_labels=[1], mask_input=np.zeros((1, 8, 8)))
+    with pytest.raises(PromptError, match="NaN"):
+        predictor.predict(box=[0, 0, float("nan"), 4])
