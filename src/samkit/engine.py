@@ -1,47 +1,55 @@
 """The one backend seam: every path that runs a network goes through an :class:`Engine`.
 
 The front (:class:`~samkit.model.SAM`), segment everything
-(:class:`~samkit.automatic.SamAutomaticMaskGenerator`) and auto-annotation
-(:func:`~samkit.annotate.auto_annotate`) take an engine; whatever was set when it was made
-(device, dtype, ``compile``, ``decoder_batch``) therefore holds on every path. A ``SAM`` owns
-exactly one engine (``SAM(...).engine``), and the engine owns one predictor.
+(:class:`~samkit.automatic.SamAutomaticMaskGenerator`), auto-annotation, the annotator,
+validation, fine-tuning and the Ray stages take an engine made by the one entrance
+(:func:`samkit.entrance.load`); whatever was set when it was made (device, dtype, ``compile``,
+``decoder_batch``) therefore holds on every path. A ``SAM`` owns exactly one engine
+(``SAM(...).engine``).
 
-Implementations: :class:`TorchEngine` (over :class:`~samkit.predictor.SamPredictor`) and
-:class:`~samkit.backends.onnxruntime.OnnxEngine` (over the ONNX Runtime predictor).
-:func:`as_engine` turns what a user hands in (a checkpoint, a ``Sam``, a predictor, a ``SAM``
-front, an engine) into one.
+Implementations: :class:`TorchEngine` (over :class:`~samkit.predictor.SamPredictor`),
+:class:`~samkit.backends.onnxruntime.OnnxEngine` (over the ONNX Runtime predictor) and
+:class:`~samkit.backends.grabcut.GrabCutEngine`. :func:`as_engine` wraps an object that
+already runs (a ``Sam``, a predictor, a ``SAM`` front, an engine); the entrance uses it.
 
-The protocol, in data-flow order (frames: "original" = the user's image pixels; "input" = the
-resized image inside the square model input of side ``image_size``):
+The protocol, in data-flow order. Frames are the engine's ``geometry``'s
+(:mod:`samkit.families.geometry`): "original" = the user's image pixels; "prompt frame" = the
+square of side ``image_size`` the prompts and low-res logits live in.
 
 Attributes
-    ``backend`` ``"torch"`` / ``"onnxruntime"`` (...); ``image_size`` (1024 for SAM);
-    ``low_res`` side of the decoder's logits (``image_size // 4``); ``mask_threshold`` logit
-    above which a pixel is in the mask (0.0); ``decoder_batch`` prompts per decoder pass.
-Image
-    ``encode(image_rgb)`` (H, W, 3) uint8 RGB -> image state, which becomes the current image;
-    ``set_image`` the same without the return value; ``get_state`` / ``set_state`` the current
-    state (the engine's own type; a torch engine accepts and returns
-    :class:`~samkit.image_state.ImageState`); ``reset_image``; ``is_image_set``; ``sizes()``
-    -> ``(input_size, original_size)`` (H, W) of the current image.
-Prompts (against the current image)
-    ``decode(objects, multimask_output, decoder_batch=None)``: :class:`~samkit.prompts.
-    ObjectPrompt` s in the original frame, all with equal ``key`` -> low-res logits
-    (B, C, s, s) float32 and scores (B, C) float32 NumPy, C = 3 with ``multimask_output``
-    else 1. ``decode_points(coords, labels, multimask_output=True, decoder_batch=None,
-    bf16=False)``: points (B, K, 2) float in the input frame, labels (B, K) int -> the same two
-    arrays in the engine's native array type ("native": torch tensors for torch, NumPy for
-    ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only); ``limits`` says which
-    logits the caller will read (:class:`~samkit.modeling.decoder_fast.OutputLimits`; an
-    engine may compute the others anyway).
+    ``backend`` ``"torch"`` / ``"onnxruntime"`` / ``"grabcut"``; ``geometry`` (the network's
+    family's); ``image_size`` (the prompt frame's side, 1024 for SAM); ``low_res`` side of the
+    decoder's logits (the geometry's); ``mask_threshold`` logit above which a pixel is in the
+    mask (0.0); ``decoder_batch`` prompts per decoder pass.
+Image (state is passed, not hidden)
+    ``encode(image_rgb)`` (H, W, 3) uint8 RGB -> the image state (an
+    :class:`~samkit.families.state.ImageState` for SAM engines; it also becomes the current
+    image); ``set_image`` / ``get_state`` / ``set_state`` / ``reset_image`` /
+    ``is_image_set`` / ``sizes()`` (``(input_size, original_size)``) handle the current image
+    for callers that keep one; ``fork()`` a twin over the same network with its own current
+    image.
+Prompts
+    ``decode(objects, multimask_output, decoder_batch=None, state=None)``:
+    :class:`~samkit.prompts.ObjectPrompt` s in the original frame, all with equal ``key``,
+    against ``state`` (default: the current image) -> low-res logits (B, C, s, s) float32 and
+    scores (B, C) float32 NumPy, C = 3 with ``multimask_output`` else 1.
 Post-processing
-    ``upscale(low)`` low-res logits (B, 1, s, s) float32 NumPy -> masks (B, H, W) bool in the
-    original frame. For native arrays (segment everything): ``upsample(low)`` (N, s, s) ->
-    logits (N, H, W) of the current image, bit for bit the reference's two bilinear resizes
-    (NumPy float32 input, as ``decode`` returns, is accepted too; so is it by ``to_numpy``);
+    ``upscale(low, state=None)`` low-res logits (B, 1, s, s) float32 NumPy -> masks (B, H, W)
+    bool in the original frame.
+Segment everything (the optional :class:`EverythingOps` capability; GrabCut lacks it and
+:func:`require_everything` says so)
+    ``decode_points(coords, labels, multimask_output=True, decoder_batch=None, bf16=False,
+    limits=None)``: points (B, K, 2) float in the prompt frame, labels (B, K) int -> the same
+    two arrays in the engine's native array type (torch tensors on the engine's device for
+    torch, NumPy for ONNX Runtime); ``bf16`` asks for a bfloat16 decoder (torch only);
+    ``limits`` says which logits the caller will read
+    (:class:`~samkit.modeling.decoder_fast.OutputLimits`). ``upsample(low)`` (N, s, s) ->
+    logits (N, H, W) of the current image, bit for bit the reference's two bilinear resizes;
     ``stability(logits, offset)`` -> (N,) float32; ``masks(logits, idx)`` -> (k, H, W) bool;
     ``iou_above(iou, t)`` -> int64 indices; ``take(x, idx)``; ``to_numpy(x)`` float32.
 
+An engine without an image embedding (GrabCut: ``has_embedding = False``) is refused by the
+embedding store's users (``samkit embed``, the Ray stages) through :func:`require_embedding`.
 CPU thread policy belongs to the engine too: see :func:`samkit.device.set_cpu_threads` (the
 ``threads`` option). torch is imported inside the methods only.
 """

@@ -153,9 +153,11 @@ def family_for_config(config: Any) -> Family:
         if family.owns(config):
             return family
     inner = getattr(config, "encoder", config)
+    what = "config.encoder" if inner is not config else "config"
+    known = " or ".join(t.__name__ for f in _FAMILIES.values() for t in f.config_types)
     raise ArgumentTypeError(
-        f"no model family owns a {type(inner).__name__} config; registered families: "
-        f"{', '.join(_FAMILIES)} (register one with samkit.families.register_family)"
+        f"{what} must be a {known} (the config of a registered model family; add one with "
+        f"samkit.families.register_family), got {type(inner).__name__}"
     )
 
 
