@@ -380,8 +380,15 @@ def as_engine(model: Any, **options: Any) -> Engine:
                 f"{type(model).__name__}'s engine; set them where it is made (e.g. SAM(...))"
             )
         return existing
+    from samkit.families.base import families
     from samkit.modeling import Sam
 
+    config = getattr(model, "config", None)
+    owner = next((f for f in families() if config is not None and f.owns(config)), None)
+    make = owner.make_engine if owner is not None else None
+    if make is not None:  # a family with its own torch engine (SAM 2)
+        options.setdefault("device", None)
+        return make(model, **options)
     if not isinstance(model, Sam):
         raise SamkitError(
             "model must be a Sam, a SamPredictor, an OnnxPredictor, a SAM front or an Engine, "

@@ -152,11 +152,11 @@ def load_network(model: Any, task: str, device: str | None = None) -> Sam:
         from samkit.weights import resolve_checkpoint
 
         net: Sam = build_sam(resolve_checkpoint(model))
-    elif _is_network(model):
+    elif is_network(model):
         net = model
     else:
         inner: Any = getattr(model, "model", None)
-        if not _is_network(inner):
+        if not is_network(inner):
             raise SamkitError(
                 f"{task}: model must be a checkpoint path, a model name, a samkit Sam network "
                 f"or an object holding one in .model (SAM, SamPredictor); got "
@@ -184,19 +184,28 @@ def _existing(
             onnx_folder=getattr(model, "onnx_folder", None),
             precision=getattr(model, "precision", None) or Precision(),
         )
-    if isinstance(model, (str, os.PathLike)) or _is_network(model):
+    if isinstance(model, (str, os.PathLike)) or is_network(model):
         return None
     _refuse_settings(model, settings, backend)
     engine = as_engine(model)
     return Loaded(engine, model=getattr(engine, "model", None))
 
 
-def _is_network(model: Any) -> bool:
+def is_network(model: Any) -> bool:
+    """Whether ``model`` is a torch network samkit runs: a ``Sam``, or a network built by a
+    registered family (its ``config`` owned by one, e.g. SAM 2's ``Sam2``)."""
     if isinstance(model, (str, os.PathLike)) or not hasattr(model, "image_encoder"):
         return False
     from samkit.modeling import Sam
 
-    return isinstance(model, Sam)
+    if isinstance(model, Sam):
+        return True
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    from samkit.families import families
+
+    return any(f.owns(config) for f in families())
 
 
 def _refuse_settings(model: Any, settings: Precision, backend: str | None) -> None:
@@ -226,7 +235,7 @@ def _torch(model: Any, device: str | None, settings: Precision) -> Loaded:
         dev = select_device(device)  # a bad device fails before any weights are read
         checkpoint: str | None = str(resolve_checkpoint(model))
         net = build_sam(checkpoint).to(dev).eval()
-    elif _is_network(model):
+    elif is_network(model):
         checkpoint = None
         net = model if device is None else model.to(select_device(device))
         net = net.eval()
@@ -235,7 +244,10 @@ def _torch(model: Any, device: str | None, settings: Precision) -> Loaded:
             "model must be a model name, a checkpoint or ONNX export path, 'grabcut', a Sam "
             f"network, a predictor, an engine or a SAM front; got {type(model).__name__}"
         )
-    engine = TorchEngine(net, **settings.as_dict())
+    from samkit.families import family_of
+
+    make = family_of(net).make_engine  # a family's own torch engine (SAM 2), else TorchEngine
+    engine = (make or TorchEngine)(net, **settings.as_dict())
     return Loaded(engine, model=net, checkpoint=checkpoint, precision=settings)
 
 

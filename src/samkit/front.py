@@ -262,12 +262,10 @@ def _speed(t0: float, t1: float, t2: float, t3: float) -> dict[str, float]:
 
 
 def _is_network(model: Any) -> bool:
-    """Whether ``model`` is a torch ``Sam`` (imported only when it could be one)."""
-    if not hasattr(model, "image_encoder"):
-        return False
-    from samkit.modeling import Sam
+    """Whether ``model`` is a torch network (:func:`samkit.entrance.is_network`)."""
+    from samkit.entrance import is_network
 
-    return isinstance(model, Sam)
+    return is_network(model)
 
 
 def _runs_as_is(model: Any) -> bool:

@@ -96,11 +96,14 @@ def resolve_checkpoint(
     if path.exists():
         raise CheckpointError(f"checkpoint {str(model)!r} is a directory, not a file")
     try:
-        variant = registry.get_variant(str(model))
+        variant: Any = registry.get_variant(str(model))
+        spec: Any = variant.weights
     except KeyError:
-        raise CheckpointError(_unknown_model_message(str(model))) from None
+        from samkit.sam2.variants import find_sam2_variant
 
-    spec = variant.weights
+        variant = spec = find_sam2_variant(str(model))  # SAM 2 / 2.1: filename, url, size
+        if variant is None:
+            raise CheckpointError(_unknown_model_message(str(model))) from None
     dest = cache_dir() / spec.filename
     if dest.is_file():
         return dest
@@ -112,7 +115,9 @@ def resolve_checkpoint(
             f"download {url} and {hint}.\n{NO_DOWNLOAD_HINT}"
         )
     try:
-        return download_file(url, dest, sha256=spec.sha256, size=spec.size, progress=progress)
+        return download_file(
+            url, dest, sha256=getattr(spec, "sha256", None), size=spec.size, progress=progress
+        )
     except DownloadError as exc:
         raise DownloadError(
             f"{str(exc).rstrip('.')}.\nTo install the weights by hand, {hint}.\n{NO_DOWNLOAD_HINT}"
@@ -125,7 +130,9 @@ def _weights_url(filename: str, official_url: str) -> str:
 
 
 def _unknown_model_message(name: str) -> str:
-    known = sorted(registry.ALIASES)
+    from samkit.sam2.variants import SAM2_ALIASES
+
+    known = sorted(set(registry.ALIASES) | set(SAM2_ALIASES))
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     if not close:
         close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)

@@ -31,7 +31,8 @@ def filter_exact(
     points ``(N, 2)`` -> the candidates that pass the stability filter, with the reference's
     stability scores and boxes (crop frame); their low-res logits are kept (cut to the part
     any pixel reads) for :func:`finish_exact` after the crop's NMS."""
-    if engine.backend == "torch" and not emulation_matches_torch(geometry):
+    one_resize = getattr(engine.geometry, "resizes", 2) != 2  # SAM 2: not SAM-1's two resizes
+    if engine.backend == "torch" and (one_resize or not emulation_matches_torch(geometry)):
         return _filter_upsampled(engine, low, iou, pts, geometry, offset, stability_thresh)
     rows, cols = geometry.used_low_res()
     low_np = np.ascontiguousarray(engine.to_numpy(low)[:, :rows, :cols])
@@ -59,7 +60,7 @@ def _filter_upsampled(
     stability_thresh: float,
 ) -> Candidates:
     """:func:`filter_exact` for a geometry where the NumPy kernel emulation is not torch's bit
-    for bit: the engine's two resizes a chunk at a time, each chunk reduced at once (RLEs
+    for bit (or not the engine's resizes at all): the engine's resizes a chunk at a time, each chunk reduced at once (RLEs
     made here)."""
     chunk = max(1, _CHUNK_ELEMENTS // (geometry.original_size[0] * geometry.original_size[1]))
     parts = []

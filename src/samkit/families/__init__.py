@@ -3,7 +3,8 @@
 A :class:`Family` owns its config types, checkpoint recognition and key filter, builder,
 :mod:`geometry <samkit.families.geometry>`, :mod:`image state <samkit.families.state>`,
 engine factory and export graphs; :func:`register_family` adds one (from any package).
-SAM-1 (ViT-B/L/H, TinyViT) is registered on import as ``"sam1"``.
+SAM-1 (ViT-B/L/H, TinyViT) is registered on import as ``"sam1"``, SAM 2 / 2.1 (Hiera) as
+``"sam2"`` (:mod:`samkit.families.sam2`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from samkit.families.base import (
 )
 from samkit.families.geometry import Geometry, ResizeLongestPad, SquareResize
 from samkit.families.sam1 import SAM1
+from samkit.families.sam2 import SAM2
 from samkit.families.state import ImageState, PreparedDecoder, state_from_arrays, state_to_arrays
 
 __all__ = [
     "SAM1",
+    "SAM2",
     "Family",
     "Geometry",
     "ImageState",
@@ -43,3 +46,5 @@ __all__ = [
 
 if "sam1" not in {f.name for f in families()}:
     register_family(SAM1)
+if "sam2" not in {f.name for f in families()}:
+    register_family(SAM2)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samkit.errors import ArgumentError
-from samkit.modeling.common import MLPBlock
+from samkit.modeling.common import MLP, MLPBlock
 
 
 class Attention(nn.Module):
@@ -51,6 +51,7 @@ class TwoWayAttentionBlock(nn.Module):
         mlp_dim: int,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
+        mlp_keys: str = "lin",
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
@@ -59,7 +60,12 @@ class TwoWayAttentionBlock(nn.Module):
             embedding_dim, num_heads, attention_downsample_rate
         )
         self.norm2 = nn.LayerNorm(embedding_dim)
-        self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
+        # SAM names the MLP's layers lin1 / lin2, SAM 2 layers.0 / layers.1 (same function).
+        self.mlp: nn.Module = (
+            MLP(embedding_dim, mlp_dim, embedding_dim, 2)
+            if mlp_keys == "layers"
+            else MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
+        )
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
         self.cross_attn_image_to_token = Attention(
@@ -102,7 +108,9 @@ class TwoWayTransformer(nn.Module):
         num_heads: int,
         mlp_dim: int,
         attention_downsample_rate: int = 2,
+        mlp_keys: str = "lin",
     ) -> None:
+        """``mlp_keys``: "lin" (SAM's checkpoint names) or "layers" (SAM 2's)."""
         super().__init__()
         self.depth = depth
         self.embedding_dim = embedding_dim
@@ -115,6 +123,7 @@ class TwoWayTransformer(nn.Module):
                 mlp_dim,
                 attention_downsample_rate,
                 skip_first_layer_pe=i == 0,
+                mlp_keys=mlp_keys,
             )
             for i in range(depth)
         )
