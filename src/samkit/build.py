@@ -19,6 +19,7 @@ from samkit.modeling import (
     TwoWayTransformer,
 )
 from samkit.registry import VARIANTS, SamConfig, TinyViTConfig, ViTConfig, find_variant, get_variant
+from samkit.zoo.hf_layout import from_hf_layout
 
 # TinyViT's ImageNet classifier ships in MobileSAM checkpoints but is never used by SAM.
 UNUSED_PREFIXES = ("image_encoder.norm_head.", "image_encoder.head.")
@@ -123,7 +124,7 @@ def build_sam(
             f"got {type(checkpoint).__name__} {checkpoint!r}"
         )
     path = weights.resolve_checkpoint(checkpoint)
-    state = weights.load_state_dict(path)
+    state = from_hf_layout(weights.load_state_dict(path))
     inferred = infer_config(state)
     if config is not None and config != inferred:
         raise CheckpointError(

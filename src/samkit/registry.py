@@ -91,7 +91,7 @@ class WeightSpec:
 
     filename: str
     url: str
-    sha256: str
+    sha256: str  # "" when the publisher gives none (the download is then checked by size only)
     size: int | None = None  # bytes; None when only approximately known
 
 
@@ -102,12 +102,19 @@ class Variant:
     config: SamConfig
     weights: WeightSpec
     description: str = ""
+    licence: str = "Apache-2.0"
+    accuracy: str = ""  # the published accuracy anchor, with its source
 
 
 VIT_B = ViTConfig(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11))
 VIT_L = ViTConfig(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23))
 VIT_H = ViTConfig(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31))
 TINY_VIT = TinyViTConfig()
+# SlimSAM (czg1225/SlimSAM, segment_anything/build_sam.py): ViT-B pruned to these widths.
+SLIM_50 = ViTConfig(embed_dim=384, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11))
+SLIM_77 = ViTConfig(
+    embed_dim=168, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11), mlp_ratio=696 / 168
+)
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
@@ -162,6 +169,66 @@ VARIANTS: dict[str, Variant] = {
         ),
     )
 }
+
+
+def _zoo(
+    name: str,
+    config: SamConfig,
+    file: tuple[str, str, str, int | None],
+    description: str,
+    accuracy: str,
+    licence: str = "Apache-2.0",
+    aliases: tuple[str, ...] = (),
+) -> Variant:
+    """A published model beyond SAM-1 / MobileSAM; ``file`` is (cache name, url, sha256 or "",
+    size in bytes or None)."""
+    filename, url, sha256, size = file
+    spec = WeightSpec(filename=filename, url=url, sha256=sha256, size=size)
+    return Variant(name, aliases, config, spec, description, licence, accuracy)
+
+
+_HF = "https://huggingface.co"
+# The efficient-SAM zoo (facts from each model's repository; see the README's model table).
+ZOO: tuple[Variant, ...] = (
+    _zoo(
+        "tinysam",
+        SamConfig(encoder=TINY_VIT),
+        (
+            "tinysam_42.3.pth",
+            "https://github.com/xinghaochen/TinySAM/releases/download/3.0/tinysam_42.3.pth",
+            "",
+            None,
+        ),
+        "TinySAM (MobileSAM's TinyViT, full-stage distillation; its predictor returns the 3 "
+        "multimask outputs: pass multimask_output=True)",
+        "COCO AP 42.3 (ViTDet boxes; MobileSAM 41.0), xinghaochen/TinySAM README",
+    ),
+    _zoo(
+        "slimsam_50",
+        SamConfig(encoder=SLIM_50),
+        (
+            "slimsam_uniform_50.safetensors",
+            f"{_HF}/Zigeng/SlimSAM-uniform-50/resolve/main/model.safetensors",
+            "",
+            None,
+        ),
+        "SlimSAM-50 (SAM ViT-B pruned to width 384, uniform; Hugging Face SamModel file)",
+        "",
+    ),
+    _zoo(
+        "slimsam_77",
+        SamConfig(encoder=SLIM_77),
+        (
+            "slimsam_uniform_77.safetensors",
+            f"{_HF}/Zigeng/SlimSAM-uniform-77/resolve/main/model.safetensors",
+            "",
+            None,
+        ),
+        "SlimSAM-77 (SAM ViT-B pruned to width 168, MLP 696, uniform; Hugging Face SamModel file)",
+        "COCO AP 41.3 (TinySAM README's table)",
+    ),
+)
+VARIANTS.update({v.name: v for v in ZOO})
 
 # Ultralytics redistributes the same state dicts under these file names.
 ULTRALYTICS_FILES: dict[str, str] = {

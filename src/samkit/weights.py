@@ -112,7 +112,9 @@ def resolve_checkpoint(
             f"download {url} and {hint}.\n{NO_DOWNLOAD_HINT}"
         )
     try:
-        return download_file(url, dest, sha256=spec.sha256, size=spec.size, progress=progress)
+        return download_file(
+            url, dest, sha256=spec.sha256 or None, size=spec.size, progress=progress
+        )
     except DownloadError as exc:
         raise DownloadError(
             f"{str(exc).rstrip('.')}.\nTo install the weights by hand, {hint}.\n{NO_DOWNLOAD_HINT}"
@@ -325,6 +327,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {file} is not a file")
     if file.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {file} is empty (0 bytes; an interrupted download?)")
+    if file.suffix == ".safetensors":
+        return _as_state_dict(_load_safetensors(file), file)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -344,6 +348,23 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return _as_state_dict(obj, file)
+
+
+def _load_safetensors(file: Path) -> dict[str, Any]:
+    """A ``.safetensors`` file (Hugging Face's format: tensors only, no pickle)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise CheckpointError(
+            f"reading {file} needs the safetensors package: pip install safetensors"
+        ) from exc
+    try:
+        return dict(load_file(str(file), device="cpu"))
+    except Exception as exc:  # header or length errors all mean unreadable
+        raise CheckpointError(
+            f"checkpoint {file} is not a readable safetensors file (truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _as_state_dict(obj: object, file: Path) -> dict[str, Any]:
