@@ -9,7 +9,7 @@ from typing import Any
 
 from samkit import registry
 from samkit.errors import CheckpointError
-from samkit.registry import SamConfig, TinyViTConfig, ViTConfig
+from samkit.registry import SamConfig, SamHQConfig, TinyViTConfig, ViTConfig
 
 __all__ = ["infer_config"]
 
@@ -40,7 +40,7 @@ def infer_config(state_dict: Mapping[str, Any]) -> SamConfig:
                 f"not a SAM checkpoint: no image_encoder.* tensors found (found keys like {sample})"
             )
         pe, md = "prompt_encoder.", "mask_decoder."
-        return SamConfig(
+        fields = dict(
             encoder=encoder,
             prompt_embed_dim=_shape(sd, f"{pe}no_mask_embed.weight")[1],
             mask_in_chans=_shape(sd, f"{pe}mask_downscaling.3.weight")[0],
@@ -53,6 +53,10 @@ def infer_config(state_dict: Mapping[str, Any]) -> SamConfig:
             pixel_mean=_rgb(sd, "pixel_mean", registry.PIXEL_MEAN),
             pixel_std=_rgb(sd, "pixel_std", registry.PIXEL_STD),
         )
+        if f"{md}hf_token.weight" in sd:  # SAM-HQ's output token and fusion layers
+            vit_dim = _shape(sd, f"{md}compress_vit_feat.0.weight")[0]
+            return SamHQConfig(**fields, hq_vit_dim=vit_dim)  # type: ignore[arg-type]
+        return SamConfig(**fields)  # type: ignore[arg-type]
     except (AttributeError, IndexError, ValueError, ZeroDivisionError) as exc:
         raise CheckpointError(f"not a SAM checkpoint: unexpected tensor shapes ({exc})") from exc
 

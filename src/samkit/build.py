@@ -18,7 +18,16 @@ from samkit.modeling import (
     TinyViT,
     TwoWayTransformer,
 )
-from samkit.registry import VARIANTS, SamConfig, TinyViTConfig, ViTConfig, find_variant, get_variant
+from samkit.modeling.hq import MaskDecoderHQ, SamHQ
+from samkit.registry import (
+    VARIANTS,
+    SamConfig,
+    SamHQConfig,
+    TinyViTConfig,
+    ViTConfig,
+    find_variant,
+    get_variant,
+)
 from samkit.zoo.hf_layout import from_hf_layout
 
 # TinyViT's ImageNet classifier ships in MobileSAM checkpoints but is never used by SAM.
@@ -38,7 +47,22 @@ def build_from_config(config: SamConfig) -> Sam:
             f"got {type(config.encoder).__name__}"
         )
     grid = config.image_embedding_size
-    model = Sam(
+    transformer = TwoWayTransformer(
+        depth=config.decoder_depth,
+        embedding_dim=config.prompt_embed_dim,
+        num_heads=config.decoder_num_heads,
+        mlp_dim=config.decoder_mlp_dim,
+    )
+    heads = (config.num_multimask_outputs, config.iou_head_depth, config.iou_head_hidden_dim)
+    network: type[Sam] = Sam
+    if isinstance(config, SamHQConfig):
+        network = SamHQ
+        decoder: MaskDecoder = MaskDecoderHQ(
+            config.prompt_embed_dim, transformer, config.hq_vit_dim, *heads
+        )
+    else:
+        decoder = MaskDecoder(config.prompt_embed_dim, transformer, *heads)
+    model = network(
         image_encoder=encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=config.prompt_embed_dim,
@@ -46,18 +70,7 @@ def build_from_config(config: SamConfig) -> Sam:
             input_image_size=(config.image_size, config.image_size),
             mask_in_chans=config.mask_in_chans,
         ),
-        mask_decoder=MaskDecoder(
-            transformer_dim=config.prompt_embed_dim,
-            transformer=TwoWayTransformer(
-                depth=config.decoder_depth,
-                embedding_dim=config.prompt_embed_dim,
-                num_heads=config.decoder_num_heads,
-                mlp_dim=config.decoder_mlp_dim,
-            ),
-            num_multimask_outputs=config.num_multimask_outputs,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-        ),
+        mask_decoder=decoder,
         pixel_mean=config.pixel_mean,
         pixel_std=config.pixel_std,
     )

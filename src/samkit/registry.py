@@ -86,6 +86,14 @@ class SamConfig:
 
 
 @dataclass(frozen=True)
+class SamHQConfig(SamConfig):
+    """SAM-HQ (:mod:`samkit.modeling.hq`): a SAM config plus the width of the early encoder
+    feature its decoder fuses (the ViT's embedding width; 160 for Light HQ-SAM's TinyViT)."""
+
+    hq_vit_dim: int = 768
+
+
+@dataclass(frozen=True)
 class WeightSpec:
     """Where the official checkpoint of a variant lives and how to verify it."""
 
