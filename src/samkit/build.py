@@ -8,76 +8,27 @@ from collections.abc import Callable
 
 import torch
 
-from samkit.architecture import infer_config
-from samkit.errors import ArgumentError, ArgumentTypeError, CheckpointError
-from samkit.modeling import (
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
-    Sam,
-    TinyViT,
-    TwoWayTransformer,
-)
-from samkit.modeling.hq import MaskDecoderHQ, SamHQ
-from samkit.registry import (
-    VARIANTS,
-    SamConfig,
-    SamHQConfig,
-    TinyViTConfig,
-    ViTConfig,
-    find_variant,
-    get_variant,
-)
-from samkit.zoo.hf_layout import from_hf_layout
+from samkit.errors import ArgumentError, CheckpointError
+from samkit.families import family_for_config, recognize
+from samkit.families.sam1 import UNUSED_PREFIXES
+from samkit.modeling import Sam
+from samkit.registry import VARIANTS, SamConfig, get_variant
 
-# TinyViT's ImageNet classifier ships in MobileSAM checkpoints but is never used by SAM.
-UNUSED_PREFIXES = ("image_encoder.norm_head.", "image_encoder.head.")
+__all__ = [
+    "UNUSED_PREFIXES",
+    "build_from_config",
+    "build_sam",
+    "get_variant",
+    "load_weights",
+    "sam_model_registry",
+]
 
 
 def build_from_config(config: SamConfig) -> Sam:
-    """An untrained network of the given architecture, in eval mode."""
-    encoder: ImageEncoderViT | TinyViT
-    if isinstance(config.encoder, ViTConfig):
-        encoder = ImageEncoderViT(config.encoder)
-    elif isinstance(config.encoder, TinyViTConfig):
-        encoder = TinyViT(config.encoder)
-    else:
-        raise ArgumentTypeError(
-            f"config.encoder must be a ViTConfig or TinyViTConfig, "
-            f"got {type(config.encoder).__name__}"
-        )
-    grid = config.image_embedding_size
-    transformer = TwoWayTransformer(
-        depth=config.decoder_depth,
-        embedding_dim=config.prompt_embed_dim,
-        num_heads=config.decoder_num_heads,
-        mlp_dim=config.decoder_mlp_dim,
-    )
-    heads = (config.num_multimask_outputs, config.iou_head_depth, config.iou_head_hidden_dim)
-    network: type[Sam] = Sam
-    if isinstance(config, SamHQConfig):
-        network = SamHQ
-        decoder: MaskDecoder = MaskDecoderHQ(
-            config.prompt_embed_dim, transformer, config.hq_vit_dim, *heads
-        )
-    else:
-        decoder = MaskDecoder(config.prompt_embed_dim, transformer, *heads)
-    model = network(
-        image_encoder=encoder,
-        prompt_encoder=PromptEncoder(
-            embed_dim=config.prompt_embed_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(config.image_size, config.image_size),
-            mask_in_chans=config.mask_in_chans,
-        ),
-        mask_decoder=decoder,
-        pixel_mean=config.pixel_mean,
-        pixel_std=config.pixel_std,
-    )
-    model.config = config  # type: ignore[assignment]
-    variant = find_variant(config)
-    model.variant = variant.name if variant else None
-    return model.eval()
+    """An untrained network of the given architecture, in eval mode, built by the family that
+    owns ``config`` (:func:`samkit.families.family_for_config`)."""
+    network: Sam = family_for_config(config).build(config)
+    return network
 
 
 def load_weights(
@@ -85,10 +36,13 @@ def load_weights(
 ) -> None:
     """Load ``state_dict`` into ``model`` under strict key and shape checking.
 
-    Only TinyViT's unused classifier (``image_encoder.norm_head.*``, ``image_encoder.head.*``)
-    is dropped. Any other missing, unexpected or mis-shaped tensor raises CheckpointError.
+    The network's family filters the keys first (SAM-1 drops only TinyViT's unused classifier,
+    ``image_encoder.norm_head.*`` / ``image_encoder.head.*``). Any other missing, unexpected or
+    mis-shaped tensor raises CheckpointError.
     """
-    state = {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
+    from samkit.families import family_of
+
+    state = family_of(model).filter_keys(state_dict)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -137,8 +91,8 @@ def build_sam(
             f"got {type(checkpoint).__name__} {checkpoint!r}"
         )
     path = weights.resolve_checkpoint(checkpoint)
-    state = from_hf_layout(weights.load_state_dict(path))
-    inferred = infer_config(state)
+    state = weights.load_state_dict(path)
+    _, inferred, state = recognize(state)
     if config is not None and config != inferred:
         raise CheckpointError(
             f"{path} holds a {describe(inferred)} model, not the requested {describe(config)}"
@@ -149,10 +103,8 @@ def build_sam(
 
 
 def describe(config: SamConfig) -> str:
-    variant = find_variant(config)
-    if variant is not None:
-        return variant.name
-    return f"custom {config.encoder.kind}"
+    """A short name of ``config``'s architecture (the variant's, else "custom <kind>")."""
+    return family_for_config(config).name_of(config)
 
 
 def _registry_builder(name: str) -> Callable[..., Sam]:
@@ -180,5 +132,3 @@ def _make_registry() -> dict[str, Callable[..., Sam]]:
 
 sam_model_registry: dict[str, Callable[..., Sam]] = _make_registry()
 """Meta-style registry: ``sam_model_registry["vit_b"](checkpoint=path)``."""
-
-__all__ = ["build_from_config", "build_sam", "get_variant", "load_weights", "sam_model_registry"]

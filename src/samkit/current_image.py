@@ -5,30 +5,17 @@ Imports neither torch nor onnxruntime: the ONNX path takes it without torch."""
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from samkit.errors import SamkitError
+from samkit.families.state import ImageState
 
 __all__ = ["CurrentImage", "EncodedImage"]
 
-F = TypeVar("F", covariant=True)
+EncodedImage = ImageState
+"""What a state holds (the one :class:`~samkit.families.state.ImageState` type)."""
 
-
-class EncodedImage(Protocol[F]):
-    """What a state holds: features (1, 256, h, w) and the (H, W) original_size of the
-    user's image and input_size of the resized image inside the padded model input."""
-
-    @property
-    def features(self) -> F: ...
-
-    @property
-    def original_size(self) -> tuple[int, int]: ...
-
-    @property
-    def input_size(self) -> tuple[int, int]: ...
-
-
-S = TypeVar("S", bound=EncodedImage[Any])
+S = TypeVar("S", bound=ImageState)
 T = TypeVar("T")
 
 

@@ -64,13 +64,15 @@ def embed(
     """
     from samkit.annotate.images import list_images
     from samkit.embeddings import EmbeddingStore, model_key
-    from samkit.model import SAM
+    from samkit.engine import require_embedding
+    from samkit.entrance import load
 
     if engine not in ("local", "ray"):
         raise SamkitError(f"engine must be 'local' or 'ray', got {engine!r}")
     if Path(store).exists() and not Path(store).is_dir():
         raise SamkitError(f"store must be a folder, but {str(store)!r} is a file")
-    front = model if isinstance(model, SAM) else SAM(model, device=device)
+    front = load(model, device=device)
+    require_embedding(front.engine, "samkit embed")
     key = model_key(front)
     db = EmbeddingStore(store, key, dtype=dtype, memory_items=0)
     _, images = list_images(source, recursive)

@@ -22,13 +22,13 @@ import io
 import os
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from samkit.errors import ArgumentError
+from samkit.errors import ArgumentError, SamkitError
+from samkit.families.state import ImageState, state_from_arrays, state_to_arrays
 from samkit.io_utils import atomic_write_bytes
 
 __all__ = ["EmbeddingStore", "StoredState", "encode_cached", "model_key"]
@@ -36,25 +36,14 @@ __all__ = ["EmbeddingStore", "StoredState", "encode_cached", "model_key"]
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-@dataclass(frozen=True)
-class StoredState:
-    """An image state read from disk: features ``(1, C, g, g)`` ndarray, sizes ``(H, W)``."""
-
-    features: np.ndarray
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
+StoredState = ImageState
+"""An image state read from disk (NumPy features): the one :class:`ImageState` type."""
 
 
 def _hash_file(h: Any, path: Path) -> None:
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
             h.update(block)
-
-
-def _features_numpy(features: Any) -> np.ndarray:
-    if hasattr(features, "detach"):
-        features = features.detach().float().cpu().numpy()
-    return np.asarray(features)
 
 
 class EmbeddingStore:
@@ -138,12 +127,10 @@ class EmbeddingStore:
         if path is not None and path.is_file():
             try:
                 with np.load(path) as z:
-                    state = StoredState(
-                        z["features"].astype(np.float32),
-                        (int(z["original_size"][0]), int(z["original_size"][1])),
-                        (int(z["input_size"][0]), int(z["input_size"][1])),
-                    )
-            except (OSError, ValueError, KeyError):
+                    arrays = {k: z[k] for k in z.files}
+                arrays["features"] = arrays["features"].astype(np.float32)
+                state = state_from_arrays(arrays)
+            except (OSError, ValueError, KeyError, SamkitError):
                 state = None
         if state is None:
             self.misses += 1
@@ -159,12 +146,8 @@ class EmbeddingStore:
         if path is None:
             return
         buf = io.BytesIO()
-        np.savez(
-            buf,
-            features=_features_numpy(state.features).astype(self.dtype),
-            original_size=np.asarray(state.original_size, dtype=np.int64),
-            input_size=np.asarray(state.input_size, dtype=np.int64),
-        )
+        arrays: dict[str, Any] = state_to_arrays(state, self.dtype)
+        np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
 
 
@@ -188,9 +171,10 @@ def model_key(model: Any, extra: str = "") -> str:
     bytes, or its export folder's encoder, or the weights of an in-memory network), the
     encoder precision and ``extra``; 24 hex digits."""
     h = hashlib.sha256(extra.encode())
-    precision = getattr(model, "_precision", None) or {}
+    precision = getattr(model, "precision", None)
     # only what changes the features (the encoder's dtype), not batch sizes or threads
-    h.update(repr([(k, precision.get(k)) for k in ("half", "dtype")]).encode())
+    settings = precision.encoder_settings if precision is not None else ()
+    h.update(repr([(k, dict(settings).get(k)) for k in ("half", "dtype")]).encode())
     source = getattr(model, "checkpoint", None)
     files: list[Path] = []
     if source is not None and Path(source).is_file():

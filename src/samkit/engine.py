@@ -55,23 +55,38 @@ import numpy as np
 
 from samkit.backends.common import PredictorImages
 from samkit.errors import SamkitError
+from samkit.families.geometry import Geometry
 from samkit.prompts import ObjectPrompt, stack_objects
 
 if TYPE_CHECKING:
     from samkit.modeling import Sam
     from samkit.predictor import SamPredictor
 
-__all__ = ["Engine", "TorchEngine", "as_engine"]
+__all__ = [
+    "Engine",
+    "EverythingEngine",
+    "EverythingOps",
+    "TorchEngine",
+    "as_engine",
+    "has_everything",
+    "require_embedding",
+    "require_everything",
+]
 
 
 @runtime_checkable
 class Engine(Protocol):
-    """What every path needs from a backend; see the module docstring for the contract."""
+    """What every path needs from a backend; see the module docstring for the contract.
+
+    ``decode`` and ``upscale`` take the image ``state`` explicitly (a value from ``encode``);
+    without it they use the current image (``set_image`` / ``set_state``)."""
 
     backend: str
     image_size: int
     mask_threshold: float
 
+    @property
+    def geometry(self) -> Geometry: ...
     @property
     def low_res(self) -> int: ...
     @property
@@ -89,7 +104,18 @@ class Engine(Protocol):
         objects: Sequence[ObjectPrompt],
         multimask_output: bool,
         decoder_batch: int | None = None,
+        state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
+    def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray: ...
+    def fork(self) -> Any: ...
+
+
+@runtime_checkable
+class EverythingOps(Protocol):
+    """The optional capability segment everything needs: decode a grid of points and judge
+    the logits in the engine's native arrays (see the module docstring). Torch and ONNX
+    Runtime engines have it; GrabCut does not."""
+
     def decode_points(
         self,
         coords: np.ndarray,
@@ -99,13 +125,50 @@ class Engine(Protocol):
         bf16: bool = False,
         limits: Any = None,
     ) -> tuple[Any, Any]: ...
-    def upscale(self, low_res_logits: np.ndarray) -> np.ndarray: ...
     def upsample(self, low: Any) -> Any: ...
     def stability(self, logits: Any, offset: float) -> np.ndarray: ...
     def masks(self, logits: Any, idx: np.ndarray) -> np.ndarray: ...
     def iou_above(self, iou: Any, threshold: float) -> np.ndarray: ...
     def take(self, x: Any, idx: np.ndarray) -> Any: ...
     def to_numpy(self, x: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class EverythingEngine(Engine, EverythingOps, Protocol):
+    """An :class:`Engine` with the :class:`EverythingOps` capability."""
+
+
+def has_everything(engine: Any) -> bool:
+    """Whether ``engine`` has the :class:`EverythingOps` capability."""
+    return isinstance(engine, EverythingOps)
+
+
+def require_everything(engine: Any, task: str = "segment everything") -> None:
+    """Raise a clear error when ``engine`` cannot run segment everything.
+
+    Raises:
+        SamkitError: naming the engine and what to use instead.
+    """
+    if not has_everything(engine):
+        raise SamkitError(
+            f"{task} needs a SAM model (e.g. model=mobile_sam.pt, a checkpoint or an ONNX "
+            f"export); the {getattr(engine, 'backend', type(engine).__name__)} engine only "
+            "segments objects given by boxes, points or masks"
+        )
+
+
+def require_embedding(engine: Any, task: str) -> None:
+    """Raise a clear error when ``engine`` has no image embedding to store or ship (GrabCut).
+
+    Raises:
+        SamkitError: naming the task and what to use instead.
+    """
+    if not getattr(engine, "has_embedding", True):
+        raise SamkitError(
+            f"{task} needs a SAM model (e.g. model=mobile_sam.pt, a checkpoint or an ONNX "
+            f"export): the {getattr(engine, 'backend', type(engine).__name__)} engine has no "
+            "image embedding"
+        )
 
 
 class TorchEngine(PredictorImages):
@@ -137,14 +200,15 @@ class TorchEngine(PredictorImages):
 
     def _bind(self, predictor: SamPredictor) -> None:
         self.predictor = predictor
+        self.geometry = predictor.geometry
         self.image_size = int(predictor.image_size)
         self.mask_threshold = float(predictor.model.mask_threshold)
 
     # ----------------------------------------------------------------- attributes
     @property
     def low_res(self) -> int:
-        """Side of the decoder's low-res logits (256 for a 1024 input)."""
-        return self.image_size // 4
+        """Side of the decoder's low-res logits (256 for a 1024 input), the geometry's."""
+        return int(self.geometry.low_res)
 
     @property
     def decoder_batch(self) -> int:
@@ -170,13 +234,16 @@ class TorchEngine(PredictorImages):
         objects: Sequence[ObjectPrompt],
         multimask_output: bool,
         decoder_batch: int | None = None,
+        state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objects with equal :attr:`ObjectPrompt.key` -> low-res logits (B, C, s, s) float32 and
-        scores (B, C) float32, C = 3 with ``multimask_output`` else 1."""
+        scores (B, C) float32, C = 3 with ``multimask_output`` else 1, against ``state`` (default:
+        the current image)."""
         import torch
 
         p = self.predictor
-        arrays = stack_objects(objects, p.original_size, self.image_size)
+        state = p.as_state(state)
+        arrays = stack_objects(objects, state.original_size, self.geometry)
         coords, labels, boxes, mask_in = (
             None if a is None else torch.as_tensor(a, device=p.device) for a in arrays
         )
@@ -187,6 +254,7 @@ class TorchEngine(PredictorImages):
             None if mask_in is None else mask_in.float(),
             multimask_output,
             decoder_batch=decoder_batch,
+            state=state,
         )
         return low.float().cpu().numpy(), scores.float().cpu().numpy()
 
@@ -221,17 +289,18 @@ class TorchEngine(PredictorImages):
         return low.float(), iou.float()
 
     # ----------------------------------------------------------------- post-processing
-    def upscale(self, low_res_logits: np.ndarray) -> np.ndarray:
-        """Low-res logits (B, 1, s, s) -> masks (B, H, W) bool at the original size, exactly as
-        :meth:`SamPredictor.predict_torch` does it."""
+    def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray:
+        """Low-res logits (B, 1, s, s) -> masks (B, H, W) bool at the original size of
+        ``state`` (default: the current image), as :meth:`SamPredictor.predict_torch` does it."""
         import torch
 
-        from samkit.postprocess import binarize, upsample_fast
+        from samkit.postprocess import binarize
 
         p = self.predictor
+        state = p.as_state(state)
         x = torch.as_tensor(low_res_logits, device=p.device)
         with torch.inference_mode():
-            up = upsample_fast(x, p.input_size, p.original_size, self.image_size)
+            up = self.geometry.upsample(x, state.input_size, state.original_size)
             masks = binarize(up, self.mask_threshold)
         return masks[:, 0].cpu().numpy()
 
@@ -240,12 +309,10 @@ class TorchEngine(PredictorImages):
         current image."""
         import torch
 
-        from samkit.postprocess import upsample_exact
-
         input_size, original_size = self.sizes()
         low = torch.as_tensor(low, device=self.device)
         with torch.inference_mode():
-            return upsample_exact(low, input_size, original_size, self.image_size)
+            return self.geometry.upsample(low, input_size, original_size, exact=True)
 
     def stability(self, logits: Any, offset: float) -> np.ndarray:
         from samkit.postprocess import stability_score

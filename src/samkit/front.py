@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from samkit.call_args import decoder_batch_arg
-from samkit.engine import Engine, TorchEngine
+from samkit.engine import Engine
 from samkit.errors import SamkitError
 from samkit.masks import record_rle
 from samkit.prompts import ObjectPrompt, group_objects, normalize_prompts
 from samkit.results import Results
 
 if TYPE_CHECKING:
+    from samkit.entrance import Loaded
     from samkit.modeling import Sam
 
 __all__ = ["SamFront"]
@@ -39,7 +40,7 @@ class SamFront:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | Sam = "sam_b.pt",
+        model: str | os.PathLike[str] | Sam | Loaded = "sam_b.pt",
         device: str | None = None,
         backend: str | None = None,
         half: bool = False,
@@ -48,52 +49,44 @@ class SamFront:
         decoder_batch: int | None = None,
         threads: int | None = None,
     ) -> None:
-        from samkit.backends import onnx_source
-        from samkit.backends.grabcut import is_grabcut
+        from samkit.entrance import Loaded, Precision, load
 
-        self.grabcut = is_grabcut(model)
-        self.onnx_folder = None if self.grabcut else onnx_source(model, backend)
-        self._precision: dict[str, Any] = {"half": half, "dtype": dtype, "compile": compile}
-        self._precision.update(decoder_batch=decoder_batch, threads=threads)
+        self.precision = Precision(half, dtype, compile, decoder_batch, threads)
         self._generator: tuple[str, Any] | None = None
-        if self.grabcut:  # OpenCV GrabCut: no network, no weights
-            self.checkpoint: str | None = "grabcut"
-            self.model: Sam = None  # type: ignore[assignment]
-            self.engine: Engine = self._make_engine()
-            return
-        if self.onnx_folder is not None:  # ONNX Runtime: no torch network is built
-            self.checkpoint = str(self.onnx_folder)
-            self.model = None  # type: ignore[assignment]
-            self.engine = self._make_engine()
-            return
-        from samkit.build import build_sam
-        from samkit.device import select_device
+        if isinstance(model, Loaded):  # made by the entrance already
+            loaded = load(model)
+            self.precision = loaded.precision
+        elif isinstance(model, (str, os.PathLike)) or _is_network(model):
+            if backend == "onnxruntime" and not _runs_as_is(model):
+                from samkit.export import onnx_export_for
 
-        dev = select_device(device)  # a bad device fails before any weights are read
-        if isinstance(model, (str, os.PathLike)):
-            from samkit.weights import resolve_checkpoint
-
-            self.checkpoint = str(resolve_checkpoint(model))
-            net = build_sam(self.checkpoint)
+                model = onnx_export_for(model)  # exported once, then run by ONNX Runtime
+            # a network given in memory moves to the device (auto when None), as it always has
+            loaded = load(model, device=device or "", backend=backend, precision=self.precision)
         else:
-            self.checkpoint = None
-            net = model
-        self.model = net.to(dev).eval()
-        self.engine = self._make_engine()
+            raise SamkitError(
+                "model must be a model name, a checkpoint or ONNX export path, 'grabcut' or a "
+                f"Sam network; got {type(model).__name__}"
+            )
+        self.loaded = loaded
+        self.grabcut = loaded.grabcut
+        self.onnx_folder = loaded.onnx_folder
+        self.checkpoint: str | None = loaded.checkpoint
+        self.model: Sam = loaded.model  # type: ignore[assignment]  # None: ONNX / GrabCut
+        self.engine: Engine = loaded.engine
+
+    @property
+    def _precision(self) -> dict[str, Any]:
+        """The precision settings as a dict (read :attr:`precision` instead)."""
+        return self.precision.as_dict()
 
     def _make_engine(self) -> Engine:
-        """The one place where the backend is chosen."""
-        if self.grabcut:
-            from samkit.backends.grabcut import GrabCutEngine
+        """A new engine over the current network (after it moved or was retrained)."""
+        from samkit.entrance import load
 
-            return GrabCutEngine()
-        if self.onnx_folder is not None:
-            from samkit.backends.onnxruntime import OnnxEngine, OnnxPredictor
-
-            batch = self._precision["decoder_batch"]
-            predictor = OnnxPredictor(self.onnx_folder, threads=self._precision["threads"])
-            return OnnxEngine(predictor, decoder_batch=batch)
-        return TorchEngine(self.model, **self._precision)
+        if self.model is None:
+            return self.engine
+        return load(self.model, precision=self.precision).engine
 
     @property
     def results_device(self) -> str | None:
@@ -258,3 +251,20 @@ class SamFront:
             stats=generator.stats.as_dict(),
             device=self.results_device,
         )
+
+
+def _is_network(model: Any) -> bool:
+    """Whether ``model`` is a torch ``Sam`` (imported only when it could be one)."""
+    if not hasattr(model, "image_encoder"):
+        return False
+    from samkit.modeling import Sam
+
+    return isinstance(model, Sam)
+
+
+def _runs_as_is(model: Any) -> bool:
+    """Whether ``model`` is an ONNX export or ``"grabcut"`` (nothing to export)."""
+    from samkit.backends import is_onnx_export
+    from samkit.backends.grabcut import is_grabcut
+
+    return is_onnx_export(model) or is_grabcut(model)

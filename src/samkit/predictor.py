@@ -12,13 +12,13 @@ import numpy as np
 import torch
 
 from samkit import device as devices
-from samkit import transforms
 from samkit.current_image import CurrentImage
 from samkit.errors import PromptError, SamkitError
+from samkit.families import geometry_of
 from samkit.image_state import ImageState, PreparedDecoder
 from samkit.modeling import Sam
 from samkit.modeling.decoder_fast import OutputLimits
-from samkit.postprocess import binarize, upsample_fast
+from samkit.postprocess import binarize
 from samkit.utils.transforms import ResizeLongestSide
 from samkit.validation import check_box, check_image, check_mask_input, check_points
 
@@ -62,6 +62,7 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
             sam_model = sam_model.to(devices.select_device(device))
         self.model = sam_model
         self.image_size = sam_model.image_size
+        self.geometry = geometry_of(sam_model)
         self.dtype = devices.select_dtype(dtype, half, sam_model.device)
         if decoder_dtype is not None:
             self.decoder_dtype = devices.select_dtype(decoder_dtype, False, sam_model.device)
@@ -93,13 +94,14 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         if callable(fuse):
             fuse()
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised input -> float32 embeddings (B, 256, S/16, S/16)."""
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, 3, S, S) normalised input -> float32 embeddings (B, 256, S/16, S/16) and the
+        family's extra feature maps (B, ...) for :attr:`ImageState.extras` (none for SAM-1)."""
         if self.model.training:
             self.optimize()
         with devices.autocast(self.device, self.dtype):
             features = self._encoder(x)
-        return features.float()
+        return features.float(), {}
 
     # ----------------------------------------------------------------- image
     @property
@@ -113,14 +115,15 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         return self.model.device
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(H, W, 3) uint8 RGB -> normalised padded (1, 3, S, S) tensor and the input size."""
-        resized = transforms.resize_image(image, self.image_size)
+        """(H, W, 3) uint8 RGB -> the (1, 3, E, E) encoder input and the image's valid region
+        (h, w) in the prompt frame, as the network's geometry makes them."""
         mean = self.model.pixel_mean.flatten().tolist()
         std = self.model.pixel_std.flatten().tolist()
-        x = transforms.normalize_pad(
-            resized, self.image_size, (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
+        x = self.geometry.encoder_input(
+            image, (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
         )
-        return torch.from_numpy(x).to(self.device), (resized.shape[0], resized.shape[1])
+        input_size = self.geometry.input_size((image.shape[0], image.shape[1]))
+        return torch.from_numpy(x).to(self.device), input_size
 
     @torch.inference_mode()
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
@@ -131,8 +134,8 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         if image_format != self.model.image_format:
             image = image[..., ::-1]
         x, input_size = self.preprocess(image)
-        features = self._encode(x)
-        self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size)
+        features, extras = self._encode(x)
+        self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size, extras)
 
     @torch.inference_mode()
     def encode_batch(
@@ -158,9 +161,10 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
                 x, input_size = self.preprocess(image)
                 inputs.append(x)
                 chunk.append(((image.shape[0], image.shape[1]), input_size))
-            features = self._encode(torch.cat(inputs))
+            features, extras = self._encode(torch.cat(inputs))
             for j, (orig, inp) in enumerate(chunk):
-                states.append(ImageState(features[j : j + 1], orig, inp))
+                mine = {k: v[j : j + 1] for k, v in extras.items()}
+                states.append(ImageState(features[j : j + 1], orig, inp, mine))
         return states
 
     def set_images(
@@ -188,24 +192,50 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
             transformed_image.float().to(self.device) - self.model.pixel_mean
         ) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
-        features = self._encode(x)
+        features, extras = self._encode(x)
         orig = (int(original_image_size[0]), int(original_image_size[1]))
-        self._state = ImageState(features, orig, (int(h), int(w)))
+        self._state = ImageState(features, orig, (int(h), int(w)), extras)
 
     def set_image_state(self, state: ImageState) -> None:
         """Restore an image previously returned by :meth:`get_image_state`, or any object with
         ``features`` (tensor or ndarray), ``original_size`` and ``input_size`` such as
         :class:`samkit.embeddings.StoredState` (no encoder pass)."""
+        self._state = self._restore(state)
+
+    def _restore(self, state: Any) -> ImageState:
+        """Any state -> an :class:`ImageState` on this predictor's device (shape checked)."""
+        if not hasattr(state, "features"):
+            raise SamkitError(
+                f"state must be an image state (features, original_size, input_size), got "
+                f"{type(state).__name__}"
+            )
         grid = self.model.prompt_encoder.image_embedding_size
         expected = (1, self.model.prompt_encoder.embed_dim, *grid)
         if tuple(state.features.shape) != expected:
             raise SamkitError(
                 f"state.features must have shape {expected}, got {tuple(state.features.shape)}"
             )
+        features = state.features
+        if isinstance(state, ImageState) and getattr(features, "device", None) == self.device:
+            return state  # keeps its prepared decoder cache
         features = torch.as_tensor(state.features)  # a tensor, or NumPy from a disk cache
         orig = (int(state.original_size[0]), int(state.original_size[1]))
         size = (int(state.input_size[0]), int(state.input_size[1]))
-        self._state = ImageState(features.to(self.device), orig, size)
+        extras = {
+            k: torch.as_tensor(v).to(self.device)
+            for k, v in (getattr(state, "extras", None) or {}).items()
+        }
+        return ImageState(features.to(self.device), orig, size, extras)
+
+    def as_state(self, state: Any = None) -> ImageState:
+        """``state`` on this predictor's device (features checked, no encoder pass), or the
+        current image's state when ``state`` is None. The current image is left unchanged."""
+        if state is None:
+            return self._require_state()
+        current = self._state
+        if current is not None and state is current:
+            return current
+        return self._restore(state)
 
     # --------------------------------------------------------------- prompts
     def predict(
@@ -228,18 +258,16 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         coords_t = labels_t = box_t = mask_t = None
         if point_coords is not None or point_labels is not None:
             coords, labels = check_points(point_coords, point_labels)
-            coords = transforms.apply_coords(coords, state.original_size, self.image_size)
+            coords = self.geometry.apply_coords(coords, state.original_size)
             coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
             labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
         if box is not None:
             box_arr = check_box(box)
-            box_arr = transforms.apply_boxes(
-                box_arr.reshape(4), state.original_size, self.image_size
-            )
+            box_arr = self.geometry.apply_boxes(box_arr.reshape(4), state.original_size)
             box_t = torch.as_tensor(box_arr, dtype=torch.float, device=self.device)[None]
         if mask_input is not None:
             mask_t = torch.as_tensor(
-                check_mask_input(mask_input, 3, self.image_size // 4),
+                check_mask_input(mask_input, 3, self.geometry.low_res),
                 dtype=torch.float,
                 device=self.device,
             )[None]
@@ -271,7 +299,7 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         low_res, scores = self.decode_low_res(
             point_coords, point_labels, boxes, mask_input, multimask_output
         )
-        masks = upsample_fast(low_res, state.input_size, state.original_size, self.image_size)
+        masks = self.geometry.upsample(low_res, state.input_size, state.original_size)
         if not return_logits:
             masks = binarize(masks, self.model.mask_threshold)
         return masks, scores, low_res
@@ -288,8 +316,10 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         decoder_batch: int | None = None,
         dtype: torch.dtype | None = None,
         limits: OutputLimits | None = None,
+        state: ImageState | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling.
+        """Decoder only: low-res logits (B, C, 256, 256) float32 and scores (B, C), no upsampling,
+        against ``state`` (default: the current image; see :meth:`as_state`).
 
         Prompts are decoded ``decoder_batch`` at a time (default: the predictor's); ``dtype``
         overrides the decoder's compute dtype for this call. Without ``mask_input`` the
@@ -297,7 +327,7 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         state. ``limits`` (:class:`~samkit.modeling.decoder_fast.OutputLimits`): the logits
         the caller will read; the decoder may skip the others (they come back as 0).
         """
-        state = self._require_state()
+        state = self.as_state(state)
         if point_coords is not None and point_labels is None:
             raise PromptError("point_labels must be given with point_coords")
         sizes = [t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None]

@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from samkit import transforms
 from samkit.errors import PromptError
+from samkit.families.geometry import Geometry, ResizeLongestPad
 from samkit.validation import check_coordinate_range
 
 __all__ = ["PROMPT_SHAPES", "ObjectPrompt", "group_objects", "normalize_prompts", "stack_objects"]
@@ -340,24 +340,27 @@ def group_objects(objects: Sequence[ObjectPrompt], batch_size: int) -> Iterator[
 
 
 def stack_objects(
-    objects: Sequence[ObjectPrompt], original_size: tuple[int, int], image_size: int
+    objects: Sequence[ObjectPrompt], original_size: tuple[int, int], geometry: Geometry | int
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Objects with equal keys -> input-frame NumPy prompts: coords (B, K, 2) float64, labels
-    (B, K) int64, boxes (B, 4) float64 XYXY, mask logits (B, 1, s, s) float32 (None if absent)."""
+    """Objects with equal keys -> prompt-frame NumPy prompts: coords (B, K, 2) float64, labels
+    (B, K) int64, boxes (B, 4) float64 XYXY, mask logits (B, 1, s, s) float32 (None if absent).
+    ``geometry``: the engine's (an int is SAM-1's resize-longest-and-pad at that side)."""
+    if isinstance(geometry, int):
+        geometry = ResizeLongestPad(geometry)
     first = objects[0]
     coords = labels = boxes = mask_in = None
     if first.points is not None:
         pts = np.stack([o.points for o in objects])  # type: ignore[misc]
-        coords = transforms.apply_coords(pts, original_size, image_size)
+        coords = geometry.apply_coords(pts, original_size)
         labels = np.stack([o.labels for o in objects])  # type: ignore[misc]
     if first.box is not None:
         b = np.stack([o.box for o in objects])  # type: ignore[misc]
-        boxes = transforms.apply_boxes(b, original_size, image_size)
+        boxes = geometry.apply_boxes(b, original_size)
     if first.mask_logits is not None or first.mask is not None:
         logits = [
             o.mask_logits
             if o.mask_logits is not None
-            else transforms.mask_to_logits_prompt(o.mask, original_size, image_size)  # type: ignore[arg-type]
+            else geometry.mask_prompt(o.mask, original_size)  # type: ignore[arg-type]
             for o in objects
         ]
         mask_in = np.stack(logits).astype(np.float32)

@@ -6,9 +6,10 @@ Everything a variant needs to be built or fetched lives here as frozen data; bui
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from samkit.errors import UnknownKeyError
+from samkit.errors import SamkitError, UnknownKeyError
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -34,6 +35,17 @@ class ViTConfig:
     def kind(self) -> str:
         return "vit"
 
+    @property
+    def embedding_size(self) -> int:
+        """Side of the square embedding grid (``img_size // patch_size``)."""
+        return self.img_size // self.patch_size
+
+    def at_image_size(self, side: int) -> ViTConfig:
+        """The same encoder taking ``side`` px inputs."""
+        if side % self.patch_size:
+            raise SamkitError(f"a ViT with patch {self.patch_size} cannot take a {side} px input")
+        return replace(self, img_size=side)
+
 
 @dataclass(frozen=True)
 class TinyViTConfig:
@@ -53,8 +65,29 @@ class TinyViTConfig:
     def kind(self) -> str:
         return "tiny_vit"
 
+    @property
+    def embedding_size(self) -> int:
+        """Side of the square embedding grid (``img_size // 16``)."""
+        return self.img_size // 16
 
-EncoderConfig = ViTConfig | TinyViTConfig
+    def at_image_size(self, side: int) -> TinyViTConfig:
+        """The same encoder taking ``side`` px inputs."""
+        return replace(self, img_size=side)
+
+
+class EncoderConfig(Protocol):
+    """What every image-encoder config of a SAM-style family has (the families own the
+    concrete types: :class:`ViTConfig`, :class:`TinyViTConfig`, or a registered family's)."""
+
+    @property
+    def img_size(self) -> int: ...
+    @property
+    def out_chans(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def embedding_size(self) -> int: ...
+    def at_image_size(self, side: int) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -80,9 +113,7 @@ class SamConfig:
     @property
     def image_embedding_size(self) -> int:
         """Side of the square image embedding grid (64 for the official models)."""
-        if isinstance(self.encoder, ViTConfig):
-            return self.encoder.img_size // self.encoder.patch_size
-        return self.encoder.img_size // 16
+        return self.encoder.embedding_size
 
 
 @dataclass(frozen=True)

@@ -95,15 +95,20 @@ def postprocess_masks(
 
 
 def mask_to_logits_prompt(
-    mask: np.ndarray, original_size: tuple[int, int], image_size: int, value: float = 20.0
+    mask: np.ndarray,
+    original_size: tuple[int, int],
+    image_size: int,
+    value: float = 20.0,
+    low_res: int | None = None,
 ) -> np.ndarray:
     """A binary mask (H, W) in the original frame -> a (1, 256, 256)-style low-res prompt.
 
     The mask goes through the same geometry as the image (resize longest side, pad) and is
     scaled to +/- ``value`` logits, so it can stand in for a previous call's logits.
+    ``low_res``: side of the prompt (default ``image_size // 4``, SAM-1's).
     """
     h, w = preprocess_shape(original_size[0], original_size[1], image_size)
-    low = image_size // 4
+    low = low_res or image_size // 4
     img = Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.Resampling.BILINEAR)
     padded = np.zeros((image_size, image_size), dtype=np.float32)
     padded[:h, :w] = np.asarray(img, dtype=np.float32) / 255.0

@@ -16,12 +16,12 @@ int64 XYXY boxes (inclusive max), as ``r.masks`` / ``r.boxes`` were before these
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from samkit.results import Results
+# a samkit.results.Results (not imported: results.py imports this module)
+Results = Any
 
 __all__ = ["Boxes", "Masks", "to_device"]
 

@@ -575,7 +575,9 @@ def test_infer_reduced_tiny_vit(mobile_sam: object) -> None:
 
 
 def test_infer_rejects_non_sam_tensors() -> None:
-    with pytest.raises(CheckpointError, match=r"no image_encoder\.\* tensors found.*fc\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"no registered model family.*recognises.*fc\.weight"
+    ):
         architecture.infer_config({"fc.weight": torch.ones(2, 2), "fc.bias": torch.ones(2)})
 
 

@@ -31,8 +31,10 @@ from samkit.postprocess.exact import Geometry
 from samkit.prompts import ObjectPrompt
 
 if TYPE_CHECKING:  # samkit.annotate is imported only when a detector is given
-    from samkit.amg.generator import SamAutomaticMaskGenerator
     from samkit.annotate.detectors import BoxSource, Detections
+
+# the generator (samkit.amg.generator, which imports this module)
+SamAutomaticMaskGenerator = Any
 
 __all__ = ["box_prompt_source", "boxes_in_crop", "crops_from_boxes", "decode_boxes", "detect"]
 
@@ -179,8 +181,9 @@ def _crop(
     engine.set_image(image[y0:y1, x0:x1, :])
     try:
         input_size, _ = engine.sizes()
-        size = engine.image_size
-        geometry = Geometry(size // 4, size, tuple(input_size), (y1 - y0, x1 - x0))  # type: ignore[arg-type]
+        frames = engine.geometry
+        crop_size = (y1 - y0, x1 - x0)
+        geometry = Geometry(frames.low_res, frames.prompt_side, tuple(input_size), crop_size)
         settings: dict[str, Any] = {
             "decoder_batch": gen.decoder_batch,
             "pred_iou_thresh": gen.pred_iou_thresh,

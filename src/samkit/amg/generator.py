@@ -20,7 +20,7 @@ and RLEs are NumPy on both (the ONNX path never imports torch).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -43,10 +43,9 @@ from samkit.amg.grid import (
 from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.progress import CountingEngine, points_bar
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
-from samkit.engine import Engine, as_engine
+from samkit.engine import Engine, EverythingEngine, as_engine, require_everything
 from samkit.errors import ArgumentError
 from samkit.postprocess.exact import Geometry
-from samkit.transforms import apply_coords
 from samkit.validation import check_generator_settings, check_image
 
 if TYPE_CHECKING:
@@ -162,20 +161,22 @@ class SamAutomaticMaskGenerator:
         self._skipped: list[np.ndarray] = []
         self._bar: Any = None
 
-    def _engine(self, model: Any, torch_only: bool) -> Engine:
-        """The engine for ``model``, refused where a setting needs another backend."""
+    def _engine(self, model: Any, torch_only: bool) -> EverythingEngine:
+        """The engine for ``model``, refused where a setting needs another backend or the
+        engine lacks the segment-everything capability."""
         engine = as_engine(model)
         if self.box_source is not None and engine.backend == "grabcut":
             raise ArgumentError(
                 "prompts_from needs a SAM model: GrabCut's masks have no logits to filter "
                 "(for detector boxes -> GrabCut masks use auto_annotate / samkit annotate)"
             )
+        require_everything(engine)
         if engine.backend != "torch" and torch_only:
             raise ArgumentError(
                 "low_res_filter and bf16 need the torch backend; the ONNX Runtime generator "
                 "runs the exact path only"
             )
-        return engine
+        return cast(EverythingEngine, engine)
 
     @property
     def skipped_points(self) -> np.ndarray:
@@ -264,8 +265,8 @@ class SamAutomaticMaskGenerator:
         crop_size = (y1 - y0, x1 - x0)
         self.engine.set_image(image[y0:y1, x0:x1, :])
         input_size, _ = self.engine.sizes()
-        size = self.engine.image_size
-        geometry = Geometry(size // 4, size, tuple(input_size), crop_size)  # type: ignore[arg-type]
+        frames = self.engine.geometry
+        geometry = Geometry(frames.low_res, frames.prompt_side, tuple(input_size), crop_size)  # type: ignore[arg-type]
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         self.stats.points += len(points)
         ctx = (geometry, crop_box, orig_size)
@@ -358,7 +359,7 @@ class SamAutomaticMaskGenerator:
     ) -> Candidates:
         engine = self.engine
         crop_size = geometry.original_size
-        coords = apply_coords(points, crop_size, engine.image_size)[:, None, :]
+        coords = engine.geometry.apply_coords(points, crop_size)[:, None, :]
         labels = np.ones(coords.shape[:2], dtype=np.int64)
         low, iou = engine.decode_points(
             coords,

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from samkit.amg.records import Candidates
+from samkit.families.geometry import Geometry as FamilyGeometry
 from samkit.masks import mask_to_box, masks_to_rle
-from samkit.postprocess import filter_stable, upsample_exact
+from samkit.postprocess import filter_stable
 
 LOW_RES_MARGIN = 0.1
 
@@ -80,23 +81,24 @@ def upsample_survivors(
     data: Candidates,
     input_size: tuple[int, int],
     crop_size: tuple[int, int],
-    image_size: int,
+    frames: FamilyGeometry,
     mask_threshold: float,
     offset: float,
     stability_thresh: float,
     chunk_elements: int,
 ) -> Candidates:
-    """Upsample the kept low-res logits to the crop's full resolution; recompute stability
-    (and re-apply its filter), boxes and RLEs there."""
+    """Upsample the kept low-res logits to the crop's full resolution through the engine's
+    geometry ``frames``; recompute stability (and re-apply its filter), boxes and RLEs there."""
     if len(data) == 0 or data.low_res is None:
         return data
     low = data.low_res
-    full = low.new_zeros((len(data), 256, 256))
+    side = frames.low_res
+    full = low.new_zeros((len(data), side, side))
     full[:, : low.shape[1], : low.shape[2]] = low
     chunk = max(1, chunk_elements // (crop_size[0] * crop_size[1]))
     parts = []
     for start in range(0, len(data), chunk):
-        logits = upsample_exact(full[start : start + chunk], input_size, crop_size, image_size)
+        logits = frames.upsample(full[start : start + chunk], input_size, crop_size, exact=True)
         idx, stability, masks = filter_stable(logits, mask_threshold, offset, stability_thresh)
         idx = idx + start
         parts.append(
@@ -130,5 +132,5 @@ def upsample_kept(
 ) -> Candidates:
     """:func:`upsample_survivors` for the engine's current image (crop frame)."""
     inp, orig = engine.sizes()
-    args = (engine.image_size, engine.mask_threshold, offset, stability_thresh, chunk_elements)
+    args = (engine.geometry, engine.mask_threshold, offset, stability_thresh, chunk_elements)
     return upsample_survivors(data, inp, orig, *args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from samkit.engine import Engine
+from samkit.engine import EverythingEngine
 
 __all__ = ["CountingEngine", "points_bar"]
 
@@ -18,7 +18,7 @@ def points_bar(total: int, enabled: bool) -> Any:
 class CountingEngine:
     """The generator's engine, advancing ``bar`` by each batch of grid points once decoded."""
 
-    def __init__(self, engine: Engine, bar: Any) -> None:
+    def __init__(self, engine: EverythingEngine, bar: Any) -> None:
         self._engine = engine
         self._bar = bar
 

@@ -8,7 +8,6 @@ full resolution, one single-mask decoder output per box as Ultralytics' auto-ann
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,19 +83,11 @@ def decode_boxes(
 
 
 def engine_for(sam_model: Any, device: str | None) -> Engine:
-    """The engine for ``sam_model``; ``device`` applies where a new network is placed."""
-    from samkit.backends.grabcut import GrabCutEngine, is_grabcut
-    from samkit.modeling import Sam
+    """The engine for ``sam_model`` through :func:`samkit.entrance.load` (its device rule:
+    ``""`` is auto; ``None`` auto for a file, "keep" for a given network)."""
+    from samkit.entrance import load
 
-    if is_grabcut(sam_model):
-        return GrabCutEngine()
-    if isinstance(sam_model, (str, os.PathLike)):
-        from samkit.build import build_sam
-
-        return as_engine(build_sam(sam_model), device=device or "")
-    if isinstance(sam_model, Sam):
-        return as_engine(sam_model, device=device or None)
-    return as_engine(sam_model)
+    return load(sam_model, device=device).engine
 
 
 class Segmenter:

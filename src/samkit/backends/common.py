@@ -5,6 +5,7 @@ torch nor onnxruntime."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,14 @@ class PredictorImages:
     """Image methods of an engine over ``self.predictor`` (set by the subclass)."""
 
     predictor: Any
+
+    def fork(self) -> Any:
+        """A twin engine over the same network (or sessions) and settings with its own current
+        image, so two threads can each hold an image."""
+        twin = copy.copy(self)
+        twin.predictor = copy.copy(self.predictor)
+        twin.predictor.reset_image()
+        return twin
 
     @property
     def is_image_set(self) -> bool:

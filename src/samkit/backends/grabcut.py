@@ -4,8 +4,10 @@ GrabCut (Rother et al., 2004) fits colour models (Gaussian mixtures) to the fore
 background and cuts the image graph between them; it is the classical baseline that interactive
 segmentation papers compare against. It serves box, point and mask prompts behind the same
 :class:`~samkit.engine.Engine` seam as SAM, so the front, the CLI, auto-annotation and
-evaluation run with no download at all. It is not SAM: masks follow colour edges, and
-segment everything is not available.
+evaluation run with no download at all. It is not SAM: masks follow colour edges; it has no
+image embedding and not the segment-everything capability
+(:class:`~samkit.engine.EverythingOps`), so segment everything, embedding stores and the Ray
+stages refuse it with a clear error.
 
 Seeding, per object, on a crop around the prompts (downscaled to at most ``max_side`` pixels):
 
@@ -36,6 +38,7 @@ import cv2
 import numpy as np
 
 from samkit.errors import SamkitError
+from samkit.families.geometry import ResizeLongestPad
 from samkit.prompts import ObjectPrompt
 from samkit.validation import check_image
 
@@ -64,6 +67,7 @@ class GrabCutEngine:
 
     backend = "grabcut"
     mask_threshold = 0.0
+    has_embedding = False  # its state is the image itself
 
     def __init__(
         self,
@@ -83,13 +87,14 @@ class GrabCutEngine:
         self.point_reach = float(point_reach)
         self._decoder_batch = int(decoder_batch)
         self.image_size = 1024
+        self.geometry = ResizeLongestPad(self.image_size)
         self._image: np.ndarray | None = None
         self._exact: dict[bytes, np.ndarray] = {}  # logits digest -> packed full-size mask
 
     # ------------------------------------------------------------------ image
     @property
     def low_res(self) -> int:
-        return self.image_size // 4
+        return int(self.geometry.low_res)
 
     @property
     def decoder_batch(self) -> int:
@@ -122,6 +127,15 @@ class GrabCutEngine:
         h, w = self._require_image().shape[:2]
         return (h, w), (h, w)
 
+    def fork(self) -> GrabCutEngine:
+        """A twin engine with the same settings and its own current image."""
+        return GrabCutEngine(self.iterations, self.max_side, self.point_reach, self._decoder_batch)
+
+    def _use(self, state: Any) -> None:
+        """Make ``state`` (an image) current unless it already is."""
+        if state is not None and state is not self._image:
+            self.encode(state)
+
     def _require_image(self) -> np.ndarray:
         if self._image is None:
             raise SamkitError("no image is set: call set_image(...) first")
@@ -133,9 +147,12 @@ class GrabCutEngine:
         objects: Sequence[ObjectPrompt],
         multimask_output: bool,
         decoder_batch: int | None = None,
+        state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objects (original-frame prompts) -> logits (B, C, s, s) float32 and scores (B, C)
-        float32, s = the image's long side, C = 3 with ``multimask_output`` else 1."""
+        float32, s = the image's long side, C = 3 with ``multimask_output`` else 1; ``state``
+        (an image from :meth:`encode`) becomes the current image first."""
+        self._use(state)
         self._require_image()
         s, c = self.low_res, 3 if multimask_output else 1
         logits = np.empty((len(objects), c, s, s), dtype=np.float32)
@@ -231,42 +248,15 @@ class GrabCutEngine:
         return seeds
 
     # ------------------------------------------------------------------ post-processing
-    def upscale(self, low_res_logits: np.ndarray) -> np.ndarray:
+    def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray:
         """Logits (B, 1, s, s) -> masks (B, H, W) bool at the image's size."""
+        self._use(state)
         low = np.asarray(low_res_logits, dtype=np.float32)
         h, w = self._require_image().shape[:2]
         out = np.zeros((len(low), h, w), dtype=bool)
         for i, row in enumerate(low):
             out[i] = self._to_mask(row[0])
         return out
-
-    def decode_points(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        raise _no_everything()
-
-    def upsample(self, low: Any) -> Any:
-        raise _no_everything()
-
-    def stability(self, logits: Any, offset: float) -> np.ndarray:
-        raise _no_everything()
-
-    def masks(self, logits: Any, idx: np.ndarray) -> np.ndarray:
-        raise _no_everything()
-
-    def iou_above(self, iou: Any, threshold: float) -> np.ndarray:
-        raise _no_everything()
-
-    def take(self, x: Any, idx: np.ndarray) -> Any:
-        return x[idx]
-
-    def to_numpy(self, x: Any) -> np.ndarray:
-        return np.asarray(x, dtype=np.float32)
-
-
-def _no_everything() -> SamkitError:
-    return SamkitError(
-        "model=grabcut segments objects given by boxes, points or masks; segment everything "
-        "needs a SAM model (e.g. model=mobile_sam.pt)"
-    )
 
 
 def _clip_box(box: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:

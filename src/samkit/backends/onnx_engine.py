@@ -5,7 +5,7 @@ here imports torch."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -13,8 +13,8 @@ from samkit.backends.common import PredictorImages
 from samkit.errors import SamkitError
 from samkit.prompts import ObjectPrompt, stack_objects
 
-if TYPE_CHECKING:
-    from samkit.backends.onnxruntime import OnnxPredictor
+# samkit.backends.onnxruntime.OnnxPredictor (not imported: that module imports this one)
+OnnxPredictor = Any
 
 __all__ = ["OnnxEngine"]
 
@@ -31,6 +31,7 @@ class OnnxEngine(PredictorImages):
         if decoder_batch is not None and (int(decoder_batch) != decoder_batch or decoder_batch < 1):
             raise SamkitError(f"decoder_batch must be a positive int, got {decoder_batch!r}")
         self.predictor = predictor
+        self.geometry = predictor.geometry
         self.image_size = int(predictor.image_size)
         self.mask_threshold = float(predictor.mask_threshold)
         self._decoder_batch = int(decoder_batch or 64)
@@ -56,10 +57,14 @@ class OnnxEngine(PredictorImages):
         ]
 
     def _decode_low_res(
-        self, arrays: Sequence[np.ndarray | None], multimask: bool, batch: int | None
+        self,
+        arrays: Sequence[np.ndarray | None],
+        multimask: bool,
+        batch: int | None,
+        state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         outs = [
-            self.predictor.decode_low_res(c, lab, b, m, multimask)
+            self.predictor.decode_low_res(c, lab, b, m, multimask, state=state)
             for c, lab, b, m in self._chunks(arrays, batch)
         ]
         low = np.concatenate([o[0] for o in outs]) if len(outs) > 1 else outs[0][0]
@@ -71,12 +76,15 @@ class OnnxEngine(PredictorImages):
         objects: Sequence[ObjectPrompt],
         multimask_output: bool,
         decoder_batch: int | None = None,
+        state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Objects with equal :attr:`ObjectPrompt.key` -> low-res logits (B, C, s, s) float32 and
-        scores (B, C) float32, C = 3 with ``multimask_output`` else 1."""
+        scores (B, C) float32, C = 3 with ``multimask_output`` else 1, against ``state``
+        (default: the current image)."""
         p = self.predictor
-        arrays = stack_objects(objects, p.original_size, self.image_size)
-        return self._decode_low_res(arrays, multimask_output, decoder_batch)
+        image = p.get_image_state() if state is None else p.as_state(state)
+        arrays = stack_objects(objects, image.original_size, self.geometry)
+        return self._decode_low_res(arrays, multimask_output, decoder_batch, image)
 
     def decode_points(
         self,
@@ -98,17 +106,23 @@ class OnnxEngine(PredictorImages):
         return low, iou.astype(np.float32)
 
     # ----------------------------------------------------------------- post-processing
-    def upscale(self, low_res_logits: np.ndarray) -> np.ndarray:
-        """Low-res logits (B, 1, s, s) -> masks (B, H, W) bool at the original size."""
-        return self.predictor.upscale(low_res_logits)[:, 0]
+    def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray:
+        """Low-res logits (B, 1, s, s) -> masks (B, H, W) bool at the original size of
+        ``state`` (default: the current image)."""
+        from samkit.postprocess import binarize
+
+        if state is None:
+            return self.predictor.upscale(low_res_logits)[:, 0]
+        image = self.predictor.as_state(state)
+        low = np.asarray(low_res_logits, dtype=np.float32)
+        logits = self.geometry.upsample(low, image.input_size, image.original_size)
+        return binarize(logits, self.mask_threshold)[:, 0]
 
     def upsample(self, low: np.ndarray) -> np.ndarray:
         """Low-res logits (N, s, s) -> float32 logits (N, H, W) of the current image
         (**fast** contract of :mod:`samkit.postprocess`)."""
-        from samkit.postprocess import upsample_fast
-
         input_size, original_size = self.sizes()
-        return upsample_fast(low, input_size, original_size, self.image_size)
+        return self.geometry.upsample(low, input_size, original_size)
 
     def stability(self, logits: np.ndarray, offset: float) -> np.ndarray:
         """``(N,)`` float32 IoU of ``logits > t + offset`` and ``> t - offset`` per mask."""

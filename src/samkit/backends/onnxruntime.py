@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,9 @@ from samkit import transforms
 from samkit.backends.onnx_engine import OnnxEngine
 from samkit.current_image import CurrentImage
 from samkit.errors import PromptError, SamkitError
-from samkit.postprocess import binarize, upsample_fast
+from samkit.families.geometry import ResizeLongestPad
+from samkit.families.state import ImageState, state_from_arrays, state_to_arrays
+from samkit.postprocess import binarize
 from samkit.validation import (
     check_box,
     check_coordinates,
@@ -37,14 +38,8 @@ __all__ = ["OnnxEngine", "OnnxImageState", "OnnxPredictor", "load_export"]
 PRECISIONS = {"fp32": (False, False), "int8": (True, True), "int8_decoder": (False, True)}
 
 
-@dataclass(frozen=True)
-class OnnxImageState:
-    """One encoded image: features (1, 256, 64, 64) float32; original_size / input_size (H, W)
-    of the user's image and of the resized image inside the padded model input."""
-
-    features: np.ndarray
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
+OnnxImageState = ImageState
+"""One encoded image (NumPy features): the one :class:`~samkit.families.state.ImageState`."""
 
 
 def load_export(source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -98,7 +93,7 @@ def _session(
     return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
 
 
-class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
+class OnnxPredictor(CurrentImage[ImageState, np.ndarray]):
     """Encode once, prompt many, with ONNX Runtime.
 
     Args:
@@ -141,6 +136,8 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         self.decoder = _session(folder / files["decoder"], providers, threads, session_config)
         self.image_size = int(info["image_size"])
         self.low_res = int(info["low_res_size"][0])
+        # the export contract is SAM-1's frames (resize longest side, pad)
+        self.geometry = ResizeLongestPad(self.image_size, low_res=self.low_res)
         self.mean = tuple(float(v) for v in info["pixel_mean"])
         self.std = tuple(float(v) for v in info["pixel_std"])
         self.image_format = str(info.get("image_format", "RGB"))
@@ -160,30 +157,39 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         image = check_image(image)
         if image_format != self.image_format:
             image = image[..., ::-1]
-        resized = transforms.resize_image(image, self.image_size)
-        if self.bake_preprocess:  # uint8 or float32 pixels, whichever the export takes
+        original = (image.shape[0], image.shape[1])
+        if self.bake_preprocess:  # the resized uint8 or float32 pixels, as the export takes
+            resized = transforms.resize_image(image, self.image_size)
             x = np.ascontiguousarray(resized, dtype=self._image_dtype)
         else:
-            x = transforms.normalize_pad(resized, self.image_size, self.mean, self.std)  # type: ignore[arg-type]
+            x = self.geometry.encoder_input(image, self.mean, self.std)  # type: ignore[arg-type]
         features = self.encoder.run(None, {"image": x})[0]
-        self._state = OnnxImageState(features, (image.shape[0], image.shape[1]), resized.shape[:2])
+        self._state = ImageState(features, original, self.geometry.input_size(original))
 
     def set_image_state(self, state: Any) -> None:
         """Restore an image state (this backend's, or a torch ``ImageState``: its features
         are converted to NumPy) without running the encoder."""
-        feats = state.features
-        if hasattr(feats, "detach"):
-            feats = feats.detach().float().cpu().numpy()
-        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        self._state = self.as_state(state)
+
+    def as_state(self, state: Any) -> ImageState:
+        """Any image state -> this backend's (NumPy features, shape checked); the current
+        image is left unchanged."""
+        if state is self._state and state is not None:
+            return state
+        if not hasattr(state, "features"):
+            raise SamkitError(
+                f"state must be an image state (features, original_size, input_size), got "
+                f"{type(state).__name__}"
+            )
+        arrays = state_to_arrays(state)
+        feats = np.ascontiguousarray(arrays["features"])
         grid = self.image_size // 16
         if feats.shape != (1, 256, grid, grid):
             raise SamkitError(
                 f"state.features must have shape (1, 256, {grid}, {grid}), got {feats.shape}"
             )
-        orig = (int(state.original_size[0]), int(state.original_size[1]))
-        self._state = OnnxImageState(
-            feats, orig, (int(state.input_size[0]), int(state.input_size[1]))
-        )
+        restored = state_from_arrays(arrays)
+        return ImageState(feats, restored.original_size, restored.input_size, restored.extras)
 
     # --------------------------------------------------------------- prompts
     def predict(
@@ -230,12 +236,12 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         coords = labels = box_in = None
         if point_coords is not None or point_labels is not None:
             coords, labels = check_points(point_coords, point_labels, batched=True)
-            coords = transforms.apply_coords(coords, state.original_size, self.image_size)
+            coords = self.geometry.apply_coords(coords, state.original_size)
         if boxes is not None:
             b = check_coordinates(boxes, "boxes", "(B, 4) XYXY")
             if b.ndim != 2 or b.shape[1] != 4:
                 raise PromptError(f"boxes must have shape (B, 4) XYXY, got {b.shape}")
-            box_in = transforms.apply_boxes(b, state.original_size, self.image_size)
+            box_in = self.geometry.apply_boxes(b, state.original_size)
         mask = None if mask_input is None else check_mask_input(mask_input, 4, self.low_res)
         want_masks = self.graph_upscales
         out = self._decode(coords, labels, box_in, mask, multimask_output, with_masks=want_masks)
@@ -251,8 +257,10 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         boxes: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
+        state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decoder only, prompts already in the input frame (as ``SamPredictor.decode_low_res``):
+        """Decoder only against ``state`` (default: the current image), prompts already in the
+        input frame (as ``SamPredictor.decode_low_res``):
         point_coords (B, K, 2), point_labels (B, K), boxes (B, 4), mask_input (B, 1, 256, 256)
         -> low-res logits (B, C, 256, 256) float32 and scores (B, C)."""
         coords = labels = None
@@ -260,9 +268,9 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
             coords, labels = check_points(point_coords, point_labels, batched=True)
         box = None if boxes is None else np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         mask = None if mask_input is None else check_mask_input(mask_input, 4, self.low_res)
-        low, scores = self._decode(coords, labels, box, mask, multimask_output, with_masks=False)[
-            :2
-        ]
+        low, scores = self._decode(
+            coords, labels, box, mask, multimask_output, with_masks=False, state=state
+        )[:2]
         return low, scores
 
     def upscale(self, low_res_logits: np.ndarray, return_logits: bool = False) -> np.ndarray:
@@ -272,9 +280,10 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         logits = self._upsample(np.asarray(low_res_logits, dtype=np.float32), state)
         return logits if return_logits else binarize(logits, self.mask_threshold)
 
-    def _upsample(self, low: np.ndarray, state: OnnxImageState) -> np.ndarray:
+    def _upsample(self, low: np.ndarray, state: ImageState) -> np.ndarray:
         """Low-res logits (..., s, s) -> (..., H, W) float32 (**fast** contract)."""
-        return upsample_fast(low, state.input_size, state.original_size, self.image_size)
+        result: np.ndarray = self.geometry.upsample(low, state.input_size, state.original_size)
+        return result
 
     def _decode(
         self,
@@ -284,11 +293,12 @@ class OnnxPredictor(CurrentImage[OnnxImageState, np.ndarray]):
         mask: np.ndarray | None,
         multimask_output: bool,
         with_masks: bool,
+        state: Any = None,
     ) -> list[np.ndarray]:
         """Run the decoder graph; returns [low_res, scores] (+ [masks]) for the requested tokens.
         Prompts are in the input frame; a padding point is appended when there is no box,
-        exactly as the torch prompt encoder does."""
-        state = self._require_state()
+        exactly as the torch prompt encoder does. ``state``: default the current image."""
+        state = self._require_state() if state is None else self.as_state(state)
         sizes = [len(a) for a in (coords, boxes, mask) if a is not None]
         batch = sizes[0] if sizes else 1
         if any(n != batch for n in sizes):

@@ -28,7 +28,9 @@ class EverythingStage:
 
     def __init__(self, spec: ModelSpec, everything: dict[str, Any], run_dir: str,
                  save: bool, save_txt: bool) -> None:  # fmt: skip
-        self.front = spec.build()
+        from samkit.front import SamFront
+
+        self.front = SamFront(spec.build())
         self.everything = everything
         self.run_dir = Path(run_dir)
         self.save, self.save_txt = save, save_txt
@@ -38,8 +40,11 @@ class EverythingStage:
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
         from samkit.call_args import write_result
+        from samkit.cluster.stages import read_rgb
 
-        (result,) = self.front.predict(str(row["path"]), progress=False, **self.everything)
+        path = str(row["path"])
+        image = read_rgb(path)
+        result = self.front.segment_everything(image, path=path, progress=False, **self.everything)
         write_result(result, self.run_dir, str(row["stem"]), self.save, self.save_txt)
         row["summary"] = json.dumps(result.summary())
         row["masks"] = len(result)

@@ -113,10 +113,12 @@ class ModelSpec:
     half: bool = False
 
     def build(self) -> Any:
-        """A :class:`~samkit.model.SAM` front on this worker."""
-        from samkit.model import SAM
+        """The :class:`~samkit.entrance.Loaded` engine on this worker (through the one
+        entrance, :func:`samkit.entrance.load`)."""
+        from samkit.entrance import Precision, load
 
-        return SAM(self.model, device=self.device, dtype=self.dtype, half=self.half)
+        settings = Precision(half=self.half, dtype=self.dtype)
+        return load(self.model, device=self.device or "", precision=settings)
 
 
 @contextlib.contextmanager
@@ -156,13 +158,22 @@ def model_spec(sam_model: Any, device: str | None, **precision: Any) -> ModelSpe
     path or model name, or from a :class:`~samkit.SAM` front built from one (its precision
     settings carry over)."""
     checkpoint = getattr(sam_model, "checkpoint", None)
-    if checkpoint is not None and hasattr(sam_model, "_precision"):
-        kept = {k: sam_model._precision[k] for k in ("dtype", "half")}
+    settings = getattr(sam_model, "precision", None)
+    if checkpoint is not None and settings is not None:
+        kept = {"dtype": settings.dtype, "half": settings.half}
         return model_spec(checkpoint, device, **{**kept, **precision})
     if not isinstance(sam_model, (str, os.PathLike)):
         raise SamkitError(
             "sam_model must be a checkpoint path or a model name with engine='ray' (each actor "
             f"loads its own copy), got {type(sam_model).__name__}"
+        )
+    from samkit.backends.grabcut import is_grabcut
+
+    if is_grabcut(sam_model):
+        raise SamkitError(
+            "engine='ray' needs a SAM model (e.g. mobile_sam.pt, a checkpoint or an ONNX "
+            "export): its stages ship image embeddings between actors, and the grabcut engine "
+            "has none (run it with engine='local')"
         )
     model = str(sam_model)
     if Path(model).exists():

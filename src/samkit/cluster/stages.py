@@ -91,10 +91,14 @@ def per_row(
     return _columns(out)
 
 
-def _read(path: Any) -> np.ndarray:
+def read_rgb(path: Any) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB image at ``path``."""
     from samkit.sources import read_image
 
     return read_image(str(path))
+
+
+_read = read_rgb
 
 
 class DetectStage:
@@ -127,24 +131,16 @@ class DetectStage:
 
 def state_blob(engine: Any) -> bytes:
     """The engine's current image state (embedding and sizes) as a blob."""
-    state = engine.get_state()
-    features = state.features
-    if hasattr(features, "detach"):
-        features = features.detach().float().cpu().numpy()
-    return pack(
-        features=np.asarray(features, dtype=np.float32),
-        original_size=np.asarray(state.original_size, np.int64),
-        input_size=np.asarray(state.input_size, np.int64),
-    )
+    from samkit.families.state import state_to_arrays
+
+    return pack(**state_to_arrays(engine.get_state()))
 
 
 def restore_state(engine: Any, blob: bytes) -> None:
     """Load a :func:`state_blob` into ``engine`` (no encoder pass)."""
-    from samkit.embeddings import StoredState
+    from samkit.families.state import state_from_arrays
 
-    data = unpack(blob)
-    orig, inp = (data[k].tolist() for k in ("original_size", "input_size"))
-    engine.set_state(StoredState(data["features"], (orig[0], orig[1]), (inp[0], inp[1])))
+    engine.set_state(state_from_arrays(unpack(blob)))
 
 
 class EncodeStage:
@@ -236,10 +232,7 @@ class EmbedWriteStage:
         return out
 
     def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        from samkit.embeddings import StoredState
+        from samkit.families.state import state_from_arrays
 
-        data = unpack(row["state"])
-        orig, inp = (data[k].tolist() for k in ("original_size", "input_size"))
-        state = StoredState(data["features"], (orig[0], orig[1]), (inp[0], inp[1]))
-        self.store.put(str(row["key"]), state)
+        self.store.put(str(row["key"]), state_from_arrays(unpack(row["state"])))
         return row

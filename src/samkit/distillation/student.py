@@ -9,20 +9,19 @@ import io
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from samkit.build import build_from_config, build_sam
-from samkit.errors import SamkitError
+from samkit.build import build_from_config
+from samkit.entrance import load_network
+from samkit.errors import ArgumentTypeError, SamkitError
+from samkit.families import family_for_config, family_of
 from samkit.io_utils import atomic_write_bytes
 from samkit.modeling import Sam
-from samkit.registry import EncoderConfig, SamConfig, TinyViTConfig, ViTConfig, get_variant
+from samkit.registry import EncoderConfig, SamConfig, get_variant
 
 __all__ = ["build_student", "official_state_dict", "save_checkpoint", "student_encoder_config"]
-
-# MobileSAM's TinyViT keeps an ImageNet classifier (LayerNorm + Linear to 1000 classes) in its
-# checkpoints; the reference builders load strictly, so the official layout carries it.
-TINY_VIT_CLASSES = 1000
 
 StudentSpec = str | os.PathLike[str] | EncoderConfig | Sam | None
 
@@ -30,8 +29,8 @@ StudentSpec = str | os.PathLike[str] | EncoderConfig | Sam | None
 def student_encoder_config(student: str | EncoderConfig, image_size: int) -> EncoderConfig:
     """The encoder architecture of ``student`` (a registered name or alias, or a config) at the
     teacher's input side ``image_size``."""
-    if isinstance(student, (ViTConfig, TinyViTConfig)):
-        config: EncoderConfig = student
+    if _is_encoder_config(student):
+        config: EncoderConfig = student  # type: ignore[assignment]
     else:
         try:
             config = get_variant(str(student)).config.encoder
@@ -39,12 +38,20 @@ def student_encoder_config(student: str | EncoderConfig, image_size: int) -> Enc
             raise SamkitError(f"student: {exc.args[0]}") from None
     if config.img_size == image_size:
         return config
-    if isinstance(config, ViTConfig) and image_size % config.patch_size:
-        raise SamkitError(
-            f"student: a ViT with patch {config.patch_size} cannot take the teacher's "
-            f"{image_size} px input"
-        )
-    return replace(config, img_size=image_size)
+    try:
+        resized: EncoderConfig = config.at_image_size(image_size)
+    except SamkitError as exc:
+        raise SamkitError(f"student: {exc} (the teacher's input)") from None
+    return resized
+
+
+def _is_encoder_config(student: object) -> bool:
+    """Whether ``student`` is an encoder config some registered family owns."""
+    try:
+        family_for_config(SamConfig(encoder=student))  # type: ignore[arg-type]
+    except ArgumentTypeError:
+        return False
+    return True
 
 
 def build_student(student: StudentSpec, teacher: Sam) -> Sam:
@@ -61,15 +68,11 @@ def build_student(student: StudentSpec, teacher: Sam) -> Sam:
     if isinstance(student, Sam) or (
         isinstance(student, (str, os.PathLike)) and Path(student).is_file()
     ):
-        source = student if isinstance(student, Sam) else build_sam(student)
+        source = load_network(student, "distill (student)")
         encoder_config = student_encoder_config(_config_of(source, "student").encoder, size)
         weights = source.image_encoder.state_dict()
     else:
-        spec = (
-            student
-            if isinstance(student, (ViTConfig, TinyViTConfig))
-            else str(student or "mobile_sam")
-        )
+        spec: Any = student if _is_encoder_config(student) else str(student or "mobile_sam")
         encoder_config = student_encoder_config(spec, size)
     model = build_from_config(replace(teacher_config, encoder=encoder_config))
     if weights is not None:
@@ -93,14 +96,9 @@ def official_state_dict(model: Sam) -> dict[str, torch.Tensor]:
     for TinyViT, with TinyViT's unused classifier head added as the reference builders expect).
     """
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    encoder_config = _config_of(model, "model").encoder
-    if isinstance(encoder_config, TinyViTConfig):
-        dim = encoder_config.embed_dims[-1]
-        state["image_encoder.norm_head.weight"] = torch.ones(dim)
-        state["image_encoder.norm_head.bias"] = torch.zeros(dim)
-        state["image_encoder.head.weight"] = torch.zeros(TINY_VIT_CLASSES, dim)
-        state["image_encoder.head.bias"] = torch.zeros(TINY_VIT_CLASSES)
-    return state
+    _config_of(model, "model")
+    official = family_of(model).official_keys
+    return state if official is None else official(model, state)
 
 
 def save_checkpoint(model: Sam, path: str | os.PathLike[str]) -> Path:

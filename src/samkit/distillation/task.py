@@ -153,11 +153,11 @@ class DistillTask(TrainTask):
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: DistContext) -> None:
-        from samkit.build import build_sam
+        from samkit.entrance import load_network
 
         self.ctx = ctx
         s = self.settings
-        teacher = self._teacher_net or build_sam(s.teacher)
+        teacher = load_network(self._teacher_net or s.teacher, "distill (teacher)")
         teacher = teacher.eval().to(ctx.device)
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -279,15 +279,15 @@ class DistillTask(TrainTask):
         """Teacher agreement on the held-out images through ``samkit val``'s ``teacher``
         protocol (point and box mIoU; the student's training mode is restored)."""
         from samkit.evaluation import val
-        from samkit.model import SAM
+        from samkit.front import SamFront
 
         s = self.settings
         if self._teacher_front is None:  # kept: val caches its embeddings with the object
-            self._teacher_front = SAM(self.teacher)
+            self._teacher_front = SamFront(self.teacher)
         was_training = student.training
         try:
             result = val(
-                SAM(student),  # a new front each time: no embeddings of an older student
+                SamFront(student),  # a new front each time: no embeddings of an older student
                 s.val or s.data,
                 None if s.val else s.images,
                 "teacher",

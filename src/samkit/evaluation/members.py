@@ -50,21 +50,19 @@ def model_label(model: Any, index: int) -> str:
 
 
 def resolve_model(item: Any, i: int, device: str | None, backend: str | None) -> tuple[Any, Any]:
-    """``(front or None, engine)`` of one model: a checkpoint / name / export folder becomes a
-    :class:`~samkit.front.SamFront`; a front (a :class:`~samkit.model.SAM`) gives its ``engine``; an object with the engine
-    methods (``set_image``, ``decode``, ``upscale`` ...; e.g. a GrabCut engine) is used as is;
-    a ``Sam`` network or a predictor goes through :func:`samkit.engine.as_engine`."""
-    from samkit.engine import as_engine
+    """``(front or None, engine)`` of one model, through :func:`samkit.entrance.load`: a
+    checkpoint / name / export folder / ``"grabcut"`` becomes a
+    :class:`~samkit.front.SamFront`; a front gives its ``engine``; an engine is used as is; a
+    ``Sam`` network or a predictor gets an engine."""
+    from samkit.entrance import load
     from samkit.front import SamFront
 
-    if isinstance(item, (str, os.PathLike)):
-        item = SamFront(item, device=device, backend=backend)
-    if isinstance(item, SamFront):
-        return item, item.engine
-    if all(hasattr(item, a) for a in ("set_image", "decode", "upscale", "get_state")):
-        return None, item
     try:
-        return None, as_engine(item, device=device)
+        if isinstance(item, (str, os.PathLike)):
+            item = SamFront(item, device=device, backend=backend)
+        if isinstance(item, SamFront):
+            return item, item.engine
+        return None, load(item, device=device).engine
     except SamkitError as e:
         raise SamkitError(f"model[{i}]: {e}") from None
 

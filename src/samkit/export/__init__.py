@@ -19,7 +19,7 @@ from samkit.errors import SamkitError
 if TYPE_CHECKING:
     from samkit.modeling import Sam
 
-__all__ = ["FORMATS", "cli_export", "export", "resolve_model"]
+__all__ = ["FORMATS", "cli_export", "export", "onnx_export_for", "resolve_model"]
 
 FORMATS: dict[str, str] = {
     "onnx": "samkit.export.onnx",
@@ -33,18 +33,11 @@ def resolve_model(model: Any) -> tuple[Sam, str]:
     ``model`` may be a :class:`~samkit.modeling.Sam`, an object holding one in ``.model``
     (``SAM``, ``SamPredictor``) or a checkpoint path / model name for :func:`samkit.build_sam`.
     """
-    from samkit.modeling import Sam
+    from samkit.entrance import load_network
 
+    net = load_network(model, "export")
     if isinstance(model, (str, os.PathLike)):
-        from samkit.build import build_sam
-
-        return build_sam(model), Path(os.fspath(model)).stem
-    net = model if isinstance(model, Sam) else getattr(model, "model", None)
-    if not isinstance(net, Sam):
-        raise SamkitError(
-            "model must be a checkpoint path, a model name, a samkit Sam network or an object "
-            f"holding one in .model (SAM, SamPredictor); got {type(model).__name__}"
-        )
+        return net, Path(os.fspath(model)).stem
     return net, net.variant or f"sam_{net.config.encoder.kind if net.config else 'custom'}"
 
 
@@ -91,3 +84,23 @@ def cli_export(args: dict[str, Any]) -> int:
     for path in files:
         print(path)
     return 0
+
+
+def onnx_export_for(model: Any) -> Path:
+    """The ONNX export folder for ``model``, written on first use: a checkpoint (path or name)
+    is exported once into ``<cache>/onnx/<stem>-<bytes>-<mtime>/`` and reused; a built network
+    is exported into a temporary folder (what ``SAM(..., backend="onnxruntime")`` runs)."""
+    import tempfile
+
+    if isinstance(model, (str, os.PathLike)):
+        from samkit.weights import cache_dir, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(model)
+        stat = ckpt.stat()
+        folder = cache_dir() / "onnx" / f"{ckpt.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+        if not (folder / "samkit_onnx.json").is_file():
+            export(ckpt, format="onnx", output=folder, name=ckpt.stem)
+        return folder
+    folder = Path(tempfile.mkdtemp(prefix="samkit_onnx_"))
+    export(model, format="onnx", output=folder)
+    return folder

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from samkit.results import Results
+# a samkit.results.Results (not imported: results.py imports this module)
+Results = Any
 
 __all__ = ["coco_records", "results_summary", "save_yolo", "to_json", "yolo_lines"]
 

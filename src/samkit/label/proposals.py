@@ -57,11 +57,23 @@ class Proposer:
     def everything(
         self, image: np.ndarray, points_per_side: int, pred_iou: float, stability: float
     ) -> list[dict[str, Any]]:
-        """Meta's automatic mask generator on ``image`` (H, W, 3) uint8 RGB."""
-        from samkit.automatic import SamAutomaticMaskGenerator
+        """Meta's automatic mask generator on ``image`` (H, W, 3) uint8 RGB, on a fork of the
+        segmenter's engine (its own current image; the network is shared).
 
+        Raises:
+            BadRequest: the engine cannot segment everything (GrabCut).
+        """
+        from samkit.automatic import SamAutomaticMaskGenerator
+        from samkit.engine import has_everything
+
+        engine = self.segmenter.engine
+        if not has_everything(engine):
+            raise BadRequest(
+                f"kind: 'everything' needs a SAM model; this annotator runs the {engine.backend} "
+                "engine, which only segments objects given by clicks or boxes"
+            )
         generator = SamAutomaticMaskGenerator(
-            self.segmenter.predictor.model,
+            engine.fork(),
             points_per_side=points_per_side,
             pred_iou_thresh=pred_iou,
             stability_score_thresh=stability,

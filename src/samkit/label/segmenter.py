@@ -1,9 +1,11 @@
 """The annotator's model side: cached embeddings, background encoding, click -> masks.
 
-Two :class:`~samkit.predictor.SamPredictor` objects share one network: one encodes images
-(requests and the background worker), the other decodes clicks, each behind its own lock, so a
-click is never queued behind a whole encoder pass of an image someone is not looking at yet.
-The decoder's lock makes "restore this image's embedding, decode these prompts" one step. Embeddings live in a
+It runs on any :class:`~samkit.engine.Engine` (torch, ONNX Runtime, GrabCut) made by
+:func:`samkit.entrance.load`, so a front's dtype and compile settings hold here too. The
+engine decodes clicks against an explicit image state; a fork of it (same network, its own
+current image) encodes images (requests and the background worker), each behind its own lock,
+so a click is never queued behind a whole encoder pass of an image someone is not looking at
+yet. Embeddings live in a
 :class:`samkit.embeddings.EmbeddingStore` (memory LRU + one file per image on disk) keyed by the
 image file's content hash; an image being encoded (by a request or by the background worker)
 is encoded once, later askers wait for it. Decoding runs on the server from
@@ -24,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samkit.embeddings import EmbeddingStore
-from samkit.errors import PromptError
+from samkit.errors import PromptError, SamkitError
+from samkit.prompts import normalize_prompts
 
 if TYPE_CHECKING:
-    from samkit.predictor import SamPredictor
+    from samkit.engine import Engine
 
 __all__ = ["Prediction", "Segmenter"]
 
@@ -47,22 +50,20 @@ class Prediction:
 
 
 class Segmenter:
-    """Encode-once / click-many over one predictor, shared by all requests.
+    """Encode-once / click-many over one engine, shared by all requests.
 
     Args:
-        predictor: decodes prompts (its model in eval mode); a second predictor over the same
-            network encodes images.
+        engine: decodes prompts; a fork of it encodes images (a
+            :class:`~samkit.predictor.SamPredictor` is accepted and wrapped).
         store: where embeddings are kept (its keys: :meth:`EmbeddingStore.key` of the file).
         keep_predictions: recent predictions remembered for ``mask_input``.
     """
 
-    def __init__(
-        self, predictor: SamPredictor, store: EmbeddingStore, keep_predictions: int = 256
-    ) -> None:
-        from samkit.predictor import SamPredictor
+    def __init__(self, engine: Any, store: EmbeddingStore, keep_predictions: int = 256) -> None:
+        from samkit.engine import as_engine
 
-        self.predictor = predictor
-        self.encoder = SamPredictor(predictor.model, dtype=predictor.dtype)
+        self.engine: Engine = as_engine(engine)
+        self.encoder: Engine = self.engine.fork()
         self._encode_lock = threading.Lock()
         self.store = store
         self._store_lock = threading.Lock()  # EmbeddingStore is not thread-safe by itself
@@ -85,20 +86,27 @@ class Segmenter:
     @classmethod
     def from_checkpoint(
         cls,
-        model: str | os.PathLike[str],
+        model: str | os.PathLike[str] | Any,
         cache_dir: str | os.PathLike[str] | None,
         device: str | None = None,
         memory_items: int = 16,
     ) -> Segmenter:
-        """Build from a checkpoint file or model name; embeddings under ``cache_dir`` (None:
-        memory only)."""
+        """Build through :func:`samkit.entrance.load` from a checkpoint file, a model name,
+        an ONNX export folder, ``"grabcut"`` or a front; embeddings under ``cache_dir`` (None,
+        or an engine without embeddings such as GrabCut: memory only)."""
         from samkit.embeddings import model_key
-        from samkit.model import SAM
-        from samkit.predictor import SamPredictor
+        from samkit.entrance import load
 
-        front = SAM(model, device=device or None)
-        store = EmbeddingStore(cache_dir, model_key(front), memory_items=memory_items)
-        return cls(SamPredictor(front.model), store)
+        loaded = load(model, device=device or "")
+        if not getattr(loaded.engine, "has_embedding", True):
+            cache_dir = None  # GrabCut's "state" is the image itself: nothing worth a file
+        store = EmbeddingStore(cache_dir, model_key(loaded), memory_items=memory_items)
+        return cls(loaded.engine, store)
+
+    @property
+    def network(self) -> Any:
+        """The torch network, or None (ONNX Runtime, GrabCut)."""
+        return getattr(self.engine, "model", None)
 
     # ------------------------------------------------------------------ embeddings
     def _cached(self, key: str) -> Any:
@@ -124,8 +132,8 @@ class Segmenter:
             try:
                 image = load()
                 with self._encode_lock:
-                    self.encoder.set_image(image, image_format="RGB")
-                    state = self.encoder.get_image_state()
+                    state = self.encoder.encode(image)
+                    self.encoder.reset_image()
                     self.encodes += 1
                 with self._store_lock:
                     self.store.put(key, state)
@@ -209,16 +217,7 @@ class Segmenter:
         state = self.state(key, load)
         self._activity = time.monotonic()
         with self._decode_lock:
-            if self._current != key:
-                self.predictor.set_image_state(state)
-                self._current = key
-            masks, scores, low_res = self.predictor.predict(
-                point_coords=points,
-                point_labels=labels,
-                box=box,
-                mask_input=logits,
-                multimask_output=multimask,
-            )
+            masks, scores, low_res = self._decode(state, points, labels, box, logits, multimask)
         self._activity = time.monotonic()
         pred = Prediction(uuid.uuid4().hex[:16], key, masks, scores, low_res)
         with self._state_lock:
@@ -226,6 +225,35 @@ class Segmenter:
             while len(self._predictions) > self._keep:
                 self._predictions.popitem(last=False)
         return pred
+
+    def _decode(
+        self,
+        state: Any,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        logits: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One object's prompts against ``state`` -> masks (C, H, W) bool, scores (C,), low-res
+        logits (C, s, s)."""
+        hw = _original_size(state)
+        if points is not None and labels is None:
+            raise PromptError("points need labels")
+        objects = normalize_prompts(
+            hw,
+            points=None if points is None else np.asarray(points, dtype=np.float64)[None],
+            labels=None if labels is None else np.asarray(labels)[None],
+            bboxes=None if box is None else np.asarray(box, dtype=np.float64).reshape(1, 4),
+            masks=None if logits is None else np.asarray(logits, dtype=np.float32)[None],
+            low_res=self.engine.low_res,
+        )
+        if not objects:
+            raise PromptError("give points or a box")
+        low, scores = self.engine.decode(objects, multimask, state=state)
+        channels = low.shape[1]
+        masks = self.engine.upscale(low.reshape(-1, 1, *low.shape[-2:]), state=state)
+        return masks.reshape(channels, *masks.shape[-2:]), scores[0], low[0]
 
     def _mask_input(self, key: str, pred_id: str, index: int | None) -> np.ndarray:
         with self._state_lock:
@@ -237,3 +265,13 @@ class Segmenter:
         if not 0 <= index < len(prev.scores):
             raise PromptError(f"mask_index: must be in [0, {len(prev.scores)}), got {index}")
         return prev.low_res[index : index + 1]
+
+
+def _original_size(state: Any) -> tuple[int, int]:
+    """(H, W) of the image a state encodes (an image array for GrabCut)."""
+    if isinstance(state, np.ndarray):
+        return int(state.shape[0]), int(state.shape[1])
+    size = getattr(state, "original_size", None)
+    if size is None:
+        raise SamkitError(f"not an image state: {type(state).__name__}")
+    return int(size[0]), int(size[1])

@@ -35,9 +35,7 @@ from samkit.modeling.vit import ImageEncoderViT
 __all__ = ["MaskDecoderHQ", "SamHQ", "encode_with_early"]
 
 
-def encode_with_early(
-    encoder: ImageEncoderViT | TinyViT, x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_with_early(encoder: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The embedding (B, 256, h, w) and SAM-HQ's early feature (B, h, w, C_early) of one
     encoder pass over x (B, 3, S, S): a ViT's tokens after its first global-attention block,
     TinyViT's tokens after its second stage."""
@@ -51,6 +49,10 @@ def encode_with_early(
         if early is None:
             raise ArgumentError("SAM-HQ needs a ViT with at least one global-attention block")
         return encoder.neck(tokens.permute(0, 3, 1, 2)), early
+    if not isinstance(encoder, TinyViT):
+        raise ArgumentError(
+            f"SAM-HQ needs a ViT or TinyViT image encoder, got {type(encoder).__name__}"
+        )
     seq = encoder.patch_embed(x)
     early_seq = None
     for i, layer in enumerate(encoder.layers):

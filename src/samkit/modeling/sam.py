@@ -12,8 +12,6 @@ from samkit.modeling import decoder_fast
 from samkit.modeling.decoder_fast import DecoderCache, OutputLimits
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
-from samkit.modeling.tiny_vit import TinyViT
-from samkit.modeling.vit import ImageEncoderViT
 
 
 class Sam(nn.Module):
@@ -27,7 +25,7 @@ class Sam(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT | TinyViT,
+        image_encoder: nn.Module,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         pixel_mean: tuple[float, float, float],
@@ -50,7 +48,9 @@ class Sam(nn.Module):
 
     @property
     def image_size(self) -> int:
-        return int(self.image_encoder.img_size)
+        """Side of the prompt frame (the encoder input's for SAM-1; see
+        :mod:`samkit.families.geometry`)."""
+        return int(self.prompt_encoder.input_image_size[0])
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, S, S) normalised and padded -> image embeddings (B, 256, S/16, S/16)."""

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from samkit import transforms
 from samkit.datasets import Sample
+from samkit.families.geometry import Geometry, ResizeLongestPad
 
 __all__ = ["ImageItem", "lowres_targets", "prepare_item"]
 
@@ -39,16 +39,18 @@ class ImageItem:
     image: torch.Tensor | None = None
 
 
-def lowres_targets(masks: np.ndarray, image_size: int) -> np.ndarray:
+def lowres_targets(masks: np.ndarray, geometry: Geometry | int) -> np.ndarray:
     """(N, H, W) bool masks in original pixels -> (N, L, L) uint8 coverage on the low-res grid
-    of the padded input square (area-averaged, 255 = fully inside)."""
+    of the prompt frame (area-averaged, 255 = fully inside). ``geometry``: the network's (an
+    int is SAM-1's at that side); the image's valid region sits at the frame's top-left."""
+    geometry = _geometry(geometry)
     n, height, width = masks.shape
-    h, w = transforms.preprocess_shape(height, width, image_size)
-    side = image_size // 4
+    h, w = geometry.input_size((height, width))
+    side, frame = geometry.low_res, geometry.prompt_side
     out = np.zeros((n, side, side), np.uint8)
     for i in range(n):
         resized = cv2.resize(masks[i].astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-        padded = np.zeros((image_size, image_size), np.float32)
+        padded = np.zeros((frame, frame), np.float32)
         padded[:h, :w] = resized
         low = cv2.resize(padded, (side, side), interpolation=cv2.INTER_AREA)
         out[i] = np.clip(np.rint(low * 255), 0, 255).astype(np.uint8)
@@ -56,10 +58,12 @@ def lowres_targets(masks: np.ndarray, image_size: int) -> np.ndarray:
 
 
 def prepare_item(
-    sample: Sample, key: str, image_size: int, keep: Sequence[int] | None = None
+    sample: Sample, key: str, geometry: Geometry | int, keep: Sequence[int] | None = None
 ) -> ImageItem | None:
-    """Targets and boxes of ``sample``'s instances (``keep``: indexes to use); None when the
-    sample has no usable instance (an empty mask, or no instance at all)."""
+    """Targets and boxes of ``sample``'s instances (``keep``: indexes to use) in the frames of
+    ``geometry`` (the network's; an int is SAM-1's at that side); None when the sample has no
+    usable instance (an empty mask, or no instance at all)."""
+    geometry = _geometry(geometry)
     insts = [
         sample.instances[i] for i in (keep if keep is not None else range(len(sample.instances)))
     ]
@@ -69,12 +73,16 @@ def prepare_item(
     masks = np.stack([inst.mask for inst in insts])
     boxes = np.stack([inst.box for inst in insts])
     size = (sample.height, sample.width)
-    boxes_in = transforms.apply_boxes(boxes, size, image_size).astype(np.float32)
+    boxes_in = geometry.apply_boxes(boxes, size).astype(np.float32)
     return ImageItem(
         key=key,
         name=sample.name or str(sample.path),
-        targets=torch.from_numpy(lowres_targets(masks, image_size)),
+        targets=torch.from_numpy(lowres_targets(masks, geometry)),
         boxes=boxes_in,
         original_size=size,
-        input_size=transforms.preprocess_shape(size[0], size[1], image_size),
+        input_size=geometry.input_size(size),
     )
+
+
+def _geometry(geometry: Geometry | int) -> Geometry:
+    return ResizeLongestPad(geometry) if isinstance(geometry, int) else geometry

@@ -154,13 +154,13 @@ class FineTuneTask(TrainTask):
         )
 
     def _build(self) -> tuple[Sam, str | None]:
-        from samkit.build import build_sam
+        from samkit.entrance import load_network
         from samkit.weights import resolve_checkpoint
 
         if self.network is not None:
-            return self.network, None
+            return load_network(self.network, "train"), None
         path = str(resolve_checkpoint(self.settings.model))
-        return build_sam(path), path
+        return load_network(path, "train"), path
 
     def _store(self, checkpoint: str | None) -> EmbeddingStore:
         cache = self.settings.cache
@@ -177,10 +177,12 @@ class FineTuneTask(TrainTask):
 
     def _prepare(self, samples: Dataset) -> list[ImageItem]:
         items, kept = [], []
-        size = self.sam.image_size
+        from samkit.families import geometry_of
+
+        geometry = geometry_of(self.sam)
         for sample in samples:
             try:
-                item = prepare_item(sample, EmbeddingStore.key(sample.path), size)
+                item = prepare_item(sample, EmbeddingStore.key(sample.path), geometry)
                 if item is not None and self.encoder_trains:
                     item.image = self._input(sample)
             except (OSError, ValueError, SamkitError) as exc:
@@ -193,13 +195,13 @@ class FineTuneTask(TrainTask):
         return items
 
     def _input(self, sample: Sample) -> torch.Tensor:
-        from samkit import transforms
+        from samkit.families import geometry_of
 
-        size = self.sam.image_size
-        resized = transforms.resize_image(sample.image(), size)
         m = self.sam.pixel_mean.flatten().tolist()
         s = self.sam.pixel_std.flatten().tolist()
-        x = transforms.normalize_pad(resized, size, (m[0], m[1], m[2]), (s[0], s[1], s[2]))
+        x = geometry_of(self.sam).encoder_input(
+            sample.image(), (m[0], m[1], m[2]), (s[0], s[1], s[2])
+        )
         return torch.from_numpy(x).to(self.ctx.device)
 
     def _fill_cache(self, keyed: list[tuple[str, Sample]]) -> None:
@@ -214,13 +216,12 @@ class FineTuneTask(TrainTask):
     def _encode(self, keyed: list[tuple[str, Sample]]) -> None:
         from tqdm import tqdm
 
-        from samkit.predictor import SamPredictor
+        from samkit.entrance import load
 
-        predictor = SamPredictor(self.sam)
+        engine = load(self.sam).engine  # fp32, where the network is: the targets' embeddings
         for key, sample in tqdm(keyed, desc="embeddings", unit="img", disable=not self.ctx.is_main):
-            predictor.set_image(sample.image())
-            self.store.put(key, predictor.get_image_state())
-        predictor.reset_image()
+            self.store.put(key, engine.encode(sample.image()))
+        engine.reset_image()
 
     # ------------------------------------------------------------------ loop hooks
     def module(self) -> nn.Module:

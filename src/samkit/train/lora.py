@@ -79,27 +79,11 @@ def merged_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def unused_tensors(sam: nn.Module, checkpoint: str | None) -> dict[str, torch.Tensor]:
-    """TinyViT's ImageNet classifier (``image_encoder.norm_head.*``, ``image_encoder.head.*``):
-    SAM never uses it and samkit does not build it, but MobileSAM's loader requires it. Taken
-    from ``checkpoint`` when it has them, else an identity norm and a zero 1000-class head."""
-    from samkit.build import UNUSED_PREFIXES
-    from samkit.modeling import TinyViT
+    """Tensors the family's reference loaders require but samkit does not build (SAM-1:
+    TinyViT's ImageNet classifier, ``image_encoder.norm_head.*`` / ``image_encoder.head.*``),
+    taken from ``checkpoint`` when it has them, else neutral values; empty for other
+    networks."""
+    from samkit.families import family_of
 
-    encoder = getattr(sam, "image_encoder", None)
-    if not isinstance(encoder, TinyViT):
-        return {}
-    if checkpoint is not None:
-        from samkit.weights import load_state_dict
-
-        found = {
-            k: v for k, v in load_state_dict(checkpoint).items() if k.startswith(UNUSED_PREFIXES)
-        }
-        if found:
-            return found
-    dim = int(encoder.config.embed_dims[-1])
-    return {
-        "image_encoder.norm_head.weight": torch.ones(dim),
-        "image_encoder.norm_head.bias": torch.zeros(dim),
-        "image_encoder.head.weight": torch.zeros(1000, dim),
-        "image_encoder.head.bias": torch.zeros(1000),
-    }
+    official = family_of(sam).official_keys
+    return {} if official is None else official(sam, {}, checkpoint)

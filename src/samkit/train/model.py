@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from samkit.errors import SamkitError
-from samkit.modeling import ImageEncoderViT, Sam
+from samkit.modeling import Sam
 from samkit.train.lora import add_lora
 from samkit.train.losses import LossWeights, sam_loss
 from samkit.train.prompting import PROMPT_MODES, Prompts, add_error_clicks, first_prompts
@@ -99,10 +99,11 @@ def select_trainable(
 
 
 def _encoder_blocks(sam: Sam) -> list[nn.Module]:
-    enc = sam.image_encoder
-    if isinstance(enc, ImageEncoderViT):
-        return list(enc.blocks)
-    return [b for layer in enc.layers for b in getattr(layer, "blocks", [])]
+    """The encoder's blocks, input to output, as the network's family lists them."""
+    from samkit.families import family_of
+
+    blocks = family_of(sam).encoder_blocks
+    return [] if blocks is None else blocks(sam)
 
 
 @contextlib.contextmanager
