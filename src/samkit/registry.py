@@ -267,7 +267,29 @@ ZOO: tuple[Variant, ...] = (
         "COCO AP 41.3 (TinySAM README's table)",
     ),
 )
-VARIANTS.update({v.name: v for v in ZOO})
+
+
+def _hq(name: str, encoder: EncoderConfig, early: int, file: str, what: str, acc: str) -> Variant:
+    """A SAM-HQ variant (SysCV/sam-hq; files on Hugging Face ``lkeab/hq-sam``)."""
+    url = f"{_HF}/lkeab/hq-sam/resolve/main/{file}"
+    config = SamHQConfig(encoder=encoder, hq_vit_dim=early)
+    return _zoo(name, config, (file, url, "", None), what, acc)
+
+
+ZOO_HQ: tuple[Variant, ...] = (
+    _hq("sam_hq_b", VIT_B, 768, "sam_hq_vit_b.pth", "HQ-SAM ViT-B (SAM-B + HQ token)", ""),
+    _hq("sam_hq_l", VIT_L, 1024, "sam_hq_vit_l.pth", "HQ-SAM ViT-L (SAM-L + HQ token)", ""),
+    _hq("sam_hq_h", VIT_H, 1280, "sam_hq_vit_h.pth", "HQ-SAM ViT-H (SAM-H + HQ token)", ""),
+    _hq(
+        "sam_hq_tiny",
+        TINY_VIT,
+        160,
+        "sam_hq_vit_tiny.pth",
+        "Light HQ-SAM (TinyViT + HQ token)",
+        "COCO AP 45.0 with FocalNet-DINO boxes (MobileSAM 44.3), SysCV/sam-hq README",
+    ),
+)
+VARIANTS.update({v.name: v for v in ZOO + ZOO_HQ})
 
 # Ultralytics redistributes the same state dicts under these file names.
 ULTRALYTICS_FILES: dict[str, str] = {

@@ -165,4 +165,42 @@ def test_light_hq_sam_matches_segment_anything_hq(tmp_path: Path) -> None:
     ckpt = save_checkpoint(state, tmp_path / "sam_hq_vit_tiny.pth")
     ours = samkit.build_sam(ckpt)
     assert isinstance(ours, SamHQ) and ours.config.hq_vit_dim == 160
+    assert ours.variant == "sam_hq_tiny"
     _compare(ref, ours)
+
+
+def test_hq_predictor_and_front_match_segment_anything_hq_predictor(tmp_path: Path) -> None:
+    """samkit's HQ engine (chosen by the family) against ``segment_anything_hq.SamPredictor``:
+    the predictor with ``multimask_output`` and ``hq_token_only`` both ways, and the ``SAM``
+    front's default single-mask prompts."""
+    from segment_anything_hq import SamPredictor as RefPredictor
+
+    from samkit.zoo.hq_engine import HQEngine, HQPredictor
+
+    ref_model = _reference_hq_vit(embed_dim=96, depth=4, heads=4, globals_=[1, 3])
+    ckpt = save_checkpoint(randomize(ref_model, seed=23), tmp_path / "hq.pth")
+    ref = RefPredictor(ref_model)
+    front = samkit.SAM(ckpt)
+    assert isinstance(front.engine, HQEngine)
+    ours = HQPredictor(samkit.build_sam(ckpt))
+    for name, (h, w) in IMAGES.items():
+        image = make_image(h, w, seed=len(name))
+        ref.set_image(image)
+        ours.set_image(image)
+        print(f"[predictor {name} {w}x{h}]")
+        report("embedding", ours.features.numpy(), ref.features.numpy(), 1e-4)
+        combos = ((False, False), (False, True), (True, False), (True, True))
+        for (case_name, case), (multi, hq_only) in zip(CASES.items(), combos, strict=True):
+            kwargs = scale(case, h, w)
+            print(f" case {case_name} multimask={multi} hq_token_only={hq_only}")
+            m_r, s_r, l_r = ref.predict(**kwargs, multimask_output=multi, hq_token_only=hq_only)
+            ours.hq_token_only = hq_only
+            m_o, s_o, l_o = ours.predict(**kwargs, multimask_output=multi)
+            report("low-res logits", l_o, l_r, 1e-3)
+            report("iou", s_o, s_r, 1e-3)
+            compare_masks(m_o, m_r)
+        kwargs = scale(CASES["box"], h, w)
+        _, _, l_r = ref.predict(**kwargs, multimask_output=False)
+        (r,) = front.predict(image[..., ::-1].copy(), bboxes=kwargs["box"])  # arrays are BGR
+        print(" front, box")
+        report("front low-res logits", np.asarray(r.low_res_logits)[0], l_r, 1e-3)
