@@ -10,6 +10,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from samkit.errors import SamkitError, UnknownKeyError
+from samkit.zoo.configs import (
+    EFFICIENTVIT_L0,
+    EFFICIENTVIT_L1,
+    EFFICIENTVIT_L2,
+    EFFICIENTVIT_XL0,
+    EFFICIENTVIT_XL1,
+)
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -289,7 +296,34 @@ ZOO_HQ: tuple[Variant, ...] = (
         "COCO AP 45.0 with FocalNet-DINO boxes (MobileSAM 44.3), SysCV/sam-hq README",
     ),
 )
-VARIANTS.update({v.name: v for v in ZOO + ZOO_HQ})
+
+
+def _evit(name: str, encoder: EncoderConfig, published: str) -> Variant:
+    """An EfficientViT-SAM variant (files on Hugging Face ``mit-han-lab/efficientvit-sam``)."""
+    file = f"efficientvit_sam_{name}.pt"
+    url = f"{_HF}/mit-han-lab/efficientvit-sam/resolve/main/{file}"
+    side = encoder.img_size
+    what = f"EfficientViT-SAM-{name.upper()} ({side}-px encoder input, prompts in the 1024 frame)"
+    return _zoo(
+        f"efficientvit_sam_{name}",
+        SamConfig(encoder=encoder),
+        (file, url, "", None),
+        what,
+        published,
+    )
+
+
+_EVIT_SOURCE = (
+    "COCO mAP with ViTDet boxes, mit-han-lab/efficientvit applications/efficientvit_sam README"
+)
+ZOO_EVIT: tuple[Variant, ...] = (
+    _evit("l0", EFFICIENTVIT_L0, f"45.7 ({_EVIT_SOURCE})"),
+    _evit("l1", EFFICIENTVIT_L1, f"46.2 ({_EVIT_SOURCE})"),
+    _evit("l2", EFFICIENTVIT_L2, f"46.6 ({_EVIT_SOURCE})"),
+    _evit("xl0", EFFICIENTVIT_XL0, f"47.5 ({_EVIT_SOURCE})"),
+    _evit("xl1", EFFICIENTVIT_XL1, f"47.8 ({_EVIT_SOURCE}); GT-box mIoU 79.9"),
+)
+VARIANTS.update({v.name: v for v in ZOO + ZOO_HQ + ZOO_EVIT})
 
 # Ultralytics redistributes the same state dicts under these file names.
 ULTRALYTICS_FILES: dict[str, str] = {
