@@ -11,11 +11,13 @@ from typing import Any, Protocol
 
 from samkit.errors import SamkitError, UnknownKeyError
 from samkit.zoo.configs import (
+    EDGE_SAM_M1,
     EFFICIENTVIT_L0,
     EFFICIENTVIT_L1,
     EFFICIENTVIT_L2,
     EFFICIENTVIT_XL0,
     EFFICIENTVIT_XL1,
+    REPVIT_SAM_M23,
 )
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -323,7 +325,39 @@ ZOO_EVIT: tuple[Variant, ...] = (
     _evit("xl0", EFFICIENTVIT_XL0, f"47.5 ({_EVIT_SOURCE})"),
     _evit("xl1", EFFICIENTVIT_XL1, f"47.8 ({_EVIT_SOURCE}); GT-box mIoU 79.9"),
 )
-VARIANTS.update({v.name: v for v in ZOO + ZOO_HQ + ZOO_EVIT})
+_EDGE = "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights"
+_EDGE_LICENCE = "NTU S-Lab License 1.0 (non-commercial)"
+ZOO_REPVIT: tuple[Variant, ...] = (
+    _zoo(
+        "repvit_sam",
+        SamConfig(encoder=REPVIT_SAM_M23),
+        (
+            "repvit_sam.pt",
+            "https://github.com/THU-MIG/RepViT/releases/download/v1.0/repvit_sam.pt",
+            "",
+            None,
+        ),
+        "RepViT-SAM (RepViT-M2.3 encoder, SAM's decoder)",
+        "COCO AP 44.4 (ViT-B-SAM 42.5, MobileSAM 42.7 in the same table), THU-MIG/RepViT sam/README",
+    ),
+    _zoo(
+        "edge_sam",
+        SamConfig(encoder=EDGE_SAM_M1),
+        ("edge_sam.pth", f"{_EDGE}/edge_sam.pth", "", None),
+        "EdgeSAM (RepViT-M1 + FPN; pick masks by stability score: samkit.zoo.selection)",
+        "COCO AP 42.1 (ViTDet-H boxes), chongzhou96/EdgeSAM README",
+        licence=_EDGE_LICENCE,
+    ),
+    _zoo(
+        "edge_sam_3x",
+        SamConfig(encoder=EDGE_SAM_M1),
+        ("edge_sam_3x.pth", f"{_EDGE}/edge_sam_3x.pth", "", None),
+        "EdgeSAM-3x (EdgeSAM trained 3x longer; same architecture)",
+        "COCO AP 42.7 (ViTDet-H boxes), chongzhou96/EdgeSAM README",
+        licence=_EDGE_LICENCE,
+    ),
+)
+VARIANTS.update({v.name: v for v in ZOO + ZOO_HQ + ZOO_EVIT + ZOO_REPVIT})
 
 # Ultralytics redistributes the same state dicts under these file names.
 ULTRALYTICS_FILES: dict[str, str] = {
