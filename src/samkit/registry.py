@@ -357,7 +357,8 @@ ZOO_REPVIT: tuple[Variant, ...] = (
         licence=_EDGE_LICENCE,
     ),
 )
-VARIANTS.update({v.name: v for v in ZOO + ZOO_HQ + ZOO_EVIT + ZOO_REPVIT})
+ZOO_ALL: tuple[Variant, ...] = ZOO + ZOO_HQ + ZOO_EVIT + ZOO_REPVIT
+VARIANTS.update({v.name: v for v in ZOO_ALL})
 
 # Ultralytics redistributes the same state dicts under these file names.
 ULTRALYTICS_FILES: dict[str, str] = {
