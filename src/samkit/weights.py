@@ -367,9 +367,20 @@ def _load_safetensors(file: Path) -> dict[str, Any]:
         ) from exc
 
 
+# MobileSAMv2's decoder file stores two state dicts under these keys (its spelling).
+MOBILESAMV2_PARTS = {"PromtEncoder": "prompt_encoder", "MaskDecoder": "mask_decoder"}
+
+
 def _as_state_dict(obj: object, file: Path) -> dict[str, Any]:
     import torch
 
+    if isinstance(obj, Mapping) and all(isinstance(obj.get(k), Mapping) for k in MOBILESAMV2_PARTS):
+        # MobileSAMv2's fine-tuned decoder file: {"PromtEncoder": {...}, "MaskDecoder": {...}}
+        obj = {
+            f"{prefix}.{k}": v
+            for part, prefix in MOBILESAMV2_PARTS.items()
+            for k, v in obj[part].items()
+        }
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):
