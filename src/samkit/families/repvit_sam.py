@@ -99,5 +99,4 @@ REPVIT_SAM = Family(
     filter_keys=sam1.filter_keys,
     describe=_describe,
     encoder_blocks=_encoder_blocks,
-    export_graphs=sam1.export_graphs,
 )
