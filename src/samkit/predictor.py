@@ -14,7 +14,7 @@ import torch
 from samkit import device as devices
 from samkit.current_image import CurrentImage
 from samkit.errors import PromptError, SamkitError
-from samkit.families import geometry_of
+from samkit.families.base import geometry_of
 from samkit.image_state import ImageState, PreparedDecoder
 from samkit.modeling import Sam
 from samkit.modeling.decoder_fast import OutputLimits
