@@ -224,16 +224,21 @@ def info(args: dict[str, Any]) -> int:
 
 
 def models(args: dict[str, Any]) -> int:
-    """``samkit models``: variants, aliases, files, sizes and whether they are cached."""
+    """``samkit models``: variants, files, sizes, parameters, licences and whether they are
+    cached (parameters counted on networks built without memory, on torch's meta device)."""
     from samkit.registry import VARIANTS
     from samkit.weights import cache_dir
 
     root = cache_dir()
-    rows = [("name", "aliases", "file", "size", "cached", "description")]
+    rows = [("name", "aliases", "file", "size", "params", "licence", "cached", "description")]
     for v in VARIANTS.values():
         size = f"{v.weights.size / 2**20:.0f} MiB" if v.weights.size else "?"
         cached = "yes" if (root / v.weights.filename).is_file() else "no"
-        rows.append((v.name, ",".join(v.aliases), v.weights.filename, size, cached, v.description))
+        params = f"{parameter_count(v.config) / 1e6:.1f} M"
+        aliases = ",".join(v.aliases)
+        rows.append(
+            (v.name, aliases, v.weights.filename, size, params, v.licence, cached, v.description)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -248,6 +253,21 @@ def sample(args: dict[str, Any]) -> int:
 
     print(SAMPLE)
     return 0
+
+
+def parameter_count(config: Any) -> int:
+    """Parameters of the network ``config`` describes (built on the meta device: no memory,
+    no weights, licence notices silenced)."""
+    import warnings
+
+    import torch
+
+    from samkit.build import build_from_config
+
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        network = build_from_config(config)
+    return sum(p.numel() for p in network.parameters())
 
 
 def download(args: dict[str, Any]) -> int:

@@ -246,8 +246,8 @@ def _torch(model: Any, device: str | None, settings: Precision) -> Loaded:
         )
     from samkit.families import family_of
 
-    make = family_of(net).make_engine  # a family's own torch engine (SAM 2), else TorchEngine
-    engine = (make or TorchEngine)(net, **settings.as_dict())
+    factory = family_of(net).make_engine or TorchEngine  # a family's own engine, if any
+    engine = factory(net, **settings.as_dict())
     return Loaded(engine, model=net, checkpoint=checkpoint, precision=settings)
 
 

@@ -94,13 +94,14 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         if callable(fuse):
             fuse()
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised input -> float32 embeddings (B, 256, S/16, S/16)."""
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, 3, S, S) normalised input -> float32 embeddings (B, 256, S/16, S/16) and the
+        family's extra feature maps (B, ...) for :attr:`ImageState.extras` (none for SAM-1)."""
         if self.model.training:
             self.optimize()
         with devices.autocast(self.device, self.dtype):
             features = self._encoder(x)
-        return features.float()
+        return features.float(), {}
 
     # ----------------------------------------------------------------- image
     @property
@@ -133,8 +134,8 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
         if image_format != self.model.image_format:
             image = image[..., ::-1]
         x, input_size = self.preprocess(image)
-        features = self._encode(x)
-        self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size)
+        features, extras = self._encode(x)
+        self._state = ImageState(features, (image.shape[0], image.shape[1]), input_size, extras)
 
     @torch.inference_mode()
     def encode_batch(
@@ -160,9 +161,10 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
                 x, input_size = self.preprocess(image)
                 inputs.append(x)
                 chunk.append(((image.shape[0], image.shape[1]), input_size))
-            features = self._encode(torch.cat(inputs))
+            features, extras = self._encode(torch.cat(inputs))
             for j, (orig, inp) in enumerate(chunk):
-                states.append(ImageState(features[j : j + 1], orig, inp))
+                mine = {k: v[j : j + 1] for k, v in extras.items()}
+                states.append(ImageState(features[j : j + 1], orig, inp, mine))
         return states
 
     def set_images(
@@ -190,9 +192,9 @@ class SamPredictor(CurrentImage[ImageState, torch.Tensor]):
             transformed_image.float().to(self.device) - self.model.pixel_mean
         ) / self.model.pixel_std
         x = torch.nn.functional.pad(x, (0, self.image_size - w, 0, self.image_size - h))
-        features = self._encode(x)
+        features, extras = self._encode(x)
         orig = (int(original_image_size[0]), int(original_image_size[1]))
-        self._state = ImageState(features, orig, (int(h), int(w)))
+        self._state = ImageState(features, orig, (int(h), int(w)), extras)
 
     def set_image_state(self, state: ImageState) -> None:
         """Restore an image previously returned by :meth:`get_image_state`, or any object with

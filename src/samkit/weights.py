@@ -116,7 +116,11 @@ def resolve_checkpoint(
         )
     try:
         return download_file(
-            url, dest, sha256=getattr(spec, "sha256", None), size=spec.size, progress=progress
+            url,
+            dest,
+            sha256=getattr(spec, "sha256", None) or None,
+            size=spec.size,
+            progress=progress,
         )
     except DownloadError as exc:
         raise DownloadError(
@@ -332,6 +336,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {file} is not a file")
     if file.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {file} is empty (0 bytes; an interrupted download?)")
+    if file.suffix == ".safetensors":
+        return _as_state_dict(_load_safetensors(file), file)
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -353,9 +359,37 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _as_state_dict(obj, file)
 
 
+def _load_safetensors(file: Path) -> dict[str, Any]:
+    """A ``.safetensors`` file (Hugging Face's format: tensors only, no pickle)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise CheckpointError(
+            f"reading {file} needs the safetensors package: pip install safetensors"
+        ) from exc
+    try:
+        return dict(load_file(str(file), device="cpu"))
+    except Exception as exc:  # header or length errors all mean unreadable
+        raise CheckpointError(
+            f"checkpoint {file} is not a readable safetensors file (truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+# MobileSAMv2's decoder file stores two state dicts under these keys (its spelling).
+MOBILESAMV2_PARTS = {"PromtEncoder": "prompt_encoder", "MaskDecoder": "mask_decoder"}
+
+
 def _as_state_dict(obj: object, file: Path) -> dict[str, Any]:
     import torch
 
+    if isinstance(obj, Mapping) and all(isinstance(obj.get(k), Mapping) for k in MOBILESAMV2_PARTS):
+        # MobileSAMv2's fine-tuned decoder file: {"PromtEncoder": {...}, "MaskDecoder": {...}}
+        obj = {
+            f"{prefix}.{k}": v
+            for part, prefix in MOBILESAMV2_PARTS.items()
+            for k, v in obj[part].items()
+        }
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):

@@ -45,6 +45,14 @@ __all__ = [
 ]
 
 if "sam1" not in {f.name for f in families()}:
+    # Zoo families whose checkpoints also hold a complete SAM-1 network come first.
+    from samkit.families.efficientvit_sam import EFFICIENTVIT_SAM
+    from samkit.families.repvit_sam import REPVIT_SAM
+    from samkit.families.sam_hq import SAM_HQ
+
+    register_family(SAM_HQ)
     register_family(SAM1)
+    register_family(EFFICIENTVIT_SAM)
+    register_family(REPVIT_SAM)
 if "sam2" not in {f.name for f in families()}:
     register_family(SAM2)

@@ -86,8 +86,13 @@ def assemble(config: SamConfig, encoder: nn.Module) -> Sam:
 
 
 def filter_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop TinyViT's unused classifier (official MobileSAM and Ultralytics files carry it)."""
-    return {k: v for k, v in state_dict.items() if not k.startswith(UNUSED_PREFIXES)}
+    """Hugging Face ``transformers`` files renamed to the official layout
+    (:func:`samkit.zoo.hf_layout.from_hf_layout`); TinyViT's unused classifier (official
+    MobileSAM and Ultralytics files carry it) dropped."""
+    from samkit.zoo.hf_layout import from_hf_layout
+
+    state = from_hf_layout(state_dict)
+    return {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIXES)}
 
 
 def official_keys(

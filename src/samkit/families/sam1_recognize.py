@@ -11,7 +11,7 @@ from samkit import registry
 from samkit.errors import CheckpointError
 from samkit.registry import SamConfig, TinyViTConfig, ViTConfig
 
-__all__ = ["recognize_sam1"]
+__all__ = ["decoder_fields", "recognize_sam1"]
 
 _ENC = "image_encoder."
 
@@ -37,22 +37,32 @@ def recognize_sam1(state_dict: Mapping[str, Any]) -> SamConfig | None:
             encoder = _infer_tiny_vit(sd)
         else:
             return None
-        pe, md = "prompt_encoder.", "mask_decoder."
-        return SamConfig(
-            encoder=encoder,
-            prompt_embed_dim=_shape(sd, f"{pe}no_mask_embed.weight")[1],
-            mask_in_chans=_shape(sd, f"{pe}mask_downscaling.3.weight")[0],
-            decoder_depth=_count(sd, f"{md}transformer.layers."),
-            decoder_num_heads=8,
-            decoder_mlp_dim=_shape(sd, f"{md}transformer.layers.0.mlp.lin1.weight")[0],
-            num_multimask_outputs=_shape(sd, f"{md}mask_tokens.weight")[0] - 1,
-            iou_head_depth=_count(sd, f"{md}iou_prediction_head.layers.", suffix="weight"),
-            iou_head_hidden_dim=_shape(sd, f"{md}iou_prediction_head.layers.0.weight")[0],
-            pixel_mean=_rgb(sd, "pixel_mean", registry.PIXEL_MEAN),
-            pixel_std=_rgb(sd, "pixel_std", registry.PIXEL_STD),
-        )
+        return SamConfig(encoder=encoder, **decoder_fields(sd))
     except (AttributeError, IndexError, ValueError, ZeroDivisionError) as exc:
         raise CheckpointError(f"not a SAM checkpoint: unexpected tensor shapes ({exc})") from exc
+
+
+def decoder_fields(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`SamConfig`'s prompt-encoder, decoder and pixel-statistics fields from SAM's
+    ``prompt_encoder.*`` / ``mask_decoder.*`` tensors (shared by the families that keep SAM's
+    decoder). ``decoder_num_heads`` is not stored and is 8, as in every published decoder.
+
+    Raises:
+        CheckpointError: a tensor is missing.
+    """
+    pe, md = "prompt_encoder.", "mask_decoder."
+    return {
+        "prompt_embed_dim": _shape(sd, f"{pe}no_mask_embed.weight")[1],
+        "mask_in_chans": _shape(sd, f"{pe}mask_downscaling.3.weight")[0],
+        "decoder_depth": _count(sd, f"{md}transformer.layers."),
+        "decoder_num_heads": 8,
+        "decoder_mlp_dim": _shape(sd, f"{md}transformer.layers.0.mlp.lin1.weight")[0],
+        "num_multimask_outputs": _shape(sd, f"{md}mask_tokens.weight")[0] - 1,
+        "iou_head_depth": _count(sd, f"{md}iou_prediction_head.layers.", suffix="weight"),
+        "iou_head_hidden_dim": _shape(sd, f"{md}iou_prediction_head.layers.0.weight")[0],
+        "pixel_mean": _rgb(sd, "pixel_mean", registry.PIXEL_MEAN),
+        "pixel_std": _rgb(sd, "pixel_std", registry.PIXEL_STD),
+    }
 
 
 def _shape(sd: Mapping[str, Any], key: str) -> tuple[int, ...]:

@@ -148,7 +148,8 @@ class Block(nn.Module):
         attn_size = input_size if window_size == 0 else (window_size, window_size)
         self.attn = Attention(dim, num_heads, qkv_bias, use_rel_pos, attn_size)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
+        # round, not int: a pruned width (SlimSAM-77: 696 = 168 * 4.142...) survives the ratio.
+        self.mlp = MLPBlock(dim, round(dim * mlp_ratio), nn.GELU)
         self.window_size = window_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
