@@ -5,8 +5,9 @@ str}``):
 
 - ``GET /`` the page; ``GET /static/...`` its script and style (shipped in the package);
 - ``GET /api/config`` -> ``{"classes": [...], "model": str}``;
-- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated", "blocked"}, ...]``
-  (``blocked``: why the image may not be saved, else null);
+- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated", "blocked", "status",
+  "review"}, ...]`` (``blocked``: why the image may not be saved, else null; ``status`` and
+  ``review``: :mod:`samkit.label.review`, whose routes set them);
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
 - ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
   (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
@@ -43,6 +44,7 @@ from samkit.errors import PromptError, SamkitError, SourceError
 from samkit.label.checks import BadRequest, parse_annotations, parse_predict
 from samkit.label.guard import install_host_guard
 from samkit.label.proposals import Proposer, parse_proposals
+from samkit.label.review import ReviewStore, review_routes
 from samkit.label.store import Blocked, Conflict
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ class _Context:
     prefetch: int
     model_name: str
     http: Any  # the fastapi module
+    reviews: ReviewStore
     keys: dict[int, str] = field(default_factory=dict)
 
     def entry(self, image_id: int) -> ImageEntry:
@@ -125,7 +128,8 @@ def create_app(
     from fastapi.responses import JSONResponse
 
     app = fastapi.FastAPI(title="samkit label", docs_url=None, redoc_url=None)
-    ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi)
+    ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi,
+                   ReviewStore(store.output_dir))  # fmt: skip
     if token is not None:
         _require_token(app, token)
     install_host_guard(app, host)  # added last: checked first
@@ -153,6 +157,7 @@ def create_app(
     _image_routes(app, ctx)
     _segment_routes(app, ctx)
     _label_routes(app, ctx)
+    review_routes(app, ctx, ctx.entry)
     return app
 
 
@@ -206,9 +211,11 @@ def _image_routes(app: Any, ctx: _Context) -> None:
         for e in list(ctx.store.entries):
             with contextlib.suppress(SourceError):  # deleted: requests for it say so
                 e = ctx.entry(e.id)  # sizes of images replaced on disk
+            annotated = ctx.store.annotated(e.id)
+            rec = ctx.reviews.record(e.rel, annotated)
             out.append({"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
-                        "annotated": ctx.store.annotated(e.id),
-                        "blocked": ctx.store.blocked.get(e.id)})  # fmt: skip
+                        "annotated": annotated, "blocked": ctx.store.blocked.get(e.id),
+                        "status": rec["status"], "review": rec})  # fmt: skip
         return out
 
     @app.get("/api/images/{image_id}/file")
@@ -292,6 +299,7 @@ def _label_routes(app: Any, ctx: _Context) -> None:
             ) from None
         except Blocked as exc:
             raise ctx.http.HTTPException(409, f"id: not saved: {exc.args[0]}") from None
+        ctx.reviews.saved(e.rel, len(stored))
         return JSONResponse(stored, headers={"ETag": ctx.store.get_versioned(e.id)[1]})
 
     @app.get("/api/export")

@@ -1,0 +1,127 @@
+// samkit label: masks in the page. COCO RLE <-> bitmaps (one byte per pixel, row-major),
+// bitmaps -> coloured canvases (filled or outline), and brush strokes painted into a bitmap.
+"use strict";
+
+(function () {
+  // COCO compressed counts -> run lengths (pycocotools' rleFrString).
+  function decodeCounts(s) {
+    const counts = [];
+    let p = 0;
+    while (p < s.length) {
+      let x = 0, k = 0, more = 1, c = 0;
+      while (more) {
+        c = s.charCodeAt(p) - 48;
+        x |= (c & 0x1f) << (5 * k);
+        more = c & 0x20; p++; k++;
+        if (!more && (c & 0x10)) x |= -1 << (5 * k);
+      }
+      if (counts.length > 2) x += counts[counts.length - 2];
+      counts.push(x);
+    }
+    return counts;
+  }
+  const runs = (rle) => (typeof rle.counts === "string" ? decodeCounts(rle.counts) : rle.counts);
+
+  // RLE (column-major runs) -> Uint8Array of h * w, row-major, 1 inside.
+  function toBitmap(rle) {
+    const [h, w] = rle.size;
+    const bits = new Uint8Array(h * w);
+    const counts = runs(rle);
+    let pos = 0;
+    for (let i = 0; i < counts.length; i++) {
+      if (i % 2 === 1) {
+        for (let at = pos; at < pos + counts[i]; at++) {
+          const x = (at / h) | 0;
+          bits[(at - x * h) * w + x] = 1;
+        }
+      }
+      pos += counts[i];
+    }
+    return bits;
+  }
+  // Bitmap -> uncompressed COCO RLE (column-major runs, starting with zeros).
+  function fromBitmap(bits, h, w) {
+    const counts = [];
+    let value = 0, n = 0;
+    for (let x = 0; x < w; x++) {
+      for (let y = 0, o = x; y < h; y++, o += w) {
+        if (bits[o] !== value) { counts.push(n); n = 0; value = bits[o]; }
+        n++;
+      }
+    }
+    counts.push(n);
+    return { size: [h, w], counts };
+  }
+  function has(rle, x, y) {
+    const [h] = rle.size;
+    const target = Math.floor(x) * h + Math.floor(y);
+    const counts = runs(rle);
+    let pos = 0;
+    for (let i = 0; i < counts.length; i++) {
+      if (target < pos + counts[i]) return i % 2 === 1;
+      pos += counts[i];
+    }
+    return false;
+  }
+  const area = (bits) => bits.reduce((a, b) => a + b, 0);
+
+  // Bitmap -> canvas of its size: the mask's pixels in colour (outline: only the pixels with
+  // a 4-neighbour outside the mask, widened to `width` pixels).
+  function paint(bits, h, w, color, alpha, outline) {
+    const img = new ImageData(w, h);
+    const px = new Uint32Array(img.data.buffer);
+    const value = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0;
+    const edge = outline ? edges(bits, h, w, outline) : bits;
+    for (let o = 0; o < edge.length; o++) if (edge[o]) px[o] = value;
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    c.getContext("2d").putImageData(img, 0, 0);
+    return c;
+  }
+  function edges(bits, h, w, width) {
+    let out = new Uint8Array(h * w);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const o = y * w + x;
+        if (bits[o] && (x === 0 || y === 0 || x === w - 1 || y === h - 1 || !bits[o - 1] ||
+            !bits[o + 1] || !bits[o - w] || !bits[o + w])) out[o] = 1;
+      }
+    }
+    for (let k = 1; k < width; k++) {  // grow inwards, one pixel per step
+      const grown = out.slice();
+      for (let o = 0; o < out.length; o++) {
+        if (!out[o] || !bits[o]) continue;
+        for (const n of [o - 1, o + 1, o - w, o + w]) if (n >= 0 && n < out.length && bits[n]) grown[n] = 1;
+      }
+      out = grown;
+    }
+    return out;
+  }
+
+  // Set (value 1) or clear (0) every pixel whose centre lies within `radius` image pixels of
+  // the polyline `pts` ([[x, y], ...], one point: a disc). Returns the pixels changed.
+  function stroke(bits, h, w, pts, radius, value) {
+    let changed = 0;
+    const segs = pts.length === 1 ? [[pts[0], pts[0]]] : pts.slice(1).map((p, i) => [pts[i], p]);
+    for (const [a, b] of segs) {
+      const x0 = Math.max(0, Math.floor(Math.min(a[0], b[0]) - radius));
+      const x1 = Math.min(w - 1, Math.ceil(Math.max(a[0], b[0]) + radius));
+      const y0 = Math.max(0, Math.floor(Math.min(a[1], b[1]) - radius));
+      const y1 = Math.min(h - 1, Math.ceil(Math.max(a[1], b[1]) + radius));
+      const dx = b[0] - a[0], dy = b[1] - a[1], len2 = dx * dx + dy * dy;
+      for (let y = y0; y <= y1; y++) {
+        for (let x = x0; x <= x1; x++) {
+          const cx = x + 0.5, cy = y + 0.5;
+          const t = len2 ? Math.max(0, Math.min(1, ((cx - a[0]) * dx + (cy - a[1]) * dy) / len2)) : 0;
+          const ex = cx - a[0] - t * dx, ey = cy - a[1] - t * dy;
+          if (ex * ex + ey * ey <= radius * radius && bits[y * w + x] !== value) {
+            bits[y * w + x] = value; changed++;
+          }
+        }
+      }
+    }
+    return changed;
+  }
+
+  window.samkitMasks = { decodeCounts, toBitmap, fromBitmap, has, area, paint, stroke };
+})();
