@@ -1,0 +1,107 @@
+"""``samkit label``'s per-image status and review over the HTTP API: set, read back, counted,
+kept across a restart in ``status.json``; bad bodies named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from label_helpers import region_checkpoint, write_images
+from samkit.masks import coco_rle
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from samkit.label import build  # noqa: E402
+
+BASE = "http://127.0.0.1:8765"  # the host the annotator serves (its Host check)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("label_review")
+    return {"ckpt": region_checkpoint(tmp / "tiny.pth"),
+            "images": write_images(tmp / "images", 4)}  # fmt: skip
+
+
+def _client(setup: dict[str, Any], out: Path, **options: Any) -> TestClient:
+    server = build(setup["images"][0].parent, str(setup["ckpt"]), "cat,dog", output_dir=out,
+                   cache_dir=out.parent / "cache", prefetch=0, **options)  # fmt: skip
+    return TestClient(server.app, base_url=BASE)
+
+
+def _object(label: str = "cat") -> dict[str, Any]:
+    mask = np.zeros((96, 128), bool)
+    mask[10:40, 20:60] = True
+    return {"label": label, "rle": coco_rle(mask)}
+
+
+def _statuses(client: TestClient) -> list[str]:
+    return [im["status"] for im in client.get("/api/images").json()]
+
+
+def test_status_and_review_round_trip(setup: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    client = _client(setup, out)
+    assert _statuses(client) == ["todo"] * 4
+    progress = client.get("/api/progress").json()
+    assert progress["total"] == 4 and progress["counts"]["todo"] == 4
+
+    done = client.put("/api/images/0/status", json={"status": "done", "comment": "checked"})
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "done" and done.json()["comment"] == "checked"
+    assert client.put("/api/images/1/annotations", json=[_object(), _object("dog")]).status_code == 200
+    assert client.put("/api/images/3/status", json={"status": "no_objects"}).status_code == 200
+    assert _statuses(client) == ["done", "in_progress", "todo", "no_objects"]
+    assert client.put("/api/images/3/annotations", json=[_object()]).status_code == 200
+    assert _statuses(client)[3] == "in_progress"  # it has objects now
+
+    rejected = client.post("/api/images/1/review",
+                           json={"verdict": "reject", "comment": "tail cut", "object": 1})  # fmt: skip
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["status"] == "needs_fix"
+    assert rejected.json()["objects"] == {"1": {"verdict": "reject", "comment": "tail cut"}}
+    counts = client.get("/api/progress").json()["counts"]
+    assert counts == {"todo": 1, "in_progress": 1, "done": 1, "skipped": 0, "no_objects": 0,
+                      "needs_fix": 1}  # fmt: skip
+    accepted = client.post("/api/images/2/review", json={"verdict": "accept", "comment": ""})
+    assert accepted.json()["status"] == "done"
+    assert accepted.json()["review"] == {"verdict": "accept", "comment": ""}
+
+    # Kept in status.json beside the labels and read back by a restarted server.
+    stored = json.loads((out / "status.json").read_text())
+    assert stored["img01.png"]["status"] == "needs_fix"
+    again = _client(setup, out)
+    assert _statuses(again) == ["done", "needs_fix", "done", "in_progress"]
+    listing = again.get("/api/images").json()
+    assert listing[0]["review"]["comment"] == "checked"
+    assert listing[1]["review"]["objects"]["1"]["comment"] == "tail cut"
+
+    # One object fewer: the verdict on the object that is gone is dropped.
+    assert again.put("/api/images/1/annotations", json=[_object()]).status_code == 200
+    assert again.get("/api/images").json()[1]["review"]["objects"] == {}
+
+
+def test_bad_status_and_review_bodies_are_named(setup: dict[str, Any], tmp_path: Path) -> None:
+    client = _client(setup, tmp_path / "out")
+    client.put("/api/images/0/annotations", json=[_object()])
+    cases = [
+        ("put", "/api/images/0/status", {"status": "finished"}, "status:"),
+        ("put", "/api/images/0/status", {"status": "done", "comment": 3}, "comment:"),
+        ("put", "/api/images/0/status", {"status": "done", "by": "x"}, "by:"),
+        ("put", "/api/images/0/status", [1], "body:"),
+        ("post", "/api/images/0/review", {"verdict": "maybe"}, "verdict:"),
+        ("post", "/api/images/0/review", {"verdict": "reject", "object": 1}, "object:"),
+        ("post", "/api/images/0/review", {"verdict": "reject", "object": True}, "object:"),
+    ]
+    for method, path, body, field in cases:
+        answer = getattr(client, method)(path, json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["detail"].startswith(field), answer.json()
+    assert client.put("/api/images/9/status", json={"status": "done"}).status_code == 404
+    assert not (tmp_path / "out" / "status.json").exists()  # nothing stored by bad requests
