@@ -15,9 +15,9 @@ from samkit.masks import coco_rle
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from samkit.label import build  # noqa: E402
+from samkit.label import build
 
 BASE = "http://127.0.0.1:8765"  # the host the annotator serves (its Host check)
 
@@ -55,7 +55,9 @@ def test_status_and_review_round_trip(setup: dict[str, Any], tmp_path: Path) -> 
     done = client.put("/api/images/0/status", json={"status": "done", "comment": "checked"})
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "done" and done.json()["comment"] == "checked"
-    assert client.put("/api/images/1/annotations", json=[_object(), _object("dog")]).status_code == 200
+    assert (
+        client.put("/api/images/1/annotations", json=[_object(), _object("dog")]).status_code == 200
+    )
     assert client.put("/api/images/3/status", json={"status": "no_objects"}).status_code == 200
     assert _statuses(client) == ["done", "in_progress", "todo", "no_objects"]
     assert client.put("/api/images/3/annotations", json=[_object()]).status_code == 200
