@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from label_helpers import region_checkpoint, write_images
-from samkit.masks import coco_rle
+from samkit.masks import coco_rle, rle_to_mask
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from samkit.label import build
 
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 BASE = "http://127.0.0.1:8765"  # the host the annotator serves (its Host check)
 
 
@@ -107,3 +108,75 @@ def test_bad_status_and_review_bodies_are_named(setup: dict[str, Any], tmp_path:
         assert answer.json()["detail"].startswith(field), answer.json()
     assert client.put("/api/images/9/status", json={"status": "done"}).status_code == 404
     assert not (tmp_path / "out" / "status.json").exists()  # nothing stored by bad requests
+
+
+def test_import_coco_rle_polygons_and_crowd(setup: dict[str, Any], tmp_path: Path) -> None:
+    mask_util = pytest.importorskip("pycocotools.mask")
+    from pycocotools.coco import COCO
+
+    a = np.zeros((96, 128), np.uint8)
+    a[10:50, 20:70] = 1
+    rle = mask_util.encode(np.asfortranarray(a))
+    rle["counts"] = rle["counts"].decode()  # compressed, as pycocotools writes JSON
+    crowd = np.zeros((96, 128), np.uint8)
+    crowd[60:90, 5:120] = 1
+    flat = crowd.ravel(order="F")
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.r_[0, edges, flat.size]).tolist()  # uncompressed counts (zeros first)
+    assert flat[0] == 0
+    polygon = [[30.0, 20.0, 90.0, 20.0, 90.0, 70.0, 30.0, 70.0]]
+    data = {
+        "images": [{"id": 1, "file_name": "img00.png", "height": 96, "width": 128},
+                   {"id": 2, "file_name": "sub/img01.png", "height": 96, "width": 128},
+                   {"id": 3, "file_name": "img02.png", "height": 96, "width": 128},
+                   {"id": 4, "file_name": "elsewhere.png", "height": 96, "width": 128}],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 7, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 1, "segmentation": polygon, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 7, "iscrowd": 1,
+             "segmentation": {"size": [96, 128], "counts": runs}},
+            {"id": 4, "image_id": 3, "category_id": 1, "segmentation": polygon},
+            {"id": 5, "image_id": 1, "category_id": 1, "segmentation": [[1, 2]]},
+        ],
+    }  # fmt: skip
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    first = _client(setup, out)  # image 2 has labels of its own before the import
+    assert first.put("/api/images/2/annotations", json=[_object("dog")]).status_code == 200
+
+    server = build(setup["images"][0].parent, str(setup["ckpt"]), "cat,dog", output_dir=out,
+                   cache_dir=tmp_path / "cache", prefetch=0, import_coco=source)  # fmt: skip
+    assert "person" in server.store.classes
+    assert any("annotation 5" in p for p in server.store.problems)  # a 1-point polygon
+    assert any("elsewhere.png" in p for p in server.store.problems)
+    assert "1 kept their own labels" in server.store.notes[0]
+    client = TestClient(server.app, base_url=BASE)
+    got0 = client.get("/api/images/0/annotations").json()
+    assert [o["label"] for o in got0] == ["cat"] and "crowd" not in got0[0]
+    np.testing.assert_array_equal(rle_to_mask(got0[0]["rle"]), a.astype(bool))
+    got1 = client.get("/api/images/1/annotations").json()
+    assert [(o["label"], o.get("crowd", False)) for o in got1] == [("cat", False), ("person", True)]
+    want_poly = mask_util.decode(mask_util.merge(mask_util.frPyObjects(polygon, 96, 128)))
+    np.testing.assert_array_equal(rle_to_mask(got1[0]["rle"]), want_poly.astype(bool))
+    np.testing.assert_array_equal(rle_to_mask(got1[1]["rle"]), crowd.astype(bool))
+    assert [o["label"] for o in client.get("/api/images/2/annotations").json()] == ["dog"]
+
+    # A save keeps the crowd flag: in the COCO export, and read back after a restart.
+    assert client.put("/api/images/1/annotations", json=got1).status_code == 200
+    exported = tmp_path / "export.json"
+    exported.write_bytes(client.get("/api/export?format=coco").content)
+    coco = COCO(str(exported))
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert sorted((a["iscrowd"], int(coco.annToMask(a).sum())) for a in anns) == sorted(
+        [(0, int(want_poly.sum())), (1, int(crowd.sum())), (0, 30 * 40)])  # fmt: skip
+    again = _client(setup, out)  # no import: the saved image only
+    assert [o.get("crowd", False) for o in again.get("/api/images/1/annotations").json()] == [
+        False, True]  # fmt: skip
+    assert again.get("/api/images/0/annotations").json() == []
+
+    source.write_text("{not json")
+    with pytest.raises(ValueError, match="import_coco"):
+        build(setup["images"][0].parent, str(setup["ckpt"]), "cat", output_dir=out,
+              cache_dir=tmp_path / "cache", import_coco=source)  # fmt: skip

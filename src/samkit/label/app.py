@@ -41,7 +41,7 @@ import numpy as np
 
 from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError, SamkitError, SourceError
-from samkit.label.checks import BadRequest, parse_annotations, parse_predict
+from samkit.label.checks import BadRequest, crowd_flags, parse_annotations, parse_predict
 from samkit.label.guard import install_host_guard
 from samkit.label.proposals import Proposer, parse_proposals
 from samkit.label.review import ReviewStore, review_routes
@@ -292,7 +292,7 @@ def _label_routes(app: Any, ctx: _Context) -> None:
         e = ctx.entry(image_id)
         objects = parse_annotations(body, e.width, e.height, ctx.store.classes)
         try:
-            stored = ctx.store.put(e.id, objects, expected=if_match)
+            stored = ctx.store.put(e.id, objects, expected=if_match, crowd=crowd_flags(body))
         except Conflict as exc:
             raise ctx.http.HTTPException(
                 412, f"If-Match: the image was saved by someone else (now {exc.args[0]})"

@@ -91,7 +91,8 @@
     if (!changed) { fn.draw(); return; }
     const objects = S.objects.slice();
     if (!M.area(bits)) { objects.splice(i, 1); fn.setObjects(objects); return; }
-    const obj = fn.makeObject(old ? old.label : S.label, M.fromBitmap(bits, h, w), old && old.color);
+    const obj = fn.makeObject(old ? old.label : S.label, M.fromBitmap(bits, h, w), old && old.color,
+      old && old.crowd);
     if (old) objects[i] = obj; else objects.push(obj);
     fn.setObjects(objects, old ? i : objects.length - 1);
   }

@@ -179,6 +179,11 @@
       for (const c of S.classes) sel.add(new Option(c, c, false, c === o.label));
       sel.onchange = () => relabel(i, sel.value);
       li.appendChild(sel);
+      if (o.crowd) {
+        const tag = document.createElement("span");
+        tag.className = "crowd"; tag.textContent = "crowd"; tag.title = "a crowd region (COCO iscrowd)";
+        li.appendChild(tag);
+      }
       const del = document.createElement("button");
       del.textContent = "delete";
       del.onclick = (ev) => { ev.stopPropagation(); removeObject(i); };
@@ -233,15 +238,17 @@
   }
 
   // ------------------------------------------------------------------ objects
-  // An object: its class, its mask, its colour (one per instance) and its painted layers.
-  function makeObject(label, rle, color) {
-    return { label, rle, color: color || instanceColor(S.colors++) };
+  // An object: its class, its mask, its colour (one per instance), whether it is a crowd
+  // region (COCO iscrowd) and its painted layers.
+  function makeObject(label, rle, color, crowd) {
+    return { label, rle, color: color || instanceColor(S.colors++), crowd: !!crowd };
   }
   // Saves run one after another (each PUT carries the version the previous one returned);
   // each sends the objects as they were when it was asked for.
   function save() {
     const im = S.images[S.cur];
-    const body = S.objects.map((o) => ({ label: o.label, rle: o.rle }));
+    const body = S.objects.map((o) => (o.crowd ? { label: o.label, rle: o.rle, crowd: true }
+      : { label: o.label, rle: o.rle }));
     S.saving++;
     status("saving...");
     S.chain = S.chain.then(() => putObjects(im, body)).finally(() => { S.saving--; });
@@ -265,7 +272,7 @@
   async function reloadObjects(im) {
     const res = await api("GET", "/api/images/" + im.id + "/annotations");
     im.etag = res.headers.get("ETag");
-    S.objects = (await res.json()).map((a) => makeObject(a.label, a.rle));
+    S.objects = (await res.json()).map((a) => makeObject(a.label, a.rle, null, a.crowd));
     S.selected = -1;
     renderObjects(); draw();
   }
@@ -292,7 +299,7 @@
   function relabel(i, c) {
     if (S.objects[i].label === c) return;
     const objects = S.objects.slice();
-    objects[i] = makeObject(c, S.objects[i].rle, S.objects[i].color);
+    objects[i] = makeObject(c, S.objects[i].rle, S.objects[i].color, S.objects[i].crowd);
     setObjects(objects, S.selected);
   }
   function removeObject(i) {
@@ -358,7 +365,7 @@
       if (S.cur !== index) return;
       im.etag = res.headers.get("ETag");
       S.image = await createImageBitmap(blob);
-      S.objects = anns.map((a) => makeObject(a.label, a.rle));
+      S.objects = anns.map((a) => makeObject(a.label, a.rle, null, a.crowd));
       for (const o of S.objects) {
         if (!S.classes.includes(o.label)) { S.classes.push(o.label); renderClasses(); }
       }
