@@ -180,3 +180,38 @@ def test_import_coco_rle_polygons_and_crowd(setup: dict[str, Any], tmp_path: Pat
     with pytest.raises(ValueError, match="import_coco"):
         build(setup["images"][0].parent, str(setup["ckpt"]), "cat", output_dir=out,
               cache_dir=tmp_path / "cache", import_coco=source)  # fmt: skip
+
+
+def test_leases_hand_two_annotators_different_images_and_names_are_kept(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    app = _client(setup, out).app
+    ann = TestClient(app, base_url=BASE, headers={"X-Client": "tab-a", "X-Annotator": "ann"})
+    bob = TestClient(app, base_url=BASE, headers={"X-Client": "tab-b", "X-Annotator": "bob"})
+    assert ann.post("/api/images/0/lease").json()["id"] == 0
+    taken = bob.post("/api/images/0/lease")
+    assert taken.status_code == 409 and "ann" in taken.json()["detail"]
+    assert bob.get("/api/images").json()[0]["leased_by"] == "ann"
+    assert ann.get("/api/images").json()[0]["leased_by"] is None  # its own lease
+
+    # "next" from the same place hands each client another image still to do.
+    first = bob.post("/api/next", json={"after": 0}).json()["id"]
+    second = ann.post("/api/next", json={"after": 0}).json()["id"]
+    assert (first, second) == (1, 2)  # ann's lease on 0 moved to 2: 0 is free again
+    assert bob.post("/api/next", json={"after": 1}).json()["id"] == 3
+    assert TestClient(app, base_url=BASE, headers={"X-Client": "tab-c"}).post(
+        "/api/next", json={"after": 3}).json()["id"] in (0, 1)  # fmt: skip
+
+    # Names on edits: the last editor of an image, who set its status, who reviewed.
+    assert ann.put("/api/images/2/annotations", json=[_object()]).status_code == 200
+    assert bob.put("/api/images/2/status", json={"status": "done"}).status_code == 200
+    reviewed = ann.post("/api/images/2/review", json={"verdict": "reject", "object": 0})
+    record = reviewed.json()
+    assert record["edited_by"] == "ann" and record["status_by"] == "bob"
+    assert record["objects"]["0"]["by"] == "ann"
+    assert json.loads((out / "status.json").read_text())["img02.png"]["edited_by"] == "ann"
+
+    assert ann.post("/api/next", json={"after": "x"}).status_code == 422
+    no_id = TestClient(app, base_url=BASE).post("/api/images/1/lease")
+    assert no_id.status_code == 422 and no_id.json()["detail"].startswith("X-Client")

@@ -43,6 +43,7 @@ from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError, SamkitError, SourceError
 from samkit.label.checks import BadRequest, crowd_flags, parse_annotations, parse_predict
 from samkit.label.guard import install_host_guard
+from samkit.label.leases import Leases, annotator, lease_routes
 from samkit.label.proposals import Proposer, parse_proposals
 from samkit.label.review import ReviewStore, review_routes
 from samkit.label.store import Blocked, Conflict
@@ -82,6 +83,7 @@ class _Context:
     model_name: str
     http: Any  # the fastapi module
     reviews: ReviewStore
+    leases: Leases
     keys: dict[int, str] = field(default_factory=dict)
 
     def entry(self, image_id: int) -> ImageEntry:
@@ -129,7 +131,7 @@ def create_app(
 
     app = fastapi.FastAPI(title="samkit label", docs_url=None, redoc_url=None)
     ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi,
-                   ReviewStore(store.output_dir))  # fmt: skip
+                   ReviewStore(store.output_dir), Leases())  # fmt: skip
     if token is not None:
         _require_token(app, token)
     install_host_guard(app, host)  # added last: checked first
@@ -158,6 +160,7 @@ def create_app(
     _segment_routes(app, ctx)
     _label_routes(app, ctx)
     review_routes(app, ctx, ctx.entry)
+    lease_routes(app, ctx, ctx.entry)
     return app
 
 
@@ -205,8 +208,10 @@ def _page_routes(app: Any, ctx: _Context) -> None:
 def _image_routes(app: Any, ctx: _Context) -> None:
     from fastapi.responses import Response
 
+    header = ctx.http.Header(None)
+
     @app.get("/api/images")
-    def images() -> list[dict[str, Any]]:
+    def images(x_client: Any = header) -> list[dict[str, Any]]:
         out = []
         for e in list(ctx.store.entries):
             with contextlib.suppress(SourceError):  # deleted: requests for it say so
@@ -215,7 +220,8 @@ def _image_routes(app: Any, ctx: _Context) -> None:
             rec = ctx.reviews.record(e.rel, annotated)
             out.append({"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
                         "annotated": annotated, "blocked": ctx.store.blocked.get(e.id),
-                        "status": rec["status"], "review": rec})  # fmt: skip
+                        "status": rec["status"], "review": rec,
+                        "leased_by": ctx.leases.holder(e.id, x_client or "")})  # fmt: skip
         return out
 
     @app.get("/api/images/{image_id}/file")
@@ -278,7 +284,8 @@ def _label_routes(app: Any, ctx: _Context) -> None:
 
     json_body = ctx.http.Body(None)
 
-    if_match = ctx.http.Header(None)
+    # One Header() per parameter name: FastAPI keeps the header name on the object.
+    if_match, header = ctx.http.Header(None), ctx.http.Header(None)
 
     @app.get("/api/images/{image_id}/annotations")
     def get_annotations(image_id: int) -> Any:
@@ -286,7 +293,9 @@ def _label_routes(app: Any, ctx: _Context) -> None:
         return JSONResponse(objects, headers={"ETag": version})
 
     @app.put("/api/images/{image_id}/annotations")
-    def put_annotations(image_id: int, body: Any = json_body, if_match: Any = if_match) -> Any:
+    def put_annotations(
+        image_id: int, body: Any = json_body, if_match: Any = if_match, x_annotator: Any = header
+    ) -> Any:
         """``If-Match: <ETag of a GET>`` makes the write conditional (412 when someone else
         saved the image meanwhile); without it the last writer wins."""
         e = ctx.entry(image_id)
@@ -299,7 +308,7 @@ def _label_routes(app: Any, ctx: _Context) -> None:
             ) from None
         except Blocked as exc:
             raise ctx.http.HTTPException(409, f"id: not saved: {exc.args[0]}") from None
-        ctx.reviews.saved(e.rel, len(stored))
+        ctx.reviews.saved(e.rel, len(stored), annotator(x_annotator))
         return JSONResponse(stored, headers={"ETag": ctx.store.get_versioned(e.id)[1]})
 
     @app.get("/api/export")

@@ -1,7 +1,8 @@
 """Per-image status and review of the annotator, kept beside the label files.
 
 ``<output_dir>/status.json`` maps each image's path (``rel``) to ``{"status", "comment",
-"review", "objects"}`` and is rewritten atomically on every change. Statuses: ``todo``,
+"review", "objects", "edited_by", "status_by"}`` and is rewritten atomically on every change
+(names come from the page's ``X-Annotator`` header). Statuses: ``todo``,
 ``in_progress``, ``done``, ``skipped``, ``no_objects``, ``needs_fix``. An image without a stored
 status is ``in_progress`` once it has been saved, ``todo`` before. A review verdict is
 ``accept`` or ``reject`` with a comment, for the whole image or for one object (by its index in
@@ -24,6 +25,7 @@ from typing import Any
 
 from samkit.io_utils import atomic_write_text
 from samkit.label.checks import BadRequest
+from samkit.label.leases import annotator
 
 __all__ = ["STATUSES", "STATUS_FILE", "ReviewStore", "review_routes"]
 
@@ -63,23 +65,27 @@ class ReviewStore:
         rec.setdefault("objects", {})
         return rec
 
-    def set_status(self, rel: str, status: str, comment: str | None, annotated: bool) -> dict:
+    def set_status(
+        self, rel: str, status: str, comment: str | None, annotated: bool, by: str = ""
+    ) -> dict:
         """Store ``status`` (one of :data:`STATUSES`) and, when given, the image's comment."""
         with self._lock:
             rec = self._records.setdefault(rel, {})
             rec["status"] = status
+            if by:
+                rec["status_by"] = by
             if comment is not None:
                 rec["comment"] = comment
             self._save()
         return self.record(rel, annotated)
 
     def review(
-        self, rel: str, verdict: str, comment: str, obj: int | None, annotated: bool
+        self, rel: str, verdict: str, comment: str, obj: int | None, annotated: bool, by: str = ""
     ) -> dict:
         """Store a reviewer's verdict on the image (``obj`` None) or on object ``obj``."""
         with self._lock:
             rec = self._records.setdefault(rel, {})
-            entry = {"verdict": verdict, "comment": comment}
+            entry = {"verdict": verdict, "comment": comment} | ({"by": by} if by else {})
             if obj is None:
                 rec["review"] = entry
                 rec["status"] = "done" if verdict == "accept" else "needs_fix"
@@ -90,14 +96,17 @@ class ReviewStore:
             self._save()
         return self.record(rel, annotated)
 
-    def saved(self, rel: str, count: int) -> None:
-        """An image was saved with ``count`` objects: ``no_objects`` / ``skipped`` no longer
-        hold once it has objects; object verdicts are dropped when the object count changed."""
+    def saved(self, rel: str, count: int, by: str = "") -> None:
+        """An image was saved with ``count`` objects by ``by``: ``no_objects`` / ``skipped`` no
+        longer hold once it has objects; verdicts on objects past the count are dropped."""
         with self._lock:
             rec = self._records.get(rel)
-            if rec is None:
+            if rec is None and not by:
                 return
-            changed = False
+            rec = self._records.setdefault(rel, {})
+            changed = bool(by) and rec.get("edited_by") != by
+            if by:
+                rec["edited_by"] = by
             if count and rec.get("status") in ("no_objects", "skipped", "todo"):
                 rec.pop("status")
                 changed = True
@@ -140,19 +149,21 @@ def _keys(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
 def review_routes(app: Any, ctx: Any, entry: Callable[[int], Any]) -> None:
     """Add the status, review and progress routes; ``entry(id)`` gives an image (404 else)."""
     json_body = ctx.http.Body(None)
+    header = ctx.http.Header(None)
     reviews: ReviewStore = ctx.reviews
 
     @app.put("/api/images/{image_id}/status")
-    def put_status(image_id: int, body: Any = json_body) -> dict[str, Any]:
+    def put_status(image_id: int, body: Any = json_body, x_annotator: Any = header) -> dict:
         e = entry(image_id)
         body = _keys(body, ("status", "comment"))
         status = body.get("status")
         if status not in STATUSES:
             raise BadRequest(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
-        return reviews.set_status(e.rel, status, _comment(body), ctx.store.annotated(e.id))
+        annotated = ctx.store.annotated(e.id)
+        return reviews.set_status(e.rel, status, _comment(body), annotated, annotator(x_annotator))
 
     @app.post("/api/images/{image_id}/review")
-    def post_review(image_id: int, body: Any = json_body) -> dict[str, Any]:
+    def post_review(image_id: int, body: Any = json_body, x_annotator: Any = header) -> dict:
         e = entry(image_id)
         body = _keys(body, ("verdict", "comment", "object"))
         verdict = body.get("verdict")
@@ -165,7 +176,8 @@ def review_routes(app: Any, ctx: Any, entry: Callable[[int], Any]) -> None:
                 f"object: expected an object index 0..{count - 1} or null, got {obj!r}"
             )
         comment = _comment(body) or ""
-        return reviews.review(e.rel, verdict, comment, obj, ctx.store.annotated(e.id))
+        annotated, by = ctx.store.annotated(e.id), annotator(x_annotator)
+        return reviews.review(e.rel, verdict, comment, obj, annotated, by)
 
     @app.get("/api/progress")
     def progress() -> dict[str, Any]:

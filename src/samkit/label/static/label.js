@@ -25,7 +25,10 @@
     pred: null, cand: 0, seq: 0, proposals: [], detector: false, chain: Promise.resolve(),
     view: { scale: 1, ox: 0, oy: 0 },
     latencies: [], serverMs: [], lastDrawn: 0, saving: 0, loaded: 0,
+    client: sessionStorage.getItem("samkit-client") || Math.random().toString(36).slice(2),
+    annotator: localStorage.getItem("samkit-annotator") || "",
   };
+  sessionStorage.setItem("samkit-client", S.client);  // a reload of this tab keeps its leases
   window.samkit = S;
   const fn = S.fn = {};
 
@@ -33,6 +36,8 @@
   async function api(method, path, body, extra) {
     const headers = Object.assign({}, extra || {});
     if (token) headers["Authorization"] = "Bearer " + token;
+    headers["X-Client"] = S.client;  // leases (review.js); the name goes on edits
+    if (S.annotator) headers["X-Annotator"] = S.annotator;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(path, { method, headers,
       body: body === undefined ? undefined : JSON.stringify(body) });
@@ -383,13 +388,6 @@
     }
     status(S.filter ? "no more images with status " + S.filter : "no more images");
   }
-  function nextUnannotated() {
-    for (let k = 1; k <= S.images.length; k++) {
-      const i = (S.cur + k) % S.images.length;
-      if (!S.images[i].annotated) { open(i); return; }
-    }
-    status("every image is annotated");
-  }
   async function exportAs(fmt) {
     try {
       const blob = await (await api("GET", "/api/export?format=" + fmt)).blob();
@@ -405,7 +403,6 @@
   Object.assign(fn, { api, status, fit, draw, toImage, toScreen, clampX, clampY, renderClasses,
     renderCandidates, renderObjects, renderProgress, predict, addPoint, setBox, clearPrompt,
     makeObject, save, setObjects, commit, chooseClass, relabel, removeObject, selectAt,
-    renderProposals, propose, acceptProposals, rejectProposals, open, step, nextUnannotated,
-    exportAs });
+    renderProposals, propose, acceptProposals, rejectProposals, open, step, exportAs });
   S.canvas = canvas; S.ctx = ctx;
 })();

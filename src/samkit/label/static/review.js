@@ -75,7 +75,28 @@
     } catch (e) { /* the next poll tries again */ }
   }
 
-  fn.opened = (im) => show(im);
+  // Leases: the open image is held for this page (renewed while open), so that "next to do"
+  // hands other annotators other images.
+  async function lease(im) {
+    try {
+      await fn.api("POST", "/api/images/" + im.id + "/lease");
+      im.leased_by = null;
+    } catch (e) {
+      if (e.status !== 409) return;
+      im.leased_by = e.message.replace(/^.*being edited by /, "");
+      if (im === current()) fn.status("also open by " + im.leased_by + ": saves of one may be refused", true);
+    }
+  }
+  async function nextTodo() {
+    try {
+      const res = await (await fn.api("POST", "/api/next", { after: Math.max(S.cur, 0) })).json();
+      if (res.id === null) fn.status("no image left to do (or all are open by others)");
+      else fn.open(res.id);
+    } catch (e) { fn.status(e.message, true); }
+  }
+
+  fn.opened = (im) => { show(im); lease(im); };
+  fn.nextUnannotated = nextTodo;
   fn.saved = async (im) => {  // a save may move the image's status (to do -> in progress)
     const res = await (await fn.api("GET", "/api/images")).json();
     const it = res[im.id];
@@ -100,8 +121,15 @@
     $("reject-image").onclick = () => review("reject", false);
     $("accept-object").onclick = () => review("accept", true);
     $("reject-object").onclick = () => review("reject", true);
+    const name = $("annotator");
+    name.value = S.annotator;
+    name.onchange = () => {
+      S.annotator = name.value.trim();
+      localStorage.setItem("samkit-annotator", S.annotator);
+    };
     refreshCounts();
     S.poll = setInterval(() => { refreshCounts(); refreshImages(); }, 5000);
+    S.renew = setInterval(() => { if (current()) lease(current()); }, 30000);
   };
   Object.assign(fn, { setStatus, review, refreshCounts });
 })();
