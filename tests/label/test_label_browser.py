@@ -294,6 +294,12 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     ActionChains(driver).send_keys("z").perform()
     _saved(server, 2, 2)
     _wait(driver, idle)
+    driver.execute_script("window.samkit.fn.relabel(1, 'cat')")  # relabel, then undo it
+    _wait(driver, "return window.samkit.saving === 0")
+    assert [o["label"] for o in server.store.get(2)] == ["cat", "cat"]
+    ActionChains(driver).send_keys("z").perform()
+    _wait(driver, "return window.samkit.objects[1].label === 'dog' && window.samkit.saving === 0")
+    assert [o["label"] for o in server.store.get(2)] == ["cat", "dog"]
 
     # Alt+click selects object 0; brush (R) of radius 5 at its right edge adds a half disc.
     canvas = driver.find_element(By.ID, "canvas")
@@ -348,6 +354,9 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     driver.find_elements(By.CSS_SELECTOR, "#objects .eye")[1].click()  # hide object 1 only
     np.testing.assert_allclose(driver.execute_script(pixel), plain, atol=1)
     driver.find_elements(By.CSS_SELECTOR, "#objects .eye")[1].click()
+    ActionChains(driver).send_keys("o").perform()  # outlines only: the inside shows the image
+    np.testing.assert_allclose(driver.execute_script(pixel), plain, atol=1)
+    ActionChains(driver).send_keys("o").perform()
     assert driver.execute_script("return window.samkit.objects.map((o) => o.color.join())")[0] != (
         driver.execute_script("return window.samkit.objects[1].color.join()")
     )
@@ -371,3 +380,15 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     _shot(driver, tmp_path / "06_review.png")
     errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+    # HiDPI: the canvas has a backing pixel per device pixel.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1100, "height": 700, "deviceScaleFactor": 2, "mobile": False})  # fmt: skip
+    try:
+        driver.execute_script("window.dispatchEvent(new Event('resize'))")
+        sizes = driver.execute_script(
+            "const c = window.samkit.canvas; return [c.width, c.clientWidth, window.devicePixelRatio]"
+        )
+        assert sizes[2] == 2 and sizes[0] == 2 * sizes[1], sizes
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
