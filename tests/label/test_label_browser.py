@@ -367,7 +367,9 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     _wait(driver, "return window.samkit.images[2].status === 'done'")
     status = json.loads((server.store.output_dir / "status.json").read_text())
     assert status["img02.png"]["status"] == "done"
-    driver.execute_script("window.samkit.selected = 1; window.samkit.fn.renderObjects()")
+    driver.execute_script(
+        "const s = window.samkit; s.selected = 1; s.fn.renderObjects(); s.fn.draw()"
+    )
     driver.find_element(By.ID, "comment").send_keys("tail is missing")
     driver.find_element(By.ID, "reject-object").click()
     _wait(driver, "return window.samkit.images[2].status === 'needs_fix'")
