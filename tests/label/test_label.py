@@ -78,7 +78,7 @@ def test_predict_equals_sam_predictor(
     review = {"status": "todo", "comment": "", "review": None, "objects": {}}
     assert listing[1] == {"id": 1, "name": "img01.png", "width": 128, "height": 96,
                           "annotated": False, "blocked": None, "status": "todo",
-                          "review": review}  # fmt: skip
+                          "review": review, "leased_by": None}  # fmt: skip
     reference.set_image(read_image(images[1]))
     cases = [
         {"points": [[40.5, 30]], "labels": [1], "box": None, "multimask": True},
