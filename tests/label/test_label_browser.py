@@ -339,10 +339,11 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     ActionChains(driver).send_keys("x").send_keys("\ue00c").perform()  # back to clicks; deselect
 
     # Hide / opacity: a pixel inside object 1 on the canvas (device pixels).
-    pixel = """const s = window.samkit, d = s.dpr, v = s.view;
+    at_pixel = """const s = window.samkit, d = s.dpr, v = s.view, [u, w] = arguments;
         s.fn.draw();
-        const x = Math.floor(d * (v.ox + 190.5 * v.scale)), y = Math.floor(d * (v.oy + 130.5 * v.scale));
+        const x = Math.floor(d * (v.ox + u * v.scale)), y = Math.floor(d * (v.oy + w * v.scale));
         return Array.from(s.ctx.getImageData(x, y, 1, 1).data.slice(0, 3));"""  # fmt: skip
+    pixel = at_pixel.replace("arguments", "[190.5, 130.5]")
     color = np.array(driver.execute_script("return window.samkit.objects[1].color"))
     driver.find_element(By.ID, "hide-all").click()
     plain = np.array(driver.execute_script(pixel))
@@ -356,6 +357,8 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     driver.find_elements(By.CSS_SELECTOR, "#objects .eye")[1].click()
     ActionChains(driver).send_keys("o").perform()  # outlines only: the inside shows the image
     np.testing.assert_allclose(driver.execute_script(pixel), plain, atol=1)
+    edge = driver.execute_script(at_pixel, 150.5, 130.5)  # the object's left column
+    np.testing.assert_allclose(edge, color, atol=1)
     ActionChains(driver).send_keys("o").perform()
     assert driver.execute_script("return window.samkit.objects.map((o) => o.color.join())")[0] != (
         driver.execute_script("return window.samkit.objects[1].color.join()")

@@ -94,20 +94,21 @@
     S.objects.forEach((o, i) => {
       if (o.hidden || S.hideAll) return;
       ctx.globalAlpha = S.outline ? 1 : S.opacity;
-      ctx.drawImage(layer(o, S.outline ? "edge" : "fill"), 0, 0);
-      if (i === S.selected) { ctx.globalAlpha = 1; ctx.drawImage(layer(o, "ring"), 0, 0); }
+      const c = layer(o, S.outline ? "edge" : "fill");
+      ctx.drawImage(c, c.ox, c.oy);
+      if (i === S.selected) { const r = layer(o, "ring"); ctx.globalAlpha = 1; ctx.drawImage(r, r.ox, r.oy); }
     });
     ctx.globalAlpha = 1;
     S.proposals.forEach((p, i) => {
       if (!p.canvas) p.canvas = M.paint(M.toBitmap(p.rle), p.rle.size[0], p.rle.size[1], PROPOSAL, 255, 0);
       ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
-      ctx.drawImage(p.canvas, 0, 0);
+      ctx.drawImage(p.canvas, p.canvas.ox, p.canvas.oy);
     });
     ctx.globalAlpha = 1;
     if (S.pred) {
       const m = S.pred.masks[S.cand];  // candidates are painted when first shown
       if (!m.canvas) m.canvas = M.paint(M.toBitmap(m.rle), m.rle.size[0], m.rle.size[1], CANDIDATE, 140, 0);
-      ctx.drawImage(m.canvas, 0, 0);
+      ctx.drawImage(m.canvas, m.canvas.ox, m.canvas.oy);
     }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);  // overlays in CSS pixels
     if (S.box) {

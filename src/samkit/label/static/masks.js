@@ -65,33 +65,65 @@
   }
   const area = (bits) => bits.reduce((a, b) => a + b, 0);
 
-  // Bitmap -> canvas of its size: the mask's pixels in colour (outline: only the pixels with
-  // a 4-neighbour outside the mask, widened to `width` pixels).
+  // The bounding box [x0, y0, x1, y1] (inclusive) of a bitmap's set pixels, or null.
+  function bounds(bits, h, w) {
+    let x0 = w, y0 = h, x1 = -1, y1 = -1;
+    for (let y = 0; y < h; y++) {
+      const row = y * w;
+      for (let x = 0; x < w; x++) {
+        if (bits[row + x]) {
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          y1 = y;
+          if (y < y0) y0 = y;
+        }
+      }
+    }
+    return x1 < 0 ? null : [x0, y0, x1, y1];
+  }
+  // Bitmap -> canvas of the mask's bounding box (placed at c.ox, c.oy in the image), the mask's
+  // pixels in colour; with `outline` only the pixels with a 4-neighbour outside the mask,
+  // `outline` pixels wide. Memory is per object's box, not per image.
   function paint(bits, h, w, color, alpha, outline) {
-    const img = new ImageData(w, h);
+    const box = bounds(bits, h, w) || [0, 0, 0, 0];
+    const [x0, y0] = box, bw = box[2] - x0 + 1, bh = box[3] - y0 + 1;
+    const img = new ImageData(bw, bh);
     const px = new Uint32Array(img.data.buffer);
     const value = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0;
-    const edge = outline ? edges(bits, h, w, outline) : bits;
-    for (let o = 0; o < edge.length; o++) if (edge[o]) px[o] = value;
+    const on = outline ? edges(bits, h, w, box, outline) : null;
+    for (let y = 0; y < bh; y++) {
+      for (let x = 0; x < bw; x++) {
+        const o = (y + y0) * w + x + x0;
+        if (on ? on[y * bw + x] : bits[o]) px[y * bw + x] = value;
+      }
+    }
     const c = document.createElement("canvas");
-    c.width = w; c.height = h;
+    c.width = bw; c.height = bh; c.ox = x0; c.oy = y0;
     c.getContext("2d").putImageData(img, 0, 0);
     return c;
   }
-  function edges(bits, h, w, width) {
-    let out = new Uint8Array(h * w);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const o = y * w + x;
-        if (bits[o] && (x === 0 || y === 0 || x === w - 1 || y === h - 1 || !bits[o - 1] ||
-            !bits[o + 1] || !bits[o - w] || !bits[o + w])) out[o] = 1;
+  // The edge pixels of a bitmap inside `box`, as a box-sized bitmap, grown inwards to `width`.
+  function edges(bits, h, w, box, width) {
+    const [x0, y0] = box, bw = box[2] - x0 + 1, bh = box[3] - y0 + 1;
+    const inside = (x, y) => x >= 0 && y >= 0 && x < w && y < h && bits[y * w + x] === 1;
+    let out = new Uint8Array(bw * bh);
+    for (let y = 0; y < bh; y++) {
+      for (let x = 0; x < bw; x++) {
+        const X = x + x0, Y = y + y0;
+        if (inside(X, Y) && (!inside(X - 1, Y) || !inside(X + 1, Y) || !inside(X, Y - 1) ||
+            !inside(X, Y + 1))) out[y * bw + x] = 1;
       }
     }
     for (let k = 1; k < width; k++) {  // grow inwards, one pixel per step
       const grown = out.slice();
-      for (let o = 0; o < out.length; o++) {
-        if (!out[o] || !bits[o]) continue;
-        for (const n of [o - 1, o + 1, o - w, o + w]) if (n >= 0 && n < out.length && bits[n]) grown[n] = 1;
+      for (let y = 0; y < bh; y++) {
+        for (let x = 0; x < bw; x++) {
+          if (!out[y * bw + x]) continue;
+          for (const [dx, dy] of [[-1, 0], [1, 0], [0, -1], [0, 1]]) {
+            const nx = x + dx, ny = y + dy;
+            if (nx >= 0 && ny >= 0 && nx < bw && ny < bh && inside(nx + x0, ny + y0)) grown[ny * bw + nx] = 1;
+          }
+        }
       }
       out = grown;
     }
