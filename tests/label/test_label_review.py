@@ -109,6 +109,15 @@ def test_bad_status_and_review_bodies_are_named(setup: dict[str, Any], tmp_path:
     assert client.put("/api/images/9/status", json={"status": "done"}).status_code == 404
     assert not (tmp_path / "out" / "status.json").exists()  # nothing stored by bad requests
 
+    # A status.json that cannot be read is moved aside (kept), not overwritten.
+    (tmp_path / "out" / "status.json").write_text("{broken")
+    client = _client(setup, tmp_path / "out")
+    assert _statuses(client)[0] == "in_progress"
+    kept = list((tmp_path / "out").glob("status.json.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{broken"
+    (tmp_path / "out" / "status.json").write_text('{"img01.png": {"status": "lost"}}')
+    assert _statuses(_client(setup, tmp_path / "out"))[1] == "todo"  # an unknown status
+
 
 def test_import_coco_rle_polygons_and_crowd(setup: dict[str, Any], tmp_path: Path) -> None:
     mask_util = pytest.importorskip("pycocotools.mask")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ class ReviewStore:
                     raise ValueError("expected an object of image paths")
                 self._records = {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)}
             except (OSError, ValueError) as exc:  # kept aside, not overwritten
-                backup = self.path.with_suffix(".json.unreadable")
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                backup = self.path.with_name(f"{self.path.name}.unreadable-{stamp}")
                 self.path.replace(backup)
                 logger.warning("cannot read %s (%s): moved to %s", self.path, exc, backup)
 
@@ -59,6 +61,8 @@ class ReviewStore:
         """The record of an image with its effective ``status``."""
         with self._lock:
             rec = dict(self._records.get(rel, {}))
+        if rec.get("status") not in STATUSES:  # none, or a hand-edited file's unknown one
+            rec.pop("status", None)
         rec.setdefault("status", "in_progress" if annotated else "todo")
         rec.setdefault("comment", "")
         rec.setdefault("review", None)

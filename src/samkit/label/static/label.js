@@ -265,7 +265,7 @@
       const res = await api("PUT", "/api/images/" + im.id + "/annotations", body, match);
       im.etag = res.headers.get("ETag");
       im.annotated = true;
-      if (fn.saved) await fn.saved(im);
+      if (fn.saved) fn.saved(im, body.length);
       renderProgress();
       status("saved " + body.length + " objects");
     } catch (e) {

@@ -97,10 +97,12 @@
 
   fn.opened = (im) => { show(im); lease(im); };
   fn.nextUnannotated = nextTodo;
-  fn.saved = async (im) => {  // a save may move the image's status (to do -> in progress)
-    const res = await (await fn.api("GET", "/api/images")).json();
-    const it = res[im.id];
-    if (it) { im.status = it.status; im.review = it.review; }
+  fn.saved = (im, count) => {  // what the server did to the status on a save (review.py)
+    const rec = im.review || (im.review = { objects: {} });
+    if (im.status === "todo" || (count && ["no_objects", "skipped"].includes(im.status))) {
+      im.status = "in_progress";
+    }
+    for (const k of Object.keys(rec.objects || {})) if (Number(k) >= count) delete rec.objects[k];
     show(im); refreshCounts();
   };
   fn.started = () => {
@@ -128,7 +130,8 @@
       localStorage.setItem("samkit-annotator", S.annotator);
     };
     refreshCounts();
-    S.poll = setInterval(() => { refreshCounts(); refreshImages(); }, 5000);
+    S.poll = setInterval(refreshCounts, 5000);
+    S.pollImages = setInterval(refreshImages, 30000);  // others' statuses, for the filter
     S.renew = setInterval(() => { if (current()) lease(current()); }, 30000);
   };
   Object.assign(fn, { setStatus, review, refreshCounts });
