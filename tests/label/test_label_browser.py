@@ -294,6 +294,19 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     ActionChains(driver).send_keys("z").perform()
     _saved(server, 2, 2)
     _wait(driver, idle)
+    # A save that finds no server is retried until it lands.
+    driver.execute_script("""
+        const real = window.fetch;
+        let fail = 2;
+        window.fetch = (url, opts) => opts && opts.method === 'PUT' && fail-- > 0
+            ? Promise.reject(new TypeError('Failed to fetch')) : real(url, opts);""")  # fmt: skip
+    driver.execute_script("window.samkit.selected = 1")
+    ActionChains(driver).send_keys("\ue017").perform()  # Delete
+    assert [m.sum() for m in _saved(server, 2, 1)] == [a.sum()]
+    assert driver.execute_script("return window.samkit.retries") == 2
+    ActionChains(driver).send_keys("z").perform()
+    _saved(server, 2, 2)
+    _wait(driver, idle)
     driver.execute_script("window.samkit.fn.relabel(1, 'cat')")  # relabel, then undo it
     _wait(driver, "return window.samkit.saving === 0")
     assert [o["label"] for o in server.store.get(2)] == ["cat", "cat"]

@@ -1,8 +1,9 @@
 // samkit label: the page. Plain JavaScript and a canvas; talks to the HTTP API of this server.
 // Coordinates sent to the server are original-image pixels; masks arrive as COCO RLE.
 // Modules (loaded in this order): masks.js (RLE and bitmaps), label.js (state, drawing,
-// objects, images), edit.js (undo / redo, brush and eraser), review.js (status, review,
-// progress), input.js (mouse and keys; starts the page). They share window.samkit (S) and S.fn.
+// objects, images), save.js (saves, retried), edit.js (undo / redo, brush and eraser),
+// review.js (status, review, progress, leases), input.js (mouse and keys; starts the page).
+// They share window.samkit (S) and S.fn.
 "use strict";
 
 (function () {
@@ -249,45 +250,12 @@
   function makeObject(label, rle, color, crowd) {
     return { label, rle, color: color || instanceColor(S.colors++), crowd: !!crowd };
   }
-  // Saves run one after another (each PUT carries the version the previous one returned);
-  // each sends the objects as they were when it was asked for.
-  function save() {
-    const im = S.images[S.cur];
-    const body = S.objects.map((o) => (o.crowd ? { label: o.label, rle: o.rle, crowd: true }
-      : { label: o.label, rle: o.rle }));
-    S.saving++;
-    status("saving...");
-    S.chain = S.chain.then(() => putObjects(im, body)).finally(() => { S.saving--; });
-  }
-  async function putObjects(im, body) {
-    try {
-      const match = im.etag ? { "If-Match": im.etag } : {};
-      const res = await api("PUT", "/api/images/" + im.id + "/annotations", body, match);
-      im.etag = res.headers.get("ETag");
-      im.annotated = true;
-      if (fn.saved) fn.saved(im, body.length);
-      renderProgress();
-      status("saved " + body.length + " objects");
-    } catch (e) {
-      if (e.status === 412 && S.images[S.cur] === im) {
-        await reloadObjects(im);  // someone else saved this image: show theirs
-        status("this image was changed by another annotator: reloaded, redo your last change", true);
-      } else status("not saved: " + e.message, true);
-    }
-  }
-  async function reloadObjects(im) {
-    const res = await api("GET", "/api/images/" + im.id + "/annotations");
-    im.etag = res.headers.get("ETag");
-    S.objects = (await res.json()).map((a) => makeObject(a.label, a.rle, null, a.crowd));
-    S.selected = -1;
-    renderObjects(); draw();
-  }
   // Replace the objects (an operation of the session: undoable) and save.
   function setObjects(objects, selected) {
     fn.record();
     S.objects = objects;
     S.selected = selected === undefined ? -1 : selected;
-    renderObjects(); draw(); save();
+    renderObjects(); draw(); fn.save();
   }
   function commit() {
     if (!S.pred) return;
@@ -403,7 +371,7 @@
 
   Object.assign(fn, { api, status, fit, draw, toImage, toScreen, clampX, clampY, renderClasses,
     renderCandidates, renderObjects, renderProgress, predict, addPoint, setBox, clearPrompt,
-    makeObject, save, setObjects, commit, chooseClass, relabel, removeObject, selectAt,
+    makeObject, setObjects, commit, chooseClass, relabel, removeObject, selectAt,
     renderProposals, propose, acceptProposals, rejectProposals, open, step, exportAs });
   S.canvas = canvas; S.ctx = ctx;
 })();
