@@ -338,6 +338,7 @@
       const anns = await res.json();
       if (S.cur !== index) return;
       im.etag = res.headers.get("ETag");
+      im.base = anns;  // the objects as the server has them (merges of conflicting saves)
       S.image = await createImageBitmap(blob);
       S.objects = anns.map((a) => makeObject(a.label, a.rle, null, a.crowd));
       for (const o of S.objects) {

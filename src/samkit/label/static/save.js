@@ -1,5 +1,7 @@
 // samkit label: saving an image's objects. Saves run one after another (each PUT carries the
-// version the previous one returned) and send the objects as they were when asked for. A save
+// version the previous one returned) and send the objects as they were when asked for. When
+// another annotator saved the image meanwhile (412), the two are merged object by object:
+// their objects, less the ones this page removed or changed, plus the ones it added. A save
 // that fails because the server is away or failed (no answer, 5xx) is retried with growing
 // waits until it succeeds or a newer save of the same image replaces it; leaving the page
 // while saves are pending asks first.
@@ -26,18 +28,16 @@
         const match = im.etag ? { "If-Match": im.etag } : {};
         const res = await fn.api("PUT", "/api/images/" + im.id + "/annotations", body, match);
         im.etag = res.headers.get("ETag");
+        im.base = await res.json();
         im.annotated = true;
         if (fn.saved) fn.saved(im, body.length);
         fn.renderProgress();
         fn.status("saved " + body.length + " objects");
         return;
       } catch (e) {
-        if (e.status === 412) {
-          if (S.images[S.cur] === im) {
-            await reloadObjects(im);  // someone else saved this image: show theirs
-            fn.status("this image was changed by another annotator: reloaded, redo your last change", true);
-          }
-          return;
+        if (e.status === 412) {  // someone else saved this image: merge, then save again
+          body = await merge(im, body);
+          continue;
         }
         if (e.status && e.status < 500) { fn.status("not saved: " + e.message, true); return; }
         if (latest[im.id] !== n) return;  // a newer save of this image follows
@@ -48,15 +48,30 @@
       }
     }
   }
-  async function reloadObjects(im) {
+  const key = (o) => o.label + "|" + (o.crowd ? 1 : 0) + "|" + JSON.stringify(o.rle);
+  // Theirs (the server's objects now) less what this page removed since `im.base`, plus what
+  // it added; the page shows the result when the image is still open.
+  async function merge(im, mine) {
     const res = await fn.api("GET", "/api/images/" + im.id + "/annotations");
+    const theirs = await res.json();
+    const base = new Set((im.base || []).map(key)), kept = new Set(mine.map(key));
+    const removed = new Set([...base].filter((k) => !kept.has(k)));
+    const merged = theirs.filter((o) => !removed.has(key(o)))
+      .concat(mine.filter((o) => !base.has(key(o))));
     im.etag = res.headers.get("ETag");
-    S.objects = (await res.json()).map((a) => fn.makeObject(a.label, a.rle, null, a.crowd));
-    S.selected = -1;
-    fn.renderObjects(); fn.draw();
+    im.base = theirs;
+    S.merges = (S.merges || 0) + 1;
+    if (S.images[S.cur] === im) {
+      const mineByKey = new Map(S.objects.map((o) => [key(o), o]));
+      S.objects = merged.map((o) => mineByKey.get(key(o)) || fn.makeObject(o.label, o.rle, null, o.crowd));
+      S.selected = -1;
+      fn.renderObjects(); fn.draw();
+      fn.status("merged with another annotator's save of this image");
+    }
+    return merged;
   }
   window.addEventListener("beforeunload", (ev) => {
     if (S.saving > 0) { ev.preventDefault(); ev.returnValue = ""; }  // unsaved edits
   });
-  Object.assign(fn, { save, reloadObjects });
+  Object.assign(fn, { save, merge });
 })();
