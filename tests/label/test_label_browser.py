@@ -231,6 +231,32 @@ def test_relabel_proposals_message_and_tab_in_chromium(setup: dict[str, Any]) ->
     text = driver.find_element(By.ID, "status").text
     assert "no proposals" in text and "Y accepts" not in text, text
 
+    # Proposals: a click inside one accepts that one, with its class (a detector's) if it has one.
+    first, second = _rect(0, 40, 0, 60), _rect(120, 180, 150, 250)
+    answer = json.dumps({"proposals": [{"rle": coco_rle(first), "score": 0.9, "label": None},
+                                       {"rle": coco_rle(second), "score": 0.8, "label": "dog"}]})  # fmt: skip
+    driver.execute_script("""
+        const real = window.fetch, answer = arguments[0];
+        window.fetch = (url, opts) => String(url).endsWith('/proposals')
+            ? Promise.resolve(new Response(answer, {status: 200})) : real(url, opts);""", answer)  # fmt: skip
+    ActionChains(driver).send_keys("e").perform()
+    _wait(driver, "return window.samkit.proposals.length === 2")
+    canvas = driver.find_element(By.ID, "canvas")
+    rect, size, to_screen = canvas.rect, canvas.size, _screen(driver)
+    sx, sy = to_screen(200, 150)
+    ActionChains(driver).move_to_element_with_offset(
+        canvas,
+        round(sx - rect["x"] - size["width"] / 2),
+        round(sy - rect["y"] - size["height"] / 2),
+    ).click().perform()
+    _wait(driver, "const s = window.samkit; return s.objects.length === 2 && s.saving === 0")
+    stored = setup["server"].store.get(0)
+    assert [o["label"] for o in stored] == ["cat", "dog"]
+    np.testing.assert_array_equal(rle_to_mask(stored[1]["rle"]), second)
+    assert driver.execute_script("return window.samkit.proposals.length") == 1
+    assert not driver.execute_script("return window.samkit.points.length")  # no point added
+    ActionChains(driver).send_keys("n").perform()
+
     driver.execute_script("document.getElementById('next').focus()")
     ActionChains(driver).send_keys("\ue004").perform()  # Tab
     assert driver.execute_script("return document.activeElement.id") != "next"

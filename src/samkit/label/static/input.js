@@ -55,6 +55,8 @@
       fn.setBox([x1, y1, x2, y2], t0);
     } else if (d.alt) {
       fn.selectAt(d.pos[0], d.pos[1]);
+    } else if (S.proposals.length && fn.pickProposal(d.pos[0], d.pos[1])) {
+      // a proposal clicked: accepted
     } else if (d.pos[0] >= 0 && d.pos[1] >= 0 &&
                d.pos[0] <= S.image.width && d.pos[1] <= S.image.height) {
       fn.addPoint(d.pos[0], d.pos[1], d.button === 2 || d.shift ? 0 : 1, t0);

@@ -301,7 +301,9 @@
       const res = await (await api("POST", "/api/images/" + id + "/proposals", { kind })).json();
       if (id !== S.images[S.cur].id) return;
       S.proposals = res.proposals;
-      if (S.proposals.length) status(S.proposals.length + " proposals: Y accepts, N rejects");
+      if (S.proposals.length) {
+        status(S.proposals.length + " proposals: click one to accept it, Y / N accept / reject the highlighted one");
+      }
       else status(kind === "detector" ? "the detector found nothing here" : "no proposals found");
     } catch (e) { status(e.message, true); }
     renderProposals(); draw();
@@ -311,6 +313,15 @@
     renderProposals();
     if (taken.length) setObjects(S.objects.concat(taken.map((p) => makeObject(p.label || S.label, p.rle))));
     else draw();
+  }
+  // A click inside a proposal accepts that one (with its own class, else the active class).
+  function pickProposal(x, y) {
+    const i = S.proposals.findIndex((p) => M.has(p.rle, x, y));
+    if (i < 0) return false;
+    const [p] = S.proposals.splice(i, 1);
+    renderProposals();
+    setObjects(S.objects.concat([makeObject(p.label || S.label, p.rle)]));
+    return true;
   }
   function rejectProposals(count) {
     S.proposals.splice(0, count);
@@ -373,6 +384,6 @@
   Object.assign(fn, { api, status, fit, draw, toImage, toScreen, clampX, clampY, renderClasses,
     renderCandidates, renderObjects, renderProgress, predict, addPoint, setBox, clearPrompt,
     makeObject, setObjects, commit, chooseClass, relabel, removeObject, selectAt,
-    renderProposals, propose, acceptProposals, rejectProposals, open, step, exportAs });
+    renderProposals, propose, acceptProposals, pickProposal, rejectProposals, open, step, exportAs });
   S.canvas = canvas; S.ctx = ctx;
 })();
