@@ -241,6 +241,13 @@ def test_relabel_proposals_message_and_tab_in_chromium(setup: dict[str, Any]) ->
             ? Promise.resolve(new Response(answer, {status: 200})) : real(url, opts);""", answer)  # fmt: skip
     ActionChains(driver).send_keys("e").perform()
     _wait(driver, "return window.samkit.proposals.length === 2")
+    filtered = """const f = document.getElementById(arguments[0]);
+        f.value = arguments[1]; f.dispatchEvent(new Event('input'));
+        return window.samkit.proposals.map((p) => p.score);"""  # fmt: skip
+    assert driver.execute_script(filtered, "min-score", "0.85") == [0.9]
+    assert driver.execute_script(filtered, "min-score", "0") == [0.9, 0.8]
+    assert driver.execute_script(filtered, "min-area", "3000") == [0.8]  # 60 x 40 is too small
+    assert driver.execute_script(filtered, "min-area", "0") == [0.9, 0.8]
     canvas = driver.find_element(By.ID, "canvas")
     rect, size, to_screen = canvas.rect, canvas.size, _screen(driver)
     sx, sy = to_screen(200, 150)

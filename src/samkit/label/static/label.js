@@ -1,7 +1,7 @@
 // samkit label: the page. Plain JavaScript and a canvas; talks to the HTTP API of this server.
 // Coordinates sent to the server are original-image pixels; masks arrive as COCO RLE.
 // Modules (loaded in this order): masks.js (RLE and bitmaps), label.js (state, drawing,
-// objects, images), save.js (saves, retried), edit.js (undo / redo, brush and eraser),
+// objects, images), save.js (saves, retried), proposals.js, edit.js (undo / redo, brush and eraser),
 // review.js (status, review, progress, leases), input.js (mouse and keys; starts the page).
 // They share window.samkit (S) and S.fn.
 "use strict";
@@ -101,7 +101,7 @@
     });
     ctx.globalAlpha = 1;
     S.proposals.forEach((p, i) => {
-      if (!p.canvas) p.canvas = M.paint(M.toBitmap(p.rle), p.rle.size[0], p.rle.size[1], PROPOSAL, 255, 0);
+      if (!p.canvas) p.canvas = M.paint(M.toBitmap(p.rle), p.rle.size[0], p.rle.size[1], p.color || PROPOSAL, 255, 0);
       ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
       ctx.drawImage(p.canvas, p.canvas.ox, p.canvas.oy);
     });
@@ -287,47 +287,6 @@
     renderObjects(); draw();
   }
 
-  // ------------------------------------------------------------------ proposals
-  function renderProposals() {
-    $("proposal-count").textContent = S.proposals.length ? "(" + S.proposals.length + ")" : "";
-    $("proposal-actions").hidden = !S.proposals.length;
-    $("detect").hidden = !S.detector;
-  }
-  async function propose(kind) {
-    if (!S.image) return;
-    const id = S.images[S.cur].id;
-    status(kind === "detector" ? "detecting..." : "segmenting everything...");
-    try {
-      const res = await (await api("POST", "/api/images/" + id + "/proposals", { kind })).json();
-      if (id !== S.images[S.cur].id) return;
-      S.proposals = res.proposals;
-      if (S.proposals.length) {
-        status(S.proposals.length + " proposals: click one to accept it, Y / N accept / reject the highlighted one");
-      }
-      else status(kind === "detector" ? "the detector found nothing here" : "no proposals found");
-    } catch (e) { status(e.message, true); }
-    renderProposals(); draw();
-  }
-  function acceptProposals(count) {
-    const taken = S.proposals.splice(0, count);
-    renderProposals();
-    if (taken.length) setObjects(S.objects.concat(taken.map((p) => makeObject(p.label || S.label, p.rle))));
-    else draw();
-  }
-  // A click inside a proposal accepts that one (with its own class, else the active class).
-  function pickProposal(x, y) {
-    const i = S.proposals.findIndex((p) => M.has(p.rle, x, y));
-    if (i < 0) return false;
-    const [p] = S.proposals.splice(i, 1);
-    renderProposals();
-    setObjects(S.objects.concat([makeObject(p.label || S.label, p.rle)]));
-    return true;
-  }
-  function rejectProposals(count) {
-    S.proposals.splice(0, count);
-    renderProposals(); draw();
-  }
-
   // ------------------------------------------------------------------ images
   async function open(index) {
     if (index < 0 || index >= S.images.length) return;
@@ -335,10 +294,10 @@
     S.openedAt = performance.now();
     const im = S.images[index];
     clearPrompt();
-    S.objects = []; S.selected = -1; S.image = null; S.proposals = [];
+    S.objects = []; S.selected = -1; S.image = null;
     const h = S.histories[im.id] = S.histories[im.id] || { undo: [], redo: [] };
     S.undo = h.undo; S.redo = h.redo;  // each image keeps its own undo / redo for the session
-    renderProposals();
+    fn.clearProposals();
     renderProgress(); renderObjects(); draw();
     status("loading " + im.name);
     try {
@@ -384,6 +343,6 @@
   Object.assign(fn, { api, status, fit, draw, toImage, toScreen, clampX, clampY, renderClasses,
     renderCandidates, renderObjects, renderProgress, predict, addPoint, setBox, clearPrompt,
     makeObject, setObjects, commit, chooseClass, relabel, removeObject, selectAt,
-    renderProposals, propose, acceptProposals, pickProposal, rejectProposals, open, step, exportAs });
+    open, step, exportAs, color: instanceColor });
   S.canvas = canvas; S.ctx = ctx;
 })();
