@@ -450,6 +450,20 @@ def test_undo_brush_view_review_in_chromium(setup: dict[str, Any], tmp_path: Pat
     errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not [e for e in errors if "status of 412" not in e], errors  # 412: the merged save
 
+    # A layer painted from the RLE runs equals the one painted from a full bitmap.
+    blob = np.random.default_rng(3).random((192, 256)) > 0.7
+    blob[:, :40] = blob[150:] = False
+    same = driver.execute_script("""
+        const M = window.samkitMasks, rle = arguments[0], [h, w] = rle.size;
+        const a = M.paintRle(rle, [10, 20, 30], 255), b = M.paint(M.toBitmap(rle), h, w, [10, 20, 30], 255, 0);
+        const da = a.getContext('2d').getImageData(0, 0, a.width, a.height).data;
+        const db = b.getContext('2d').getImageData(0, 0, b.width, b.height).data;
+        return [a.ox, a.oy, a.width, a.height, b.ox, b.oy, b.width, b.height, da.every((v, i) => v === db[i])];""",
+        coco_rle(blob))  # fmt: skip
+    ys, xs = np.nonzero(blob)
+    box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+    assert same == [*box, *box, True], same
+
     # HiDPI: the canvas has a backing pixel per device pixel.
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 1100, "height": 700, "deviceScaleFactor": 2, "mobile": False})  # fmt: skip

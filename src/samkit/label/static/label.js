@@ -75,11 +75,11 @@
   }
   // The layer of an object: its fill, or in outline mode its edge (the selected one: both).
   function layer(o, kind) {
+    if (!o[kind] && kind === "fill") o.fill = M.paintRle(o.rle, o.color, 255);
     if (!o[kind]) {
-      const [h, w] = o.rle.size, bits = M.toBitmap(o.rle);
-      o[kind] = kind === "fill" ? M.paint(bits, h, w, o.color, 255, 0)
-        : M.paint(bits, h, w, kind === "edge" ? o.color : [255, 255, 255], 255,
-          Math.max(1, Math.round(2 / S.view.scale)));
+      const [h, w] = o.rle.size;
+      o[kind] = M.paint(M.toBitmap(o.rle), h, w, kind === "edge" ? o.color : [255, 255, 255], 255,
+        Math.max(1, Math.round(2 / S.view.scale)));
     }
     return o[kind];
   }
@@ -101,14 +101,14 @@
     });
     ctx.globalAlpha = 1;
     S.proposals.forEach((p, i) => {
-      if (!p.canvas) p.canvas = M.paint(M.toBitmap(p.rle), p.rle.size[0], p.rle.size[1], p.color || PROPOSAL, 255, 0);
+      if (!p.canvas) p.canvas = M.paintRle(p.rle, p.color || PROPOSAL, 255);
       ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
       ctx.drawImage(p.canvas, p.canvas.ox, p.canvas.oy);
     });
     ctx.globalAlpha = 1;
     if (S.pred) {
       const m = S.pred.masks[S.cand];  // candidates are painted when first shown
-      if (!m.canvas) m.canvas = M.paint(M.toBitmap(m.rle), m.rle.size[0], m.rle.size[1], CANDIDATE, 140, 0);
+      if (!m.canvas) m.canvas = M.paintRle(m.rle, CANDIDATE, 140);
       ctx.drawImage(m.canvas, m.canvas.ox, m.canvas.oy);
     }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);  // overlays in CSS pixels

@@ -102,6 +102,36 @@
     c.getContext("2d").putImageData(img, 0, 0);
     return c;
   }
+  // RLE -> the same canvas as paint(toBitmap(rle), ...) without a bitmap of the whole image:
+  // the box comes from the runs, and only the mask's pixels are visited.
+  function paintRle(rle, color, alpha) {
+    const [h] = rle.size, counts = runs(rle);
+    let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1, pos = 0;
+    for (let i = 0; i < counts.length; pos += counts[i], i++) {
+      if (i % 2 === 0 || !counts[i]) continue;
+      const end = pos + counts[i] - 1, c0 = (pos / h) | 0, c1 = (end / h) | 0;
+      x0 = Math.min(x0, c0); x1 = Math.max(x1, c1);
+      y0 = Math.min(y0, c1 > c0 ? 0 : pos - c0 * h); y1 = Math.max(y1, c1 > c0 ? h - 1 : end - c1 * h);
+    }
+    if (x1 < 0) { x0 = y0 = x1 = y1 = 0; }
+    const bw = x1 - x0 + 1, bh = y1 - y0 + 1;
+    const img = new ImageData(bw, bh);
+    const px = new Uint32Array(img.data.buffer);
+    const value = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0;
+    pos = 0;
+    for (let i = 0; i < counts.length; pos += counts[i], i++) {
+      if (i % 2 === 0) continue;
+      for (let at = pos, left = counts[i]; left > 0;) {  // column segments of the run
+        const x = (at / h) | 0, y = at - x * h, len = Math.min(left, h - y);
+        for (let k = 0, o = (y - y0) * bw + x - x0; k < len; k++, o += bw) px[o] = value;
+        at += len; left -= len;
+      }
+    }
+    const c = document.createElement("canvas");
+    c.width = bw; c.height = bh; c.ox = x0; c.oy = y0;
+    c.getContext("2d").putImageData(img, 0, 0);
+    return c;
+  }
   // The edge pixels of a bitmap inside `box`, as a box-sized bitmap, grown inwards to `width`.
   function edges(bits, h, w, box, width) {
     const [x0, y0] = box, bw = box[2] - x0 + 1, bh = box[3] - y0 + 1;
@@ -155,5 +185,5 @@
     return changed;
   }
 
-  window.samkitMasks = { decodeCounts, toBitmap, fromBitmap, has, area, paint, stroke };
+  window.samkitMasks = { decodeCounts, toBitmap, fromBitmap, has, area, paint, paintRle, stroke };
 })();
