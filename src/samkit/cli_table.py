@@ -279,6 +279,9 @@ MODES: dict[str, Mode] = {
             "det_model": Key(
                 str, None, "boxes for auto-annotate proposals: YOLO .pt, label dir, COCO JSON"
             ),
+            "import_coco": Key(
+                str, None, "COCO instances JSON: starting objects for images without labels"
+            ),
         },
         positional=("images",),
     ),

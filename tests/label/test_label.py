@@ -75,8 +75,10 @@ def test_predict_equals_sam_predictor(
     client = TestClient(_server(images, ckpt, tmp_path, prefetch=0).app)
     listing = client.get("/api/images").json()
     assert [im["name"] for im in listing] == [p.name for p in images]
+    review = {"status": "todo", "comment": "", "review": None, "objects": {}}
     assert listing[1] == {"id": 1, "name": "img01.png", "width": 128, "height": 96,
-                          "annotated": False, "blocked": None}  # fmt: skip
+                          "annotated": False, "blocked": None, "status": "todo",
+                          "review": review, "leased_by": None}  # fmt: skip
     reference.set_image(read_image(images[1]))
     cases = [
         {"points": [[40.5, 30]], "labels": [1], "box": None, "multimask": True},

@@ -54,6 +54,7 @@ def build(
     cache_dir: str | os.PathLike[str] | None = None,
     recursive: bool = False,
     det_model: Any = None,
+    import_coco: str | os.PathLike[str] | None = None,
 ) -> LabelServer:
     """Everything :func:`serve` runs, without starting the server (tests mount the app).
 
@@ -62,6 +63,8 @@ def build(
     ``<images>_labels`` next to the folder. ``token`` is required off localhost (an empty one is
     refused there); one is made when not given. Requests for other host names than ``host``
     (and this machine's names when bound to every interface) are refused. ``cache_dir``: embeddings on disk (default ``<samkit cache>/embeddings``).
+    ``import_coco``: a COCO instances JSON whose objects (RLE or polygons; crowd flagged) start
+    the images that have no label files yet (:mod:`samkit.label.coco_import`).
     ``det_model``: boxes for "auto-annotate this image" proposals (an Ultralytics checkpoint, a
     folder of YOLO box labels or a COCO JSON; see :func:`samkit.annotate.detectors.make_box_source`).
     """
@@ -90,6 +93,10 @@ def build(
     if host not in LOCAL_HOSTS and token is None:
         token = secrets.token_urlsafe(18)
     store = AnnotationStore(items, output_dir, names, fmts, root=root)
+    if import_coco is not None:
+        imported, kept = store.import_coco(import_coco)
+        store.notes.append(f"imported {import_coco}: objects for {imported} images"
+                           + (f", {len(kept)} kept their own labels" if kept else ""))  # fmt: skip
     if not store.classes:
         raise ArgumentError("classes: give at least one class name, e.g. classes=person,car")
     cache = Path(cache_dir) if cache_dir is not None else samkit_cache() / "embeddings"
@@ -138,6 +145,8 @@ def serve(
     echo(
         f"samkit label: {len(store.entries)} images ({done} annotated), labels in {store.output_dir}"
     )
+    for note in store.notes:
+        echo(f"samkit label: {note}")
     for problem in store.problems:
         echo(f"samkit label: cannot read {problem}")
     for image_id, why in store.blocked.items():

@@ -5,8 +5,9 @@ str}``):
 
 - ``GET /`` the page; ``GET /static/...`` its script and style (shipped in the package);
 - ``GET /api/config`` -> ``{"classes": [...], "model": str}``;
-- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated", "blocked"}, ...]``
-  (``blocked``: why the image may not be saved, else null);
+- ``GET /api/images`` -> ``[{"id", "name", "width", "height", "annotated", "blocked", "status",
+  "review"}, ...]`` (``blocked``: why the image may not be saved, else null; ``status`` and
+  ``review``: :mod:`samkit.label.review`, whose routes set them);
 - ``GET /api/images/{id}/file`` -> the image (starts encoding it and the next ones);
 - ``POST /api/images/{id}/predict`` -> ``{"id", "masks": [{"rle", "score"}, ...], "server_ms"}``
   (``mask_index`` picks which candidate of ``mask_input`` seeds the decoder; default the best);
@@ -40,9 +41,11 @@ import numpy as np
 
 from samkit.embeddings import EmbeddingStore
 from samkit.errors import PromptError, SamkitError, SourceError
-from samkit.label.checks import BadRequest, parse_annotations, parse_predict
+from samkit.label.checks import BadRequest, crowd_flags, parse_annotations, parse_predict
 from samkit.label.guard import install_host_guard
+from samkit.label.leases import Leases, annotator, lease_routes
 from samkit.label.proposals import Proposer, parse_proposals
+from samkit.label.review import ReviewStore, review_routes
 from samkit.label.store import Blocked, Conflict
 
 if TYPE_CHECKING:
@@ -79,6 +82,8 @@ class _Context:
     prefetch: int
     model_name: str
     http: Any  # the fastapi module
+    reviews: ReviewStore
+    leases: Leases
     keys: dict[int, str] = field(default_factory=dict)
 
     def entry(self, image_id: int) -> ImageEntry:
@@ -125,7 +130,8 @@ def create_app(
     from fastapi.responses import JSONResponse
 
     app = fastapi.FastAPI(title="samkit label", docs_url=None, redoc_url=None)
-    ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi)
+    ctx = _Context(store, segmenter, Proposer(segmenter, detector), prefetch, model_name, fastapi,
+                   ReviewStore(store.output_dir), Leases())  # fmt: skip
     if token is not None:
         _require_token(app, token)
     install_host_guard(app, host)  # added last: checked first
@@ -153,6 +159,8 @@ def create_app(
     _image_routes(app, ctx)
     _segment_routes(app, ctx)
     _label_routes(app, ctx)
+    review_routes(app, ctx, ctx.entry)
+    lease_routes(app, ctx, ctx.entry)
     return app
 
 
@@ -200,15 +208,20 @@ def _page_routes(app: Any, ctx: _Context) -> None:
 def _image_routes(app: Any, ctx: _Context) -> None:
     from fastapi.responses import Response
 
+    header = ctx.http.Header(None)
+
     @app.get("/api/images")
-    def images() -> list[dict[str, Any]]:
+    def images(x_client: Any = header) -> list[dict[str, Any]]:
         out = []
         for e in list(ctx.store.entries):
             with contextlib.suppress(SourceError):  # deleted: requests for it say so
                 e = ctx.entry(e.id)  # sizes of images replaced on disk
+            annotated = ctx.store.annotated(e.id)
+            rec = ctx.reviews.record(e.rel, annotated)
             out.append({"id": e.id, "name": e.rel, "width": e.width, "height": e.height,
-                        "annotated": ctx.store.annotated(e.id),
-                        "blocked": ctx.store.blocked.get(e.id)})  # fmt: skip
+                        "annotated": annotated, "blocked": ctx.store.blocked.get(e.id),
+                        "status": rec["status"], "review": rec,
+                        "leased_by": ctx.leases.holder(e.id, x_client or "")})  # fmt: skip
         return out
 
     @app.get("/api/images/{image_id}/file")
@@ -271,7 +284,8 @@ def _label_routes(app: Any, ctx: _Context) -> None:
 
     json_body = ctx.http.Body(None)
 
-    if_match = ctx.http.Header(None)
+    # One Header() per parameter name: FastAPI keeps the header name on the object.
+    if_match, header = ctx.http.Header(None), ctx.http.Header(None)
 
     @app.get("/api/images/{image_id}/annotations")
     def get_annotations(image_id: int) -> Any:
@@ -279,19 +293,22 @@ def _label_routes(app: Any, ctx: _Context) -> None:
         return JSONResponse(objects, headers={"ETag": version})
 
     @app.put("/api/images/{image_id}/annotations")
-    def put_annotations(image_id: int, body: Any = json_body, if_match: Any = if_match) -> Any:
+    def put_annotations(
+        image_id: int, body: Any = json_body, if_match: Any = if_match, x_annotator: Any = header
+    ) -> Any:
         """``If-Match: <ETag of a GET>`` makes the write conditional (412 when someone else
         saved the image meanwhile); without it the last writer wins."""
         e = ctx.entry(image_id)
         objects = parse_annotations(body, e.width, e.height, ctx.store.classes)
         try:
-            stored = ctx.store.put(e.id, objects, expected=if_match)
+            stored = ctx.store.put(e.id, objects, expected=if_match, crowd=crowd_flags(body))
         except Conflict as exc:
             raise ctx.http.HTTPException(
                 412, f"If-Match: the image was saved by someone else (now {exc.args[0]})"
             ) from None
         except Blocked as exc:
             raise ctx.http.HTTPException(409, f"id: not saved: {exc.args[0]}") from None
+        ctx.reviews.saved(e.rel, len(stored), annotator(x_annotator))
         return JSONResponse(stored, headers={"ETag": ctx.store.get_versioned(e.id)[1]})
 
     @app.get("/api/export")

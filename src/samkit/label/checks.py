@@ -13,7 +13,7 @@ import numpy as np
 from samkit.errors import SamkitError
 from samkit.masks import rle_to_mask
 
-__all__ = ["BadRequest", "PredictRequest", "parse_annotations", "parse_predict"]
+__all__ = ["BadRequest", "PredictRequest", "crowd_flags", "parse_annotations", "parse_predict"]
 
 
 class BadRequest(SamkitError, ValueError):
@@ -129,14 +129,17 @@ def parse_predict(body: Any, width: int, height: int) -> PredictRequest:
 def parse_annotations(
     body: Any, width: int, height: int, classes: Sequence[str]
 ) -> list[tuple[str, np.ndarray]]:
-    """Check an annotations body: ``[{"label": name, "rle": {"size": [h, w], "counts": str}}]``
-    -> ``[(label, mask (H, W) bool)]``."""
+    """Check an annotations body: ``[{"label": name, "rle": {"size": [h, w], "counts": str},
+    "crowd": bool (optional)}]`` -> ``[(label, mask (H, W) bool)]`` (crowd flags:
+    :func:`crowd_flags`)."""
     if not isinstance(body, list):
         raise BadRequest(f"body: expected a list of objects, got {type(body).__name__}")
     out = []
     for i, item in enumerate(body):
         field = f"annotations[{i}]"
-        item = _check_keys(item, ("label", "rle"), field)
+        item = _check_keys(item, ("label", "rle", "crowd"), field)
+        if not isinstance(item.get("crowd", False), bool):
+            raise BadRequest(f"{field}.crowd: expected true or false, got {item['crowd']!r}")
         label = item.get("label")
         if not isinstance(label, str) or label not in classes:
             raise BadRequest(f"{field}.label: expected one of {list(classes)}, got {label!r}")
@@ -155,3 +158,8 @@ def parse_annotations(
             raise BadRequest(f"{field}.rle: the mask is empty")
         out.append((label, mask))
     return out
+
+
+def crowd_flags(body: list[dict[str, Any]]) -> list[bool]:
+    """The ``crowd`` flag of each object of a body that :func:`parse_annotations` accepted."""
+    return [bool(item.get("crowd", False)) for item in body]

@@ -30,5 +30,6 @@ def cli_label(args: dict[str, Any]) -> int:
         cache_dir=args["cache_dir"],
         recursive=args["recursive"],
         det_model=args["det_model"],
+        import_coco=args["import_coco"],
     )
     return 0

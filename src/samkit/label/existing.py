@@ -126,7 +126,10 @@ def _read_part(path: Path, size: tuple[int, int], name: Callable[[int], str]) ->
             mask = polygons_to_mask(polys, size[0], size[1], frame="edges")
         if mask.shape != size:  # the image was replaced by one of another size
             mask = resize_mask(mask, *size)
-        out.append({"label": name(int(ann["category_id"]) - 1), "rle": coco_rle(mask)})
+        obj: Object = {"label": name(int(ann["category_id"]) - 1), "rle": coco_rle(mask)}
+        if int(ann.get("iscrowd", 0) or 0):
+            obj["crowd"] = True
+        out.append(obj)
     return out
 
 

@@ -98,6 +98,7 @@ class AnnotationStore:
             _refuse_clashes([rel for _, rel in images])
         self.entries: list[ImageEntry] = []
         self.problems: list[str] = []
+        self.notes: list[str] = []  # what was done at start (an import), for the console
         self._stats: list[tuple[int, int]] = []  # (mtime_ns, size) of each image file
         for path, rel in images:
             try:
@@ -213,6 +214,33 @@ class AnnotationStore:
         logger.info("%s changed on disk: reloaded (%d x %d)", entry.rel, w, h)
         return entry, True
 
+    def import_coco(self, json_path: str | os.PathLike[str]) -> tuple[int, list[str]]:
+        """Starting objects from a COCO instances JSON (:mod:`samkit.label.coco_import`) for the
+        images that have no label files yet; they are written when the image is saved.
+        Returns (images given objects, images left as they were because they had labels)."""
+        from samkit.label.coco_import import read_coco_objects
+
+        found = read_coco_objects(json_path, {e.rel: (e.height, e.width) for e in self.entries})
+        by_rel = {e.rel: e for e in self.entries}
+        imported, kept = 0, []
+        for rel, objects in found.objects.items():
+            entry = by_rel[rel]
+            if not objects:
+                continue
+            if entry.id in self._objects or entry.id in self.blocked:
+                kept.append(rel)
+                continue
+            for obj in objects:
+                self._class_id(obj["label"])
+            self._objects[entry.id] = objects
+            imported += 1
+        self.problems.extend(found.problems)
+        if found.unmatched:
+            self.problems.append(f"{json_path}: {len(found.unmatched)} images not in the folder "
+                                 f"(first: {found.unmatched[0]})")  # fmt: skip
+        self._save_classes(data_yaml=False)
+        return imported, kept
+
     # ------------------------------------------------------------------ access
     def annotated(self, image_id: int) -> bool:
         return image_id in self._objects
@@ -231,12 +259,14 @@ class AnnotationStore:
         image_id: int,
         objects: Sequence[tuple[str, np.ndarray]],
         expected: str | None = None,
+        crowd: Sequence[bool] | None = None,
     ) -> list[dict[str, Any]]:
         """Replace the objects of an image with ``(label, mask (H, W) bool)`` pairs and write its
         files atomically; returns the stored objects. With ``expected`` (a version from
         :meth:`get_versioned`) the write happens only if nobody changed the image since:
         :class:`Conflict` otherwise. :class:`Blocked` when a label file of the image could
-        not be read at start (it is never overwritten)."""
+        not be read at start (it is never overwritten). ``crowd``: per object, whether it is a
+        crowd region (``iscrowd`` in COCO)."""
         entry = self.entries[image_id]
         ids = np.array([self._class_id(label) for label, _ in objects], dtype=np.int64)
         masks = (
@@ -244,7 +274,9 @@ class AnnotationStore:
             if objects
             else np.zeros((0, entry.height, entry.width), bool)
         )
-        stored = [{"label": label, "rle": coco_rle(m)} for label, m in objects]
+        flags = list(crowd) if crowd is not None else [False] * len(objects)
+        stored = [{"label": label, "rle": coco_rle(m)} | ({"crowd": True} if c else {})
+                  for (label, m), c in zip(objects, flags, strict=True)]  # fmt: skip
         if image_id in self.blocked:
             raise Blocked(self.blocked[image_id])
         self._save_classes()
@@ -254,6 +286,8 @@ class AnnotationStore:
                 if expected != current:
                     raise Conflict(current)
             self._write(entry, ids, masks, self.writer, self.output_dir if self.labelme else None)
+            if any(flags):
+                _mark_crowd(self.writer.paths(entry.rel)["coco"], flags)
             self._objects[image_id] = stored
         return [dict(o) for o in stored]
 
@@ -334,6 +368,14 @@ def _refuse_clashes(rels: Sequence[str]) -> None:
             f"images: {other} and {rel} would share the label files {stem}.txt / {stem}.json"
             f"{more}; rename one of them or move it to another folder"
         )
+
+
+def _mark_crowd(part: Path, flags: Sequence[bool]) -> None:
+    """Set ``iscrowd`` in an image's COCO part, object for object."""
+    data = json.loads(part.read_text(encoding="utf-8"))
+    for ann, flag in zip(data["annotations"], flags, strict=True):
+        ann["iscrowd"] = int(flag)
+    atomic_write_text(part, json.dumps(data))
 
 
 def _version(objects: Sequence[dict[str, Any]]) -> str:

@@ -1,10 +1,15 @@
 // samkit label: the page. Plain JavaScript and a canvas; talks to the HTTP API of this server.
 // Coordinates sent to the server are original-image pixels; masks arrive as COCO RLE.
+// Modules (loaded in this order): masks.js (RLE and bitmaps), label.js (state, drawing,
+// objects, images), save.js (saves, retried), proposals.js, edit.js (undo / redo, brush and eraser),
+// review.js (status, review, progress, leases), input.js (mouse and keys; starts the page).
+// They share window.samkit (S) and S.fn.
 "use strict";
 
 (function () {
   const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180],
     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]];
+  const M = window.samkitMasks;
   const CANDIDATE = [255, 215, 0];
   const PROPOSAL = [0, 200, 255];
   const token = new URLSearchParams(location.search).get("token");
@@ -15,18 +20,25 @@
   // Everything the page knows; exposed as window.samkit for tests and the benchmark.
   const S = {
     images: [], classes: [], cur: -1, image: null, label: null,
-    objects: [], selected: -1,
-    points: [], box: null, history: [],
+    objects: [], selected: -1, colors: 0,
+    points: [], box: null, undo: [], redo: [], histories: {},
+    opacity: 0.45, outline: false, hideAll: false, tool: "prompt", brush: 6, filter: "",
     pred: null, cand: 0, seq: 0, proposals: [], detector: false, chain: Promise.resolve(),
     view: { scale: 1, ox: 0, oy: 0 },
     latencies: [], serverMs: [], lastDrawn: 0, saving: 0, loaded: 0,
+    client: sessionStorage.getItem("samkit-client") || Math.random().toString(36).slice(2),
+    annotator: localStorage.getItem("samkit-annotator") || "",
   };
+  sessionStorage.setItem("samkit-client", S.client);  // a reload of this tab keeps its leases
   window.samkit = S;
+  const fn = S.fn = {};
 
   // ------------------------------------------------------------------ HTTP
   async function api(method, path, body, extra) {
     const headers = Object.assign({}, extra || {});
     if (token) headers["Authorization"] = "Bearer " + token;
+    headers["X-Client"] = S.client;  // leases (review.js); the name goes on edits
+    if (S.annotator) headers["X-Annotator"] = S.annotator;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(path, { method, headers,
       body: body === undefined ? undefined : JSON.stringify(body) });
@@ -44,108 +56,77 @@
     $("status").className = error ? "error" : "";
   }
 
-  // ------------------------------------------------------------------ RLE
-  // COCO compressed counts -> run lengths (pycocotools' rleFrString).
-  function decodeCounts(s) {
-    const counts = [];
-    let p = 0;
-    while (p < s.length) {
-      let x = 0, k = 0, more = 1, c = 0;
-      while (more) {
-        c = s.charCodeAt(p) - 48;
-        x |= (c & 0x1f) << (5 * k);
-        more = c & 0x20; p++; k++;
-        if (!more && (c & 0x10)) x |= -1 << (5 * k);
-      }
-      if (counts.length > 2) x += counts[counts.length - 2];
-      counts.push(x);
-    }
-    return counts;
-  }
-  // RLE -> canvas of the image's size with the mask's pixels in colour (column-major runs).
-  function maskCanvas(rle, color, alpha) {
-    const [h, w] = rle.size;
-    const counts = typeof rle.counts === "string" ? decodeCounts(rle.counts) : rle.counts;
-    const img = new ImageData(w, h);
-    const px = new Uint32Array(img.data.buffer);
-    const value = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0;
-    let pos = 0;
-    for (let i = 0; i < counts.length; i++) {
-      const n = counts[i];
-      if (i % 2 === 1) {  // a run of ones, split into column segments
-        let at = pos, left = n;
-        while (left > 0) {
-          const x = (at / h) | 0, y = at - x * h, len = Math.min(left, h - y);
-          for (let k = 0, o = y * w + x; k < len; k++, o += w) px[o] = value;
-          at += len; left -= len;
-        }
-      }
-      pos += n;
-    }
-    const c = document.createElement("canvas");
-    c.width = w; c.height = h;
-    c.getContext("2d").putImageData(img, 0, 0);
-    c.rle = rle;
-    return c;
-  }
-  function maskHas(rle, x, y) {
-    const [h] = rle.size;
-    const target = Math.floor(x) * h + Math.floor(y);
-    const counts = typeof rle.counts === "string" ? decodeCounts(rle.counts) : rle.counts;
-    let pos = 0;
-    for (let i = 0; i < counts.length; i++) {
-      if (target < pos + counts[i]) return i % 2 === 1;
-      pos += counts[i];
-    }
-    return false;
-  }
-  const classColor = (label) => PALETTE[Math.max(0, S.classes.indexOf(label)) % PALETTE.length];
-
   // ------------------------------------------------------------------ drawing
+  // Distinct colours per instance: hues a golden angle apart.
+  function instanceColor(k) {
+    const h = (k * 137.508) % 360, s = 0.75, v = 0.95;
+    const f = (n) => { const c = (n + h / 60) % 6; return v - v * s * Math.max(0, Math.min(c, 4 - c, 1)); };
+    return [f(5), f(3), f(1)].map((x) => Math.round(255 * x));
+  }
   function fit() {
-    const stage = $("stage");
-    canvas.width = stage.clientWidth; canvas.height = stage.clientHeight;
+    const stage = $("stage"), dpr = window.devicePixelRatio || 1;
+    const w = stage.clientWidth, h = stage.clientHeight;
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);  // sharp on HiDPI
+    canvas.style.width = w + "px"; canvas.style.height = h + "px";
+    S.dpr = dpr;
     if (!S.image) return;
-    const s = Math.min(canvas.width / S.image.width, canvas.height / S.image.height);
-    S.view = { scale: s, ox: (canvas.width - s * S.image.width) / 2,
-      oy: (canvas.height - s * S.image.height) / 2 };
+    const s = Math.min(w / S.image.width, h / S.image.height);
+    S.view = { scale: s, ox: (w - s * S.image.width) / 2, oy: (h - s * S.image.height) / 2 };
+  }
+  // The layer of an object: its fill, or in outline mode its edge (the selected one: both).
+  function layer(o, kind) {
+    if (!o[kind] && kind === "fill") o.fill = M.paintRle(o.rle, o.color, 255);
+    if (!o[kind]) {
+      const [h, w] = o.rle.size;
+      o[kind] = M.paint(M.toBitmap(o.rle), h, w, kind === "edge" ? o.color : [255, 255, 255], 255,
+        Math.max(1, Math.round(2 / S.view.scale)));
+    }
+    return o[kind];
   }
   function draw() {
+    const dpr = S.dpr || 1;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     if (!S.image) return;
     const v = S.view;
-    ctx.setTransform(v.scale, 0, 0, v.scale, v.ox, v.oy);
+    ctx.setTransform(dpr * v.scale, 0, 0, dpr * v.scale, dpr * v.ox, dpr * v.oy);
     ctx.imageSmoothingEnabled = v.scale < 1;
     ctx.drawImage(S.image, 0, 0);
     S.objects.forEach((o, i) => {
-      ctx.globalAlpha = i === S.selected ? 1 : 0.75;
-      ctx.drawImage(o.canvas, 0, 0);
+      if (o.hidden || S.hideAll) return;
+      ctx.globalAlpha = S.outline ? 1 : S.opacity;
+      const c = layer(o, S.outline ? "edge" : "fill");
+      ctx.drawImage(c, c.ox, c.oy);
+      if (i === S.selected) { const r = layer(o, "ring"); ctx.globalAlpha = 1; ctx.drawImage(r, r.ox, r.oy); }
     });
     ctx.globalAlpha = 1;
     S.proposals.forEach((p, i) => {
-      if (!p.canvas) p.canvas = maskCanvas(p.rle, PROPOSAL, 255);
+      if (!p.canvas) p.canvas = M.paintRle(p.rle, p.color || PROPOSAL, 255);
       ctx.globalAlpha = i === 0 ? 0.6 : 0.2;
-      ctx.drawImage(p.canvas, 0, 0);
+      ctx.drawImage(p.canvas, p.canvas.ox, p.canvas.oy);
     });
     ctx.globalAlpha = 1;
     if (S.pred) {
       const m = S.pred.masks[S.cand];  // candidates are painted when first shown
-      if (!m.canvas) m.canvas = maskCanvas(m.rle, CANDIDATE, 140);
-      ctx.drawImage(m.canvas, 0, 0);
+      if (!m.canvas) m.canvas = M.paintRle(m.rle, CANDIDATE, 140);
+      ctx.drawImage(m.canvas, m.canvas.ox, m.canvas.oy);
     }
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);  // overlays in CSS pixels
     if (S.box) {
       const [x1, y1] = toScreen(S.box[0], S.box[1]), [x2, y2] = toScreen(S.box[2], S.box[3]);
       ctx.setLineDash([6, 4]); ctx.strokeStyle = "#ffd700"; ctx.lineWidth = 2;
       ctx.strokeRect(x1, y1, x2 - x1, y2 - y1); ctx.setLineDash([]);
     }
-    for (const p of S.points) {
+    for (const p of S.points) {  // positive: filled "+", negative: hollow "-" (not colour only)
       const [x, y] = toScreen(p.x, p.y);
       ctx.beginPath(); ctx.arc(x, y, 5, 0, 2 * Math.PI);
       ctx.fillStyle = p.label ? "#00c853" : "#d50000"; ctx.fill();
       ctx.strokeStyle = "#fff"; ctx.lineWidth = 1.5; ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(x - 3, y); ctx.lineTo(x + 3, y);
+      if (p.label) { ctx.moveTo(x, y - 3); ctx.lineTo(x, y + 3); }
+      ctx.stroke();
     }
+    if (fn.drawStroke) fn.drawStroke(ctx);
   }
   const toScreen = (x, y) => [x * S.view.scale + S.view.ox, y * S.view.scale + S.view.oy];
   function toImage(ev) {
@@ -157,6 +138,7 @@
   const clampY = (y) => Math.min(Math.max(y, 0), S.image.height);
 
   // ------------------------------------------------------------------ side panel
+  const classColor = (label) => PALETTE[Math.max(0, S.classes.indexOf(label)) % PALETTE.length];
   function renderClasses() {
     const box = $("classes");
     box.innerHTML = "";
@@ -191,16 +173,29 @@
       if (i === S.selected) li.className = "selected";
       const sw = document.createElement("span");
       sw.className = "swatch";
-      sw.style.background = "rgb(" + classColor(o.label).join(",") + ")";
+      sw.style.background = "rgb(" + o.color.join(",") + ")";
+      sw.style.borderColor = "rgb(" + classColor(o.label).join(",") + ")";
       li.appendChild(sw);
+      const eye = document.createElement("button");
+      eye.textContent = o.hidden ? "show" : "hide";
+      eye.className = "eye";
+      eye.setAttribute("aria-pressed", String(!!o.hidden));
+      eye.onclick = (ev) => { ev.stopPropagation(); fn.toggleHidden(i); };
+      li.appendChild(eye);
       const sel = document.createElement("select");
       for (const c of S.classes) sel.add(new Option(c, c, false, c === o.label));
       sel.onchange = () => relabel(i, sel.value);
       li.appendChild(sel);
+      if (o.crowd) {
+        const tag = document.createElement("span");
+        tag.className = "crowd"; tag.textContent = "crowd"; tag.title = "a crowd region (COCO iscrowd)";
+        li.appendChild(tag);
+      }
       const del = document.createElement("button");
       del.textContent = "delete";
       del.onclick = (ev) => { ev.stopPropagation(); removeObject(i); };
       li.appendChild(del);
+      if (o.review) li.title = "review: " + o.review;
       li.onclick = () => { S.selected = S.selected === i ? -1 : i; renderObjects(); draw(); };
       list.appendChild(li);
     });
@@ -213,7 +208,6 @@
   }
 
   // ------------------------------------------------------------------ prompts
-  function pushHistory() { S.history.push({ points: S.points.slice(), box: S.box }); }
   async function predict(t0) {
     if (!S.points.length && !S.box) { S.pred = null; renderCandidates(); draw(); return; }
     const seq = ++S.seq, id = S.images[S.cur].id;
@@ -236,66 +230,38 @@
     } catch (e) { status(e.message, true); }
   }
   function addPoint(x, y, label, t0) {
-    pushHistory();
+    fn.record();
     S.points.push({ x: clampX(x), y: clampY(y), label });
     predict(t0); draw();
   }
   function setBox(b, t0) {
-    pushHistory();
+    fn.record();
     S.box = b;
     predict(t0); draw();
   }
-  function undo() {
-    if (!S.history.length) return;
-    const h = S.history.pop();
-    S.points = h.points; S.box = h.box;
-    predict(performance.now()); draw();
-  }
   function clearPrompt() {
-    S.points = []; S.box = null; S.history = []; S.pred = null; S.seq++;
+    S.points = []; S.box = null; S.pred = null; S.seq++;
     renderCandidates(); draw();
   }
 
   // ------------------------------------------------------------------ objects
-  function makeObject(label, rle) {
-    return { label, rle, canvas: maskCanvas(rle, classColor(label), 110) };
+  // An object: its class, its mask, its colour (one per instance), whether it is a crowd
+  // region (COCO iscrowd) and its painted layers.
+  function makeObject(label, rle, color, crowd) {
+    return { label, rle, color: color || instanceColor(S.colors++), crowd: !!crowd };
   }
-  // Saves run one after another (each PUT carries the version the previous one returned);
-  // each sends the objects as they were when it was asked for.
-  function save() {
-    const im = S.images[S.cur];
-    const body = S.objects.map((o) => ({ label: o.label, rle: o.rle }));
-    S.saving++;
-    status("saving...");
-    S.chain = S.chain.then(() => putObjects(im, body)).finally(() => { S.saving--; });
-  }
-  async function putObjects(im, body) {
-    try {
-      const match = im.etag ? { "If-Match": im.etag } : {};
-      const res = await api("PUT", "/api/images/" + im.id + "/annotations", body, match);
-      im.etag = res.headers.get("ETag");
-      im.annotated = true;
-      renderProgress();
-      status("saved " + body.length + " objects");
-    } catch (e) {
-      if (e.status === 412 && S.images[S.cur] === im) {
-        await reloadObjects(im);  // someone else saved this image: show theirs
-        status("this image was changed by another annotator: reloaded, redo your last change", true);
-      } else status("not saved: " + e.message, true);
-    }
-  }
-  async function reloadObjects(im) {
-    const res = await api("GET", "/api/images/" + im.id + "/annotations");
-    im.etag = res.headers.get("ETag");
-    S.objects = (await res.json()).map((a) => makeObject(a.label, a.rle));
-    S.selected = -1;
-    renderObjects(); draw();
+  // Replace the objects (an operation of the session: undoable) and save.
+  function setObjects(objects, selected) {
+    fn.record();
+    S.objects = objects;
+    S.selected = selected === undefined ? -1 : selected;
+    renderObjects(); draw(); fn.save();
   }
   function commit() {
     if (!S.pred) return;
-    S.objects.push(makeObject(S.label, S.pred.masks[S.cand].rle));
-    S.selected = -1;
-    clearPrompt(); renderObjects(); draw(); save();
+    const obj = makeObject(S.label, S.pred.masks[S.cand].rle);
+    setObjects(S.objects.concat([obj]));
+    clearPrompt();
   }
   function chooseClass(c) {
     // With an object selected the class goes to that object only; the active class (for new
@@ -305,50 +271,20 @@
     renderClasses();
   }
   function relabel(i, c) {
-    S.objects[i] = makeObject(c, S.objects[i].rle);
-    renderObjects(); draw(); save();
+    if (S.objects[i].label === c) return;
+    const objects = S.objects.slice();
+    objects[i] = makeObject(c, S.objects[i].rle, S.objects[i].color, S.objects[i].crowd);
+    setObjects(objects, S.selected);
   }
   function removeObject(i) {
-    S.objects.splice(i, 1);
-    S.selected = -1;
-    renderObjects(); draw(); save();
+    setObjects(S.objects.filter((_, k) => k !== i));
   }
   function selectAt(x, y) {
     S.selected = -1;
     for (let i = S.objects.length - 1; i >= 0; i--) {
-      if (maskHas(S.objects[i].rle, x, y)) { S.selected = i; break; }
+      if (!S.objects[i].hidden && M.has(S.objects[i].rle, x, y)) { S.selected = i; break; }
     }
     renderObjects(); draw();
-  }
-
-  // ------------------------------------------------------------------ proposals
-  function renderProposals() {
-    $("proposal-count").textContent = S.proposals.length ? "(" + S.proposals.length + ")" : "";
-    $("proposal-actions").hidden = !S.proposals.length;
-    $("detect").hidden = !S.detector;
-  }
-  async function propose(kind) {
-    if (!S.image) return;
-    const id = S.images[S.cur].id;
-    status(kind === "detector" ? "detecting..." : "segmenting everything...");
-    try {
-      const res = await (await api("POST", "/api/images/" + id + "/proposals", { kind })).json();
-      if (id !== S.images[S.cur].id) return;
-      S.proposals = res.proposals;
-      if (S.proposals.length) status(S.proposals.length + " proposals: Y accepts, N rejects");
-      else status(kind === "detector" ? "the detector found nothing here" : "no proposals found");
-    } catch (e) { status(e.message, true); }
-    renderProposals(); draw();
-  }
-  function acceptProposals(count) {
-    const taken = S.proposals.splice(0, count);
-    for (const p of taken) S.objects.push(makeObject(p.label || S.label, p.rle));
-    renderProposals(); renderObjects(); draw();
-    if (taken.length) save();
-  }
-  function rejectProposals(count) {
-    S.proposals.splice(0, count);
-    renderProposals(); draw();
   }
 
   // ------------------------------------------------------------------ images
@@ -358,8 +294,10 @@
     S.openedAt = performance.now();
     const im = S.images[index];
     clearPrompt();
-    S.objects = []; S.selected = -1; S.image = null; S.proposals = [];
-    renderProposals();
+    S.objects = []; S.selected = -1; S.image = null;
+    const h = S.histories[im.id] = S.histories[im.id] || { undo: [], redo: [] };
+    S.undo = h.undo; S.redo = h.redo;  // each image keeps its own undo / redo for the session
+    fn.clearProposals();
     renderProgress(); renderObjects(); draw();
     status("loading " + im.name);
     try {
@@ -370,8 +308,9 @@
       const anns = await res.json();
       if (S.cur !== index) return;
       im.etag = res.headers.get("ETag");
+      im.base = anns;  // the objects as the server has them (merges of conflicting saves)
       S.image = await createImageBitmap(blob);
-      S.objects = anns.map((a) => makeObject(a.label, a.rle));
+      S.objects = anns.map((a) => makeObject(a.label, a.rle, null, a.crowd));
       for (const o of S.objects) {
         if (!S.classes.includes(o.label)) { S.classes.push(o.label); renderClasses(); }
       }
@@ -379,14 +318,15 @@
       S.loaded = performance.now();
       if (im.blocked) status("this image cannot be saved: " + im.blocked, true);
       else status(im.name);
+      if (fn.opened) fn.opened(im);
     } catch (e) { status(e.message, true); }
   }
-  function nextUnannotated() {
-    for (let k = 1; k <= S.images.length; k++) {
-      const i = (S.cur + k) % S.images.length;
-      if (!S.images[i].annotated) { open(i); return; }
+  // The next (dir 1) or previous (-1) image that passes the status filter.
+  function step(dir) {
+    for (let i = S.cur + dir; i >= 0 && i < S.images.length; i += dir) {
+      if (!S.filter || S.images[i].status === S.filter) { open(i); return; }
     }
-    status("every image is annotated");
+    status(S.filter ? "no more images with status " + S.filter : "no more images");
   }
   async function exportAs(fmt) {
     try {
@@ -400,134 +340,9 @@
     } catch (e) { status(e.message, true); }
   }
 
-  // ------------------------------------------------------------------ input
-  let down = null, panning = null, space = false;
-  canvas.addEventListener("contextmenu", (ev) => ev.preventDefault());
-  canvas.addEventListener("mousedown", (ev) => {
-    if (!S.image) return;
-    ev.preventDefault();
-    if (ev.button === 1 || space) {
-      panning = { x: ev.clientX, y: ev.clientY, ox: S.view.ox, oy: S.view.oy };
-      return;
-    }
-    down = { x: ev.clientX, y: ev.clientY, button: ev.button, shift: ev.shiftKey,
-      alt: ev.altKey, pos: toImage(ev), drag: false };
-  });
-  window.addEventListener("mousemove", (ev) => {
-    if (panning) {
-      S.view.ox = panning.ox + ev.clientX - panning.x;
-      S.view.oy = panning.oy + ev.clientY - panning.y;
-      draw(); return;
-    }
-    if (!down || down.button !== 0) return;
-    if (Math.hypot(ev.clientX - down.x, ev.clientY - down.y) > 5) down.drag = true;
-    if (down.drag) {
-      const [x, y] = toImage(ev);
-      draw();
-      const [sx, sy] = toScreen(down.pos[0], down.pos[1]), [ex, ey] = toScreen(x, y);
-      ctx.setLineDash([6, 4]); ctx.strokeStyle = "#ffd700"; ctx.lineWidth = 2;
-      ctx.strokeRect(sx, sy, ex - sx, ey - sy); ctx.setLineDash([]);
-    }
-  });
-  window.addEventListener("mouseup", (ev) => {
-    if (panning) { panning = null; return; }
-    if (!down) return;
-    const d = down;
-    down = null;
-    const t0 = performance.now();
-    const [x, y] = toImage(ev);
-    if (d.drag) {
-      const x1 = clampX(Math.min(d.pos[0], x)), x2 = clampX(Math.max(d.pos[0], x));
-      const y1 = clampY(Math.min(d.pos[1], y)), y2 = clampY(Math.max(d.pos[1], y));
-      setBox([x1, y1, x2, y2], t0);
-    } else if (d.alt) {
-      selectAt(d.pos[0], d.pos[1]);
-    } else if (d.pos[0] >= 0 && d.pos[1] >= 0 &&
-               d.pos[0] <= S.image.width && d.pos[1] <= S.image.height) {
-      addPoint(d.pos[0], d.pos[1], d.button === 2 || d.shift ? 0 : 1, t0);
-    }
-  });
-  canvas.addEventListener("wheel", (ev) => {
-    ev.preventDefault();
-    zoomAt(ev.deltaY < 0 ? 1.2 : 1 / 1.2, ev.offsetX, ev.offsetY);
-  }, { passive: false });
-  function zoomAt(f, cx, cy) {
-    const v = S.view;
-    v.ox = cx - (cx - v.ox) * f; v.oy = cy - (cy - v.oy) * f; v.scale *= f;
-    draw();
-  }
-  window.addEventListener("keyup", (ev) => { if (ev.key === " ") space = false; });
-  // A mouse click on a button does not focus it, so the shortcuts (Tab included) keep working
-  // after it; buttons reached with the keyboard keep Tab for moving on.
-  document.addEventListener("mousedown", (ev) => {
-    if (ev.target.closest && ev.target.closest("button")) ev.preventDefault();
-  });
-  window.addEventListener("keydown", (ev) => {
-    if (ev.target.tagName === "SELECT" || ev.target.tagName === "INPUT") return;
-    const k = ev.key;
-    // Tab on a focused button or link moves the focus on (keyboard navigation of the page).
-    if (k === "Tab" && (ev.target.tagName === "BUTTON" || ev.target.tagName === "A")) return;
-    if (k === " ") { space = true; ev.preventDefault(); return; }
-    if (k === "Tab") {
-      ev.preventDefault();
-      if (S.pred) {
-        const n = S.pred.masks.length;
-        S.cand = (S.cand + (ev.shiftKey ? n - 1 : 1)) % n;
-        renderCandidates(); draw();
-      }
-      return;
-    }
-    if ((k === "z" || k === "Z") && !ev.shiftKey) { ev.preventDefault(); undo(); return; }
-    const actions = {
-      Enter: commit, f: commit, F: commit,
-      Escape: () => { if (S.points.length || S.box) clearPrompt(); else { S.selected = -1; renderObjects(); draw(); } },
-      Delete: () => { if (S.selected >= 0) removeObject(S.selected); },
-      Backspace: () => { if (S.selected >= 0) removeObject(S.selected); else undo(); },
-      d: () => open(S.cur + 1), D: () => open(S.cur + 1), ArrowRight: () => open(S.cur + 1),
-      a: () => open(S.cur - 1), A: () => open(S.cur - 1), ArrowLeft: () => open(S.cur - 1),
-      u: nextUnannotated, U: nextUnannotated,
-      e: () => propose("everything"), E: () => propose("everything"),
-      b: () => { if (S.detector) propose("detector"); },
-      B: () => { if (S.detector) propose("detector"); },
-      y: () => acceptProposals(1), Y: () => acceptProposals(1),
-      n: () => rejectProposals(1), N: () => rejectProposals(1),
-      "+": () => zoomAt(1.25, canvas.width / 2, canvas.height / 2),
-      "=": () => zoomAt(1.25, canvas.width / 2, canvas.height / 2),
-      "-": () => zoomAt(0.8, canvas.width / 2, canvas.height / 2),
-      "0": () => { fit(); draw(); },
-    };
-    if (actions[k]) { ev.preventDefault(); actions[k](); return; }
-    if (k >= "1" && k <= "9" && S.classes[Number(k) - 1]) chooseClass(S.classes[Number(k) - 1]);
-  });
-  window.addEventListener("resize", () => { fit(); draw(); });
-
-  // ------------------------------------------------------------------ start
-  $("prev").onclick = () => open(S.cur - 1);
-  $("next").onclick = () => open(S.cur + 1);
-  $("next-todo").onclick = nextUnannotated;
-  $("commit").onclick = commit;
-  $("undo").onclick = undo;
-  $("clear").onclick = clearPrompt;
-  $("everything").onclick = () => propose("everything");
-  $("detect").onclick = () => propose("detector");
-  $("accept").onclick = () => acceptProposals(1);
-  $("reject").onclick = () => rejectProposals(1);
-  $("accept-all").onclick = () => acceptProposals(S.proposals.length);
-  $("reject-all").onclick = () => rejectProposals(S.proposals.length);
-  document.querySelectorAll("[data-export]").forEach((b) => {
-    b.onclick = () => exportAs(b.dataset.export);
-  });
-  (async function start() {
-    try {
-      const cfg = await (await api("GET", "/api/config")).json();
-      S.classes = cfg.classes;
-      S.label = S.classes[0] || null;
-      S.detector = cfg.detector;
-      renderProposals();
-      S.images = await (await api("GET", "/api/images")).json();
-      renderClasses();
-      const first = S.images.findIndex((im) => !im.annotated);
-      open(first >= 0 ? first : 0);
-    } catch (e) { status(e.message, true); }
-  })();
+  Object.assign(fn, { api, status, fit, draw, toImage, toScreen, clampX, clampY, renderClasses,
+    renderCandidates, renderObjects, renderProgress, predict, addPoint, setBox, clearPrompt,
+    makeObject, setObjects, commit, chooseClass, relabel, removeObject, selectAt,
+    open, step, exportAs, color: instanceColor });
+  S.canvas = canvas; S.ctx = ctx;
 })();
