@@ -119,3 +119,21 @@ def test_video_file_frames(tmp_path: Path, frames: Path) -> None:
     assert not np.array_equal(first, last)
     with pytest.raises(ArgumentError):
         open_frames(tmp_path / "missing.mp4")
+
+
+def test_build_sam2_video_predictor_settings() -> None:
+    """Meta's builder: post-processing on by default (holes of 8 low-res pixels filled,
+    clicked masks binarised for memory), off on request; unknown arguments refused."""
+    from samkit import build_sam2_video_predictor
+
+    config = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    on = build_sam2_video_predictor(config, device="cpu")
+    assert on.tracker.fill_hole_area == 8 and on.tracker.settings.binarize_mask_from_points
+    assert on.image_size == 1024 and on.tracker.settings.num_maskmem == 7
+    off = build_sam2_video_predictor(
+        config, device="cpu", apply_postprocessing=False, non_overlap_masks=True
+    )
+    assert off.tracker.fill_hole_area == 0 and not off.tracker.settings.binarize_mask_from_points
+    assert off.tracker.non_overlap_masks
+    with pytest.raises(ArgumentError):
+        build_sam2_video_predictor(config, device="cpu", clear_non_cond_mem_around_input=True)

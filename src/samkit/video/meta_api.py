@@ -24,7 +24,7 @@ from samkit.video.session import TrackingSession
 from samkit.video.step import Points, TrackSettings
 from samkit.video.tracker import FrameResult, Sam2Tracker
 
-__all__ = ["SAM2VideoPredictor", "build_sam2_video_predictor"]
+__all__ = ["SAM2VideoPredictor", "build_sam2_video_predictor", "prompt_points"]
 
 Output = tuple[int, list[int], torch.Tensor]
 
@@ -85,33 +85,16 @@ class SAM2VideoPredictor:
     ) -> Output:
         """Clicks (N, 2) with labels (N,) and / or a box (4,) XYXY, in video pixels (or in
         [0, 1] with ``normalize_coords=False``), as Meta's."""
-        if (points is None) != (labels is None):
-            raise ArgumentError("points and labels must be provided together")
-        if points is None and box is None:
-            raise ArgumentError("at least one of points or box must be provided as input")
-        coords = torch.zeros(0, 2) if points is None else _as_tensor(points, torch.float32)
-        labs = (
-            torch.zeros(0, dtype=torch.int32) if labels is None else _as_tensor(labels, torch.int32)
+        pts = prompt_points(
+            points,
+            labels,
+            box,
+            clear_old_points,
+            normalize_coords,
+            inference_state.video_size,
+            self.image_size,
+            inference_state.device,
         )
-        coords = coords.reshape(1, -1, 2)
-        labs = labs.reshape(1, -1)
-        if coords.shape[1] != labs.shape[1]:
-            raise ArgumentError(
-                f"points ({coords.shape[1]}) and labels ({labs.shape[1]}) differ in number"
-            )
-        if box is not None:
-            if not clear_old_points:
-                raise ArgumentError(
-                    "cannot add a box without clearing old points (use clear_old_points=True)"
-                )
-            corners = _as_tensor(box, torch.float32).reshape(1, 2, 2)
-            coords = torch.cat([corners, coords], dim=1)
-            labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
-        if normalize_coords:
-            h, w = inference_state.video_size
-            coords = coords / torch.tensor([w, h])
-        coords = (coords * self.image_size).to(inference_state.device)
-        pts = Points(coords, labs.to(inference_state.device))
         result = self.tracker.add_points(inference_state, frame_idx, obj_id, pts, clear_old_points)
         return _output(result)
 
@@ -161,6 +144,46 @@ class SAM2VideoPredictor:
 
     def reset_state(self, inference_state: TrackingSession) -> None:
         self.tracker.reset(inference_state)
+
+
+def prompt_points(
+    points: Any,
+    labels: Any,
+    box: Any,
+    clear_old_points: bool,
+    normalize_coords: bool,
+    video_size: tuple[int, int],
+    image_size: int,
+    device: torch.device,
+) -> Points:
+    """Meta's prompt arguments -> :class:`Points` in the input frame: clicks (N, 2) with labels
+    (N,) and / or a box (4,) XYXY (its corners first, labels 2 and 3), in video pixels (or in
+    [0, 1] with ``normalize_coords=False``)."""
+    if (points is None) != (labels is None):
+        raise ArgumentError("points and labels must be provided together")
+    if points is None and box is None:
+        raise ArgumentError("at least one of points or box must be provided as input")
+    coords = torch.zeros(0, 2) if points is None else _as_tensor(points, torch.float32)
+    labs = torch.zeros(0, dtype=torch.int32) if labels is None else _as_tensor(labels, torch.int32)
+    coords = coords.reshape(1, -1, 2)
+    labs = labs.reshape(1, -1)
+    if coords.shape[1] != labs.shape[1]:
+        raise ArgumentError(
+            f"points ({coords.shape[1]}) and labels ({labs.shape[1]}) differ in number"
+        )
+    if box is not None:
+        if not clear_old_points:
+            raise ArgumentError(
+                "cannot add a box without clearing old points (use clear_old_points=True)"
+            )
+        corners = _as_tensor(box, torch.float32).reshape(1, 2, 2)
+        coords = torch.cat([corners, coords], dim=1)
+        labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
+    if normalize_coords:
+        h, w = video_size
+        coords = coords / torch.tensor([w, h])
+    coords = (coords * image_size).to(device)
+    return Points(coords, labs.to(device))
 
 
 def _output(result: FrameResult) -> Output:
