@@ -93,6 +93,8 @@ def test_window_keeps_memory_flat_and_results_equal(model: torch.nn.Module) -> N
         for r in tracker.propagate(session):
             logits.append(r.logits)
             kept.append(len(session.objects[1].non_cond))
+            absent = ~r.present
+            assert bool((r.logits[absent] == -1024.0).all())  # "object absent": no mask at all
         results.append(logits)
         assert len(session.features) == 1
     for a, b in zip(*results, strict=True):
