@@ -129,6 +129,23 @@ MODES: dict[str, Mode] = {
             "int8": Key(bool, False, "also write int8 (dynamically quantised) copies"),
         },
     ),
+    "track": Mode(
+        "samkit.video.cli:cli_track",
+        "SAM 2.1: prompt objects on one frame, track them through a video; indexed PNG masks",
+        {
+            "model": Key(str, "sam2.1_t.pt", "SAM 2.1 checkpoint file or name (sam2.1_t ... _l)"),
+            "source": Key(str, None, "video file or folder of frames", required=True),
+            "points": Key("literal", None, 'points XY of one object: "points=[[x,y],...]"'),
+            "labels": Key("literal", None, 'their labels: "labels=[1,0]" (default all 1)'),
+            "bboxes": Key("literal", None, 'one object per box: "bboxes=[[x1,y1,x2,y2],...]"'),
+            "frame": Key(int, 0, "frame the prompts are on; tracking runs forward from it"),
+            "window": Key(int, 16, "frames of tracked results kept (memory flat in length)"),
+            "device": _DEVICE,
+            "project": Key(str, "runs", "parent folder of run folders"),
+            "name": Key(str, "track", "run folder name (numbered: track, track2, ...)"),
+            "exist_ok": Key(bool, False, "reuse project/name instead of numbering a new folder"),
+        },
+    ),
     "annotate": Mode(
         "samkit.annotate.cli:cli_annotate",
         "detector boxes -> SAM masks -> YOLO-seg / COCO / LabelMe dataset (resumable)",

@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from samkit.errors import ArgumentError, CheckpointError
+from samkit.modeling.common import MLP
 from samkit.modeling.fpn import Sam2ImageEncoder
+from samkit.modeling.memory import MemoryAttention, MemoryEncoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_decoder import Sam2MaskDecoder
@@ -60,10 +63,25 @@ def build_sam2_from_config(config: Sam2Config, dynamic_multimask: bool = True) -
         pixel_mean=config.pixel_mean,
         pixel_std=config.pixel_std,
     )
+    attach_video_modules(model, config)
     model.config = config
     variant = variant_of(config)
     model.variant = variant.name if variant else None
     return model.eval()
+
+
+def attach_video_modules(model: Sam2, config: Sam2Config) -> None:
+    """Replace the kept video tensors by the working modules of the same names and shapes:
+    memory attention, memory encoder, object-pointer projections and the mask downsampler."""
+    d, m = config.prompt_embed_dim, config.mem_dim
+    model.memory_attention = MemoryAttention(
+        d, m, config.memory_attention_layers, config.memory_ffn_dim
+    )
+    model.memory_encoder = MemoryEncoder(d, m, config.fuser_layers)
+    model.obj_ptr_proj = MLP(d, d, d, 3)
+    if config.version != "2.0":
+        model.obj_ptr_tpos_proj = nn.Linear(d, m)
+    model.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
 
 
 def load_sam2_state(model: Sam2, state_dict: dict[str, torch.Tensor], source: str) -> None:
