@@ -13,14 +13,13 @@ frame, ``"(no detections), "``). samkit's own per-image record (COCO RLEs) is
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from samkit.results import Results
-
 __all__ = ["ResultRows"]
+
+_R = TypeVar("_R", bound="ResultRows")
 
 _POLARS_HINT = "to_df / to_csv need polars: pip install polars (or samkit[df])"
 
@@ -31,7 +30,7 @@ class ResultRows:
     def summary(self, normalize: bool = False, decimals: int = 5) -> list[dict[str, Any]]:
         """One dict per mask, as Ultralytics' ``Results.summary`` (see the module docstring);
         ``decimals`` rounds every number."""
-        r = cast("Results", self)
+        r = cast(Any, self)
         h, w = r.orig_shape if normalize else (1, 1)
         boxes = r.xyxy.astype(np.float64).reshape(-1, 4)
         outlines = r.masks.xy if len(r) else []
@@ -60,7 +59,7 @@ class ResultRows:
             import polars as pl
         except ImportError:
             raise ImportError(_POLARS_HINT) from None
-        return pl.DataFrame(cast("Results", self).summary(normalize=normalize, decimals=decimals))
+        return pl.DataFrame(cast(Any, self).summary(normalize=normalize, decimals=decimals))
 
     def to_csv(self, normalize: bool = False, decimals: int = 5) -> str:
         """:meth:`summary` as CSV text: one row per mask; the ``box`` and ``segments`` columns
@@ -69,7 +68,7 @@ class ResultRows:
             import polars as pl
         except ImportError:
             raise ImportError(_POLARS_HINT) from None
-        df = cast("Results", self).to_df(normalize=normalize, decimals=decimals)
+        df = cast(Any, self).to_df(normalize=normalize, decimals=decimals)
         nested = [c for c, t in df.schema.items() if isinstance(t, (pl.Struct, pl.List))]
         flat = df.with_columns(
             [pl.col(c).map_elements(repr, return_dtype=pl.String) for c in nested]
@@ -79,7 +78,7 @@ class ResultRows:
     def verbose(self) -> str:
         """Ultralytics' log text: the count per class name (``"3 objects, "``), or
         ``"(no detections), "``."""
-        r = cast("Results", self)
+        r = cast(Any, self)
         if len(r) == 0:
             return "(no detections), "
         counts = np.bincount(r.cls.astype(np.int64))
@@ -89,10 +88,10 @@ class ResultRows:
             if n > 0
         )
 
-    def new(self) -> Results:
+    def new(self: _R) -> _R:
         """A Results of the same image (path, names, speed, frame, save_dir, device) without
         masks, as Ultralytics' ``Results.new``."""
-        r = cast("Results", self)
+        r = cast(Any, self)
         h, w = r.orig_shape
         empty = np.zeros(0, np.int64)
         return dataclasses.replace(
