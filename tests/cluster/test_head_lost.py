@@ -137,3 +137,13 @@ def _kill_cluster(temp_dir: str, keep: int) -> float:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     return time.monotonic()
+
+
+def test_head_timeout_is_checked_and_reaches_the_options() -> None:
+    from samkit.cluster import RayOptions, ray_options_from_args
+    from samkit.errors import SamkitError
+
+    for bad in (0, -1.0, float("nan"), "20"):
+        with pytest.raises(SamkitError, match="head_timeout"):
+            RayOptions(head_timeout=bad)
+    assert ray_options_from_args({"head_timeout": 7.5}).head_timeout == 7.5
