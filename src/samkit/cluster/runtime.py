@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -211,11 +212,15 @@ def watched_rows(iterable: Iterable[T]) -> Iterator[T]:
     yield from _watch[0].rows(iterable)
 
 
-def _forget_cluster(ray: Any) -> None:
-    """After the head is lost, leave Ray without a word to it: Ray's exit hook
-    (``ray.shutdown``) and its exception hook (which reports the error to the head) would
-    each wait a minute for the dead head before the process could end."""
+def _forget_cluster(ray: Any, wait: float = 5.0) -> None:
+    """After the head is lost, leave Ray without waiting on it: ``ray.shutdown`` runs in a
+    daemon thread for at most ``wait`` seconds (it would wait a minute for the dead head; left
+    out entirely, the interpreter crashed on exit), and Ray's exit hook and its exception hook
+    (which reports the error to the head) are dropped."""
     atexit.unregister(ray.shutdown)
+    closing = threading.Thread(target=ray.shutdown, name="samkit-ray-shutdown", daemon=True)
+    closing.start()
+    closing.join(timeout=wait)
     if getattr(sys.excepthook, "__module__", "").startswith("ray"):
         sys.excepthook = sys.__excepthook__
 
