@@ -103,6 +103,7 @@ ENGINE_KEYS: dict[str, Key] = {
     "encode_batch": Key(int, 1, "ray: images per encoder-actor call"),
     "gpus_per_actor": Key(float, 0.0, "ray: GPUs reserved by each encoder actor"),
     "cpus_per_actor": Key(float, 1.0, "ray: CPUs reserved by each actor"),
+    "head_timeout": Key(float, 20.0, "ray: seconds the cluster's head may stay unreachable"),
 }
 
 MODES: dict[str, Mode] = {

@@ -15,7 +15,7 @@ from samkit.cluster.runtime import ModelSpec, RayOptions
 __all__ = ["ModelSpec", "RayOptions", "ray_options_from_args"]
 
 _CLI_KEYS = ("address", "encoder_actors", "decoder_actors", "detector_actors", "encode_batch",
-             "gpus_per_actor", "cpus_per_actor")  # fmt: skip
+             "gpus_per_actor", "cpus_per_actor", "head_timeout")  # fmt: skip
 
 
 def ray_options_from_args(args: dict[str, Any]) -> RayOptions:

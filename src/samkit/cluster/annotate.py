@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from samkit.cluster.runtime import ModelSpec, RayOptions, model_spec, ray_session, stage_args
+from samkit.cluster.runtime import (
+    ModelSpec,
+    RayOptions,
+    model_spec,
+    ray_session,
+    stage_args,
+    watched_rows,
+)
 from samkit.cluster.stages import DecodeWriteStage, DetectStage, EncodeStage, unpack
 
 if TYPE_CHECKING:
@@ -73,7 +80,7 @@ def annotate_on_ray(
         bar = tqdm(total=len(items), unit="img", disable=not progress, desc="annotate (ray)")
         start = time.perf_counter()
         try:
-            for row in ds.iter_rows():
+            for row in watched_rows(ds.iter_rows()):
                 records.append(_record(row))
                 for stage in clocks:
                     clocks[stage] += float(row.get(f"t_{stage}", 0.0))

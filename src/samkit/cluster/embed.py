@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from samkit.cluster.runtime import RayOptions, model_spec, ray_session, stage_args
+from samkit.cluster.runtime import RayOptions, model_spec, ray_session, stage_args, watched_rows
 from samkit.cluster.stages import EmbedWriteStage, EncodeStage
 
 __all__ = ["embed_on_ray"]
@@ -45,6 +45,6 @@ def embed_on_ray(
                                          options.decode_batch, cpus=cpus,
                                          store_factory=store_factory))  # fmt: skip
         with tqdm(total=len(items), unit="img", desc="embed (ray)", disable=not progress) as bar:
-            for row in ds.iter_rows():
+            for row in watched_rows(ds.iter_rows()):
                 bar.update(1)  # stored (or reported)
                 yield str(row["path"]), str(row.get("error") or "")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.cluster.runtime import ModelSpec, RayOptions, ray_session, stage_args
+from samkit.cluster.runtime import ModelSpec, RayOptions, ray_session, stage_args, watched_rows
 from samkit.cluster.stages import Batch, per_row
 
 __all__ = ["EverythingStage", "everything_on_ray"]
@@ -80,7 +80,7 @@ def everything_on_ray(
         with tqdm(
             total=len(items), unit="img", desc="everything (ray)", disable=not progress
         ) as bar:
-            for row in ds.iter_rows():
+            for row in watched_rows(ds.iter_rows()):
                 rows[str(row["stem"])] = row
                 bar.update(1)  # its files are written
                 bar.set_postfix(img_s=f"{len(rows) / (time.perf_counter() - start):.2f}")

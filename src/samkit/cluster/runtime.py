@@ -8,15 +8,19 @@ and leaves it running.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from samkit.cluster.watch import HeadLost, HeadWatch, split_address
 from samkit.errors import SamkitError
 
 __all__ = [
@@ -27,9 +31,12 @@ __all__ = [
     "probe_address",
     "ray_session",
     "stage_args",
+    "watched_rows",
 ]
 
 logger = logging.getLogger("samkit")
+T = TypeVar("T")
+_watch: list[HeadWatch] = []  # the running job's watch on its cluster's head (one job at a time)
 
 
 def import_ray() -> Any:
@@ -69,6 +76,9 @@ class RayOptions:
     encode_batch: images per encoder call; decode_batch: images per decoder-actor call.
     gpus_per_actor: GPUs reserved by each encoder actor (0 on CPU-only clusters).
     cpus_per_actor: CPUs reserved by each actor (fractions allowed).
+    head_timeout: seconds the cluster's head (its GCS port) may stay unreachable during a job
+        before the job fails with an error naming the address (Ray alone waits a minute,
+        then ends the process without a Python error).
     ship_code: with an ``address``, upload this samkit package to the cluster for the job
         (Ray's ``py_modules``), so workers run the driver's version; the nodes still need
         samkit's dependencies (torch, numpy, opencv...) installed.
@@ -83,6 +93,7 @@ class RayOptions:
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
     ship_code: bool = True
+    head_timeout: float = 20.0
     init_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,6 +104,8 @@ class RayOptions:
         _non_negative("gpus_per_actor", self.gpus_per_actor)
         if _non_negative("cpus_per_actor", self.cpus_per_actor) == 0:
             raise SamkitError(f"cpus_per_actor must be > 0, got {self.cpus_per_actor!r}")
+        if _non_negative("head_timeout", self.head_timeout) == 0:
+            raise SamkitError(f"head_timeout must be > 0 seconds, got {self.head_timeout!r}")
         if self.address is not None and not isinstance(self.address, str):
             raise SamkitError("address must be a string such as '127.0.0.1:6379' or 'auto'")
 
@@ -138,14 +151,11 @@ def probe_address(address: str, timeout: float = 5.0) -> None:
     Raises:
         SamkitError: naming the address, within about ``timeout`` seconds.
     """
-    text = address.strip()
-    text = text.removeprefix("ray://")
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not host:
+    target = split_address(address)
+    if target is None:
         return
-    host = host.strip("[]")  # an IPv6 literal
     try:
-        with socket.create_connection((host, int(port_text)), timeout=timeout):
+        with socket.create_connection(target, timeout=timeout):
             pass
     except OSError as exc:
         raise SamkitError(
@@ -158,35 +168,97 @@ def probe_address(address: str, timeout: float = 5.0) -> None:
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Ray, connected for the duration of a job. A local instance started here is shut down
-    at the end; a cluster joined by address is left running (only this driver disconnects)."""
+    at the end; a cluster joined by address is left running (only this driver disconnects).
+
+    Raises:
+        SamkitError: naming the address, when the cluster's head is unreachable before the job
+            or stays so for ``options.head_timeout`` seconds during it.
+    """
     ray = import_ray()
     started = False
     if not ray.is_initialized():
-        if options.address:
-            probe_address(options.address)
-        kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-        if options.address:
-            kwargs["address"] = options.address
-            if options.ship_code:
-                import samkit
-
-                kwargs["runtime_env"] = {"py_modules": [samkit]}
-        kwargs.update(options.init_kwargs)
-        try:
-            ray.init(**kwargs)
-        except ConnectionError as exc:
-            raise SamkitError(
-                f"cannot reach the Ray cluster at {options.address!r}: {exc}"
-            ) from None
+        _connect(ray, options)
         started = True
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # samkit's own bar counts finished images
     ctx.verbose_stats_logs = False
+    target = _head(ray, options.address)
+    watch = HeadWatch(*target, timeout=options.head_timeout) if target else None
+    lost = ""  # the head's host:port once the watch has given up on it
     try:
-        yield ray
+        with watch or contextlib.nullcontext():
+            _watch[:] = [watch] if watch else []
+            yield ray
+    except HeadLost as exc:
+        lost = str(exc)
     finally:
-        if started:
+        _watch.clear()
+        if started and not lost:
             ray.shutdown()
+    if lost:
+        _forget_cluster(ray)
+        where = f"address={options.address!r}" if options.address else "the local Ray instance"
+        raise SamkitError(
+            f"lost the Ray cluster at {where}: its head ({lost}) has not answered for "
+            f"{options.head_timeout:g}s (head_timeout); the images finished so far are kept, "
+            "run the command again to resume"
+        ) from None
+
+
+def watched_rows(iterable: Iterable[T]) -> Iterator[T]:
+    """``iterable`` (``ds.iter_rows()``) inside :func:`ray_session`: the wait for each row ends
+    with a :class:`SamkitError` naming the address when the cluster's head is lost."""
+    if not _watch:
+        yield from iterable
+        return
+    yield from _watch[0].rows(iterable)
+
+
+def _forget_cluster(ray: Any, wait: float = 5.0) -> None:
+    """After the head is lost, leave Ray without waiting on it: ``ray.shutdown`` runs in a
+    daemon thread for at most ``wait`` seconds (it would wait a minute for the dead head; left
+    out entirely, the interpreter crashed on exit), and Ray's exit hook and its exception hook
+    (which reports the error to the head) are dropped."""
+    atexit.unregister(ray.shutdown)
+    closing = threading.Thread(target=ray.shutdown, name="samkit-ray-shutdown", daemon=True)
+    closing.start()
+    closing.join(timeout=wait)
+    if getattr(sys.excepthook, "__module__", "").startswith("ray"):
+        sys.excepthook = sys.__excepthook__
+
+
+def _connect(ray: Any, options: RayOptions) -> None:
+    """``ray.init`` for ``options``, or a :class:`SamkitError` naming an unreachable address."""
+    if options.address:
+        probe_address(options.address)
+    # Ray's driver ends the process (no Python error) once its head has been gone this long;
+    # leave the head watch time to fail the job first.
+    os.environ.setdefault(
+        "RAY_gcs_rpc_server_reconnect_timeout_s", str(max(60, int(options.head_timeout) + 30))
+    )
+    kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
+    if options.address:
+        kwargs["address"] = options.address
+        if options.ship_code:
+            import samkit
+
+            kwargs["runtime_env"] = {"py_modules": [samkit]}
+    kwargs.update(options.init_kwargs)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise SamkitError(f"cannot reach the Ray cluster at {options.address!r}: {exc}") from None
+
+
+def _head(ray: Any, address: str | None) -> tuple[str, int] | None:
+    """Where the job's cluster answers: a Ray Client server for ``ray://``, else its GCS."""
+    if address and address.strip().startswith("ray://"):
+        return split_address(address)
+    try:
+        gcs = ray.get_runtime_context().gcs_address
+    except Exception:  # an unusual connection mode: no watch rather than no job
+        return None
+    return split_address(str(gcs)) if gcs else None
 
 
 def model_spec(sam_model: Any, device: str | None, **precision: Any) -> ModelSpec:
