@@ -347,7 +347,7 @@ class SamAutomaticMaskGenerator:
             data = lowres.upsample_kept(e, data, offset, stable, _CHUNK_ELEMENTS)
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             return data.take(np.flatnonzero(~near)) if near.any() else data
-        return finish_exact(data, geometry, self.engine.mask_threshold)
+        return finish_exact(data, geometry, self.engine.mask_threshold, self.stability_score_offset)
 
     def _process_batch(
         self,
