@@ -141,24 +141,36 @@ def emulation_matches_torch(geometry: Geometry) -> bool:
     return bool(np.array_equal(upsample_exact_numpy(low.numpy(), *args), expected))
 
 
-def _window3(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max of ``(N, R, C)`` ``x`` over positions ``i, i + 1, i + 2`` (clipped to the
-    last) along ``axis`` (1 or 2)."""
+def _window3(x: np.ndarray, axis: int, op: Any) -> np.ndarray:
+    """``op`` (``np.minimum`` or ``np.maximum``) of ``(N, R, C)`` ``x`` over positions ``i, i + 1,
+    i + 2`` (clipped to the last) along ``axis`` (1 or 2)."""
     n = x.shape[axis]
-    last = np.take(x, [n - 1], axis=axis)
-    padded = np.concatenate([x, last, last], axis=axis)
-    a, b, c = (padded[:, d : d + n] if axis == 1 else padded[:, :, d : d + n] for d in range(3))
-    return np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
+
+    def part(a: int, b: int) -> tuple[slice, ...]:
+        return (slice(None), slice(a, b)) if axis == 1 else (slice(None), slice(None), slice(a, b))
+
+    out = np.empty_like(x)
+    op(x[part(0, n - 1)], x[part(1, n)], out=out[part(0, n - 1)])
+    out[part(n - 1, n)] = x[part(n - 1, n)]
+    if n > 2:
+        op(out[part(0, n - 2)], x[part(2, n)], out=out[part(0, n - 2)])
+    return out
+
+
+def _pick(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` at indices ``idx`` along ``axis``, a view where they are consecutive."""
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+        sl = slice(int(idx[0]), int(idx[-1]) + 1)
+        return x[:, sl] if axis == 1 else x[:, :, sl]
+    return np.take(x, idx, axis=axis)
 
 
 def _support_range(low: np.ndarray, rows: _Axis, cols: _Axis) -> tuple[np.ndarray, np.ndarray]:
     """Per mask and tile ``(N, tr, tc)`` the min and max low-res logit over a superset of the
     tile's support (rows ``lo..lo+2``, columns likewise)."""
-    mn, mx = _window3(low, 1)
-    mn, mx = mn[:, rows.lo], mx[:, rows.lo]
-    mn, _ = _window3(mn, 2)
-    _, mx = _window3(mx, 2)
-    return mn[:, :, cols.lo], mx[:, :, cols.lo]
+    mn = _pick(_window3(_pick(_window3(low, 1, np.minimum), rows.lo, 1), 2, np.minimum), cols.lo, 2)
+    mx = _pick(_window3(_pick(_window3(low, 1, np.maximum), rows.lo, 1), 2, np.maximum), cols.lo, 2)
+    return mn, mx
 
 
 def _evaluate(
@@ -188,10 +200,14 @@ def _approx(
 ) -> np.ndarray:
     """Logits ``(U, gr, gc)`` float32 of the same pixels as :func:`_evaluate`, from the composed
     weights: within ~1e-6 of the logits' range of the exact values, at a fraction of the cost."""
+    # (U, 3, 3) low-res support of each tile, gathered from the flat array (its last row or
+    # column repeated past the edge, where the weights are 0)
+    n_r, n_c = low.shape[1], low.shape[2]
     d = np.arange(3)
-    r = np.minimum(rows.lo[tr][:, None, None] + d[None, :, None], low.shape[1] - 1)
-    c = np.minimum(cols.lo[tc][:, None, None] + d[None, None, :], low.shape[2] - 1)
-    patch = low[m[:, None, None], r, c]  # (U, 3, 3) low-res support of each tile
+    r = np.minimum(rows.lo[tr][:, None] + d, n_r - 1)
+    c = np.minimum(cols.lo[tc][:, None] + d, n_c - 1)
+    flat = (m[:, None, None] * n_r + r[:, :, None]) * n_c + c[:, None, :]
+    patch = low.reshape(-1).take(flat)
     return np.matmul(np.matmul(rows.cw[tr], patch), cols.cw[tc].transpose(0, 2, 1))
 
 
