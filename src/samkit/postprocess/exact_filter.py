@@ -112,7 +112,8 @@ def _exact_boxes(
     only the undecided tiles outside each mask's box of decided-above tiles."""
     boxes = _tile_boxes(above, rows, cols)
     big = np.iinfo(np.int64).max
-    any_r, any_c = above.any(2), above.any(1)
+    any_r: np.ndarray = np.any(above, axis=2)
+    any_c: np.ndarray = np.any(above, axis=1)
     has = any_r.any(1)
     first_r = np.where(has, np.argmax(any_r, 1), big)
     last_r = np.where(has, any_r.shape[1] - 1 - np.argmax(any_r[:, ::-1], 1), -1)
@@ -160,6 +161,8 @@ def filter_candidates(
     keep = np.arange(len(low), dtype=np.int64)
     if stability_thresh > 0.0:
         keep = np.flatnonzero(stability >= np.float32(stability_thresh))
+    if len(keep) == 0:
+        return keep, stability[keep], np.zeros((0, 4), np.int64)
     if len(keep) < len(low):
         low, above[2], open_[2] = low[keep], above[2][keep], open_[2][keep]
     boxes = _exact_boxes(low, rows, cols, above[2], open_[2], levels[2])
