@@ -6,13 +6,22 @@
 
 Model: MobileSAM (TinyViT encoder with seeded random weights) whose prompt encoder and mask
 decoder are deterministic weights of tests/amg_weights.py, so that the generator draws real
-masks and the default filters keep a realistic number of them. Two scenes:
+masks and the default filters keep a realistic number of them. Scenes (``SCENES``; generated,
+``--scenes all`` runs every one):
 
 - ``blobs`` (``blob_weights``): three nested discs centred on every prompt, so every grid point
-  has masks of its own (the hardest case for skipping points);
+  has masks of its own (the hardest case for skipping points); landscape (``--size``);
 - ``objects`` (``object_weights`` + ``RegionEncoder``): masks made of whole regions of a
   40-region Voronoi tessellation, the same for every point of a region (as a real scene's masks
-  are for the points on one object).
+  are for the points on one object); landscape;
+- ``portrait``: the blobs on a 1080x810 portrait frame (padding on the right of the model's
+  square input);
+- ``portrait-large``: portrait, discs of 15-85 % of the image (``LARGE_THRESH``), every mask
+  above ``pred_iou_thresh`` (``HIGH_IOU``); ``portrait-large-few``: the same discs with the
+  default predicted IoUs (part of the masks fail the filter); ``portrait-large-unfiltered``:
+  those with ``pred_iou_thresh=0, stability_score_thresh=0``;
+- ``objects-portrait-large``: the object scene on the portrait frame with large discs (masks
+  of several regions).
 
 TinyViT has no absolute position embedding, so the encoder is wrapped: it runs in full (its
 cost is real) and its output is replaced by the features the decoder reads. Both
@@ -23,13 +32,18 @@ unlike ru_maxrss does not carry the parent's peak across fork + exec),
 reference first, so that load drift on a shared machine hits all alike. Rows:
 
 - reference: segment_anything-style ``mobile_sam.SamAutomaticMaskGenerator``;
-- exact: samkit's default, same output as the reference (parity: tests/everything/test_automatic.py);
+- before (``--before OTHER/src``): another checkout's exact mode, for before / after tables;
+- exact: samkit's default, same output as the reference (parity: tests/everything/test_automatic.py,
+  test_scenes.py); "same masks" compares the (point, RLE) sets with the reference's;
 - fast: ``fast=True`` (= ``skip_covered=True``, hierarchical sampling); lowres:
   ``low_res_filter=True``. Each against exact: recall (share of exact masks matched one to
   one at IoU >= 0.9) and the mean IoU of the matched pairs; points decoded / skipped.
 
-Targets (2-core CPU, 32x32 grid): exact <= 1/4 of the reference's time; fast <= 1/10 with
-recall >= 0.95; 4000x3000 with crop_n_layers=1 under 4 GB peak.
+``--profile N`` prints the exact row's top N cProfile items (internal time).
+
+Targets (2-core CPU, 32x32 grid): exact <= 0.15 of the reference's time with the same masks;
+fast <= 0.08 with recall >= 0.95 on object scenes; 4000x3000 with crop_n_layers=1 under 4 GB
+peak.
 """
 
 from __future__ import annotations
@@ -88,7 +102,6 @@ SCENES = {
     "blobs": Scene("blobs"),
     "objects": Scene("objects"),
     "portrait": Scene("blobs", PORTRAIT),
-    "large": Scene("blobs", discs="large", iou="high"),
     "portrait-large": Scene("blobs", PORTRAIT, discs="large", iou="high"),
     "portrait-large-few": Scene("blobs", PORTRAIT, discs="large"),
     "portrait-large-unfiltered": Scene("blobs", PORTRAIT, discs="large", filters=False),

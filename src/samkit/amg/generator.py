@@ -8,10 +8,13 @@ reordered so that the output is the same while far less of it is done:
 - the predicted-IoU filter runs on the low-res outputs, before any upsampling;
 - stability scores and boxes of the reference's full-resolution logits are computed from the
   low-res logits wherever a pixel's side of a threshold is already decided there, and pixel by
-  pixel (bit for bit the reference's values) only along the thresholds' contours
-  (:mod:`samkit.postprocess.exact`); no full-resolution float mask is ever made;
-- run-length encodings are made only for the masks that survive the crop's NMS, straight from
-  their box.
+  pixel (with the reference's values wherever rounding could matter) only along the thresholds'
+  contours (:mod:`samkit.postprocess.exact`); no full-resolution float mask is ever made, and no
+  padded row or column of the model's square frame;
+- the stability filter is decided from count bounds where they settle it, boxes from the
+  contour outside each mask's decided box, and exact stability scores and run-length encodings
+  are made only for the masks that survive the crop's NMS
+  (:mod:`samkit.postprocess.exact_filter`).
 
 Decoding and upsampling go through an :class:`~samkit.engine.Engine` (torch or ONNX Runtime; a
 ``SAM`` front's own engine, so its device, dtype and decoder batch hold here too); filters, NMS

@@ -7,9 +7,13 @@ grouped into tiles that share one low-res anchor ``(j, k)`` (support within rows
 columns ``k..k+2``); a tile whose support lies entirely above ``T + eps`` has every pixel
 ``> T``, one entirely at or below ``T - eps`` has none (``eps`` is far larger than the
 rounding, far smaller than anything a threshold could tell apart). Only the undecided tiles,
-a thin band along each threshold's contour, are evaluated pixel by pixel with the NumPy
-emulation of torch's kernel (:mod:`samkit.postprocess.kernel`), bit for bit the reference's
-values. Counts, boxes and masks are therefore the reference's, at a fraction of the work.
+a band along each threshold's contour, are read pixel by pixel: first from the two resizes'
+composed weights (:func:`_approx`, 9 low-res logits per tile, within ~1e-6 of the logits'
+range of the exact values), and in the few tiles where such a value lies within ``eps`` of a
+threshold with the NumPy emulation of torch's kernel (:mod:`samkit.postprocess.kernel`), bit
+for bit the reference's values (:func:`_values`). Counts, boxes and masks are therefore the
+reference's, at a fraction of the work. :mod:`samkit.postprocess.exact_filter` defers even
+that work to the masks segment everything keeps.
 """
 
 from __future__ import annotations
