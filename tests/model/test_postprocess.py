@@ -137,7 +137,8 @@ def test_exact_stats_and_masks_equal_full_resolution(orig, inp) -> None:
     """The tile path (decided on low-res logits, undecided pixels by the kernel emulation)
     gives the full-resolution path's stability scores, areas, boxes and RLEs exactly."""
     from samkit.masks import masks_to_rle
-    from samkit.postprocess.exact import Geometry, exact_masks, exact_stats
+    from samkit.postprocess.exact import Geometry, exact_masks
+    from samkit.postprocess.exact_filter import exact_stats
 
     low = torch.cat([smooth_low_res(4, seed=5), low_res(1, seed=6)])  # smooth and rough
     full = two_step(low, inp, orig)
@@ -193,7 +194,8 @@ def test_filter_candidates_decides_as_the_full_resolution_path(orig, inp) -> Non
 
 
 def test_exact_path_takes_empty_batches() -> None:
-    from samkit.postprocess.exact import Geometry, exact_masks, exact_stats
+    from samkit.postprocess.exact import Geometry, exact_masks
+    from samkit.postprocess.exact_filter import exact_stats
 
     geometry = Geometry(256, 1024, (768, 1024), (240, 320))
     empty = np.zeros((0, 256, 256), np.float32)

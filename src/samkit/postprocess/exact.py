@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from samkit.postprocess.kernel import lerp, taps
-from samkit.postprocess.reduce import stability_from_counts
 
-__all__ = ["Geometry", "MaskStats", "exact_masks", "exact_stats"]
+__all__ = ["Geometry", "exact_masks", "mask_rle"]
 
 # Relative margin of the tile decisions: the kernel's rounding is ~1e-7 of the logits' range.
 _EPS = 2.0**-16
@@ -245,16 +244,6 @@ def _values(
     return values
 
 
-@dataclass
-class MaskStats:
-    """Per mask ``(N,)``: stability score (float32), pixel count above the mask threshold
-    (int64) and box XYXY inclusive (int64 ``(N, 4)``, zeros for an empty mask)."""
-
-    stability: np.ndarray
-    area: np.ndarray
-    boxes: np.ndarray
-
-
 def _classify(
     low: np.ndarray, rows: _Axis, cols: _Axis, thresholds: tuple[float, ...]
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -277,30 +266,6 @@ def _any(masks: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def exact_stats(low: np.ndarray, geometry: Geometry, threshold: float, offset: float) -> MaskStats:
-    """Low-res logits ``(N, s, s)`` -> **exact** stability scores (``logits > threshold +
-    offset`` over ``> threshold - offset``), areas and boxes of ``logits > threshold`` in the
-    ``original_size`` frame."""
-    low = np.ascontiguousarray(low, dtype=np.float32)
-    if len(low) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return MaskStats(np.zeros(0, np.float32), empty, np.zeros((0, 4), np.int64))
-    rows, cols = geometry.axes()
-    levels = (threshold + offset, threshold - offset, threshold)
-    above, open_ = _classify(low, rows, cols, levels)
-    undecided = _any(open_)
-    rs, cs = rows.size.astype(np.float64), cols.size.astype(np.float64)
-    counts = [np.einsum("r,nrc,c->n", rs, a, cs).astype(np.int64) for a in above]
-    boxes = _tile_boxes(above[2], rows, cols)
-    m, tr, tc = np.nonzero(undecided)
-    for start in range(0, len(m), 4096):
-        sl = slice(start, start + 4096)
-        _add_exact(low, rows, cols, (m[sl], tr[sl], tc[sl]), above, levels, counts, boxes)
-    boxes[counts[2] == 0] = 0
-    stability = stability_from_counts(counts[0], counts[1])
-    return MaskStats(stability=stability, area=counts[2], boxes=boxes)
-
-
 def _tile_boxes(above: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
     """Boxes of the decided-above tiles; masks with none get an empty (inverted) box."""
     n = len(above)
@@ -316,45 +281,6 @@ def _tile_boxes(above: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
     boxes[:, 2] = np.where(has, cols.start[last_c] + cols.size[last_c] - 1, -1)
     boxes[:, 3] = np.where(has, rows.start[last_r] + rows.size[last_r] - 1, -1)
     return boxes
-
-
-def _add_exact(
-    low: np.ndarray,
-    rows: _Axis,
-    cols: _Axis,
-    tiles: tuple[np.ndarray, np.ndarray, np.ndarray],
-    above: list[np.ndarray],
-    levels: tuple[float, ...],
-    counts: list[np.ndarray],
-    boxes: np.ndarray,
-) -> None:
-    """Evaluate undecided tiles exactly; add their pixels to the counts and the mask boxes
-    (tiles already decided for a level are skipped for that level)."""
-    m, tr, tc = tiles
-    values = _evaluate(low, rows, cols, m, tr, tc)
-    valid = rows.valid[tr][:, :, None] & cols.valid[tc][:, None, :]
-    n = len(low)
-    for level, (t, sure) in enumerate(zip(levels, above, strict=True)):
-        open_ = ~sure[m, tr, tc]
-        hit = (values > np.float32(t)) & valid & open_[:, None, None]
-        counts[level] += np.bincount(m, weights=hit.sum((1, 2)), minlength=n).astype(np.int64)
-        if level != 2:
-            continue
-        any_row, any_col = hit.any(2), hit.any(1)
-        has = any_row.any(1)
-        if not has.any():
-            return
-        y = rows.pix[tr]
-        x = cols.pix[tc]
-        big = np.iinfo(np.int64).max
-        ymin = np.where(any_row, y, big).min(1)
-        ymax = np.where(any_row, y, -1).max(1)
-        xmin = np.where(any_col, x, big).min(1)
-        xmax = np.where(any_col, x, -1).max(1)
-        np.minimum.at(boxes[:, 0], m[has], xmin[has])
-        np.minimum.at(boxes[:, 1], m[has], ymin[has])
-        np.maximum.at(boxes[:, 2], m[has], xmax[has])
-        np.maximum.at(boxes[:, 3], m[has], ymax[has])
 
 
 def exact_masks(low: np.ndarray, geometry: Geometry, threshold: float) -> list[dict[str, Any]]:

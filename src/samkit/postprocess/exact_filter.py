@@ -21,6 +21,7 @@ most candidates need far less than their exact counts:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from samkit.postprocess.exact import (
 )
 from samkit.postprocess.reduce import stability_from_counts
 
-__all__ = ["filter_candidates", "finish_candidates"]
+__all__ = ["MaskStats", "exact_stats", "filter_candidates", "finish_candidates"]
 
 # Undecided tiles evaluated at once (each ~5 x 5 pixels and a ~6 x 6 first-resize patch).
 _CHUNK_TILES = 4096
@@ -198,3 +199,30 @@ def finish_candidates(
         hits = values > np.float32(threshold)
         rles.append(mask_rle(above[2][i], open_[2][i], (tr, tc, hits), rows, cols, geometry))
     return stability_from_counts(counts[0], counts[1]), rles
+
+
+@dataclass
+class MaskStats:
+    """Per mask ``(N,)``: stability score (float32), pixel count above the mask threshold
+    (int64) and box XYXY inclusive (int64 ``(N, 4)``, zeros for an empty mask)."""
+
+    stability: np.ndarray
+    area: np.ndarray
+    boxes: np.ndarray
+
+
+def exact_stats(low: np.ndarray, geometry: Geometry, threshold: float, offset: float) -> MaskStats:
+    """Low-res logits ``(N, s, s)`` -> **exact** stability scores (``logits > threshold +
+    offset`` over ``> threshold - offset``), areas and boxes of ``logits > threshold`` in the
+    ``original_size`` frame, for every mask (no deferral)."""
+    low = np.ascontiguousarray(low, dtype=np.float32)
+    if len(low) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return MaskStats(np.zeros(0, np.float32), empty, np.zeros((0, 4), np.int64))
+    rows, cols = geometry.axes()
+    levels = _levels(threshold, offset)
+    above, open_ = _classify(low, rows, cols, levels)
+    counts = [_pixels(a, rows, cols) for a in above]
+    _count_open(low, rows, cols, open_, levels, counts)
+    boxes = _exact_boxes(low, rows, cols, above[2], open_[2], levels[2])
+    return MaskStats(stability_from_counts(counts[0], counts[1]), counts[2], boxes)
