@@ -56,6 +56,11 @@ F = 2 * N_FREQ  # [sin, cos] features
 ALPHA = (20.0, 40.0, 30.0, 15.0)  # token 0 (single mask), then the three multimask tokens
 THRESH = (6.0, 9.0, 6.0, 3.0)  # bump level each token's mask cuts at (peak is 12)
 IOU_BASE = (0.9, 0.93, 0.91, 0.89)
+# Large discs (benchmark and parity scenes of masks covering much of the image): areas about
+# 15-20 %, 20-30 %, 50-60 % and 75-85 % of the image for the four tokens.
+LARGE_THRESH = (1.0, 1.5, -0.5, -1.5)
+# Predicted IoU high enough that every mask passes the default 0.88 filter.
+HIGH_IOU = (0.97, 0.97, 0.97, 0.97)
 
 
 def location_features(h: int = 64, w: int = 64) -> torch.Tensor:
@@ -136,7 +141,11 @@ OBJECT_SHARPNESS = (
 OBJECT_GAIN = 100.0  # weight of the attended region code against the point's own features
 
 
-def object_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def object_weights(
+    state: dict[str, torch.Tensor],
+    thresh: tuple[float, ...] = THRESH,
+    iou_base: tuple[float, ...] = IOU_BASE,
+) -> dict[str, torch.Tensor]:
     """:func:`blob_weights` turned into an object model, for an image encoder whose output is
     :class:`RegionEncoder`'s. The first block's token-to-image attention (two heads, scores
     ``OBJECT_SHARPNESS * K(p, x)`` over 8 of the frequencies, peaked at the prompt) copies the
@@ -193,9 +202,17 @@ def _eye(rows: int, cols: int, n: int, scale: float = 1.0) -> torch.Tensor:
     return m
 
 
-def blob_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def blob_weights(
+    state: dict[str, torch.Tensor],
+    thresh: tuple[float, ...] = THRESH,
+    iou_base: tuple[float, ...] = IOU_BASE,
+) -> dict[str, torch.Tensor]:
     """Rewrite a SAM state dict (official key names, any encoder) into the blob model described
-    in the module docstring. The encoder part is rewritten only for a ViT encoder."""
+    in the module docstring. The encoder part is rewritten only for a ViT encoder.
+
+    ``thresh``: the bump level each of the four tokens cuts at (peak 12; lower = larger discs,
+    see :data:`LARGE_THRESH`); ``iou_base``: each token's predicted IoU at the image's centre
+    (it varies by +-0.07 over the image; :data:`HIGH_IOU` passes every mask)."""
     state = {k: v.clone() for k, v in state.items()}
     # ---------------------------------------------------------------- encoder (ViT only)
     if "image_encoder.pos_embed" in state:
@@ -292,7 +309,7 @@ def blob_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         w[F, :F] = -ALPHA[i]
         w[F, F : 2 * F] = ALPHA[i]
         b = torch.zeros(32)
-        b[F] = -ALPHA[i] * THRESH[i] / 10.0
+        b[F] = -ALPHA[i] * thresh[i] / 10.0
         state[p + "layers.2.weight"] = w
         state[p + "layers.2.bias"] = b
     p = d + "iou_prediction_head."
@@ -303,19 +320,24 @@ def blob_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     w[:, N_FREQ + 6] = 0.03  # + 0.03 cos theta_6(p)
     w[:, F + N_FREQ + 6] = -0.03
     state[p + "layers.2.weight"] = w
-    state[p + "layers.2.bias"] = torch.tensor(IOU_BASE)
+    state[p + "layers.2.bias"] = torch.tensor(iou_base)
     return state
 
 
-def blob_pair(encoder: object) -> tuple[torch.nn.Module, torch.nn.Module]:
+def blob_pair(
+    encoder: object,
+    thresh: tuple[float, ...] = THRESH,
+    iou_base: tuple[float, ...] = IOU_BASE,
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """``(reference, samkit)`` SAMs with the ViT ``encoder`` config (a ``ViTConfig``) and the
-    same :func:`blob_weights` (seeded), both in eval mode: the parity tests' pair."""
+    same :func:`blob_weights` (seeded; ``thresh``, ``iou_base`` as there), both in eval mode:
+    the parity tests' pair."""
     from reference import randomize, reference_vit
     from samkit.build import build_from_config
     from samkit.registry import SamConfig
 
     ref = reference_vit(encoder)
-    state = blob_weights(randomize(ref, 0))
+    state = blob_weights(randomize(ref, 0), thresh, iou_base)
     ref.load_state_dict(state)
     ours = build_from_config(SamConfig(encoder=encoder))
     ours.load_state_dict(state)

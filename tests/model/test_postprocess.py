@@ -137,7 +137,8 @@ def test_exact_stats_and_masks_equal_full_resolution(orig, inp) -> None:
     """The tile path (decided on low-res logits, undecided pixels by the kernel emulation)
     gives the full-resolution path's stability scores, areas, boxes and RLEs exactly."""
     from samkit.masks import masks_to_rle
-    from samkit.postprocess.exact import Geometry, exact_masks, exact_stats
+    from samkit.postprocess.exact import Geometry, exact_masks
+    from samkit.postprocess.exact_filter import exact_stats
 
     low = torch.cat([smooth_low_res(4, seed=5), low_res(1, seed=6)])  # smooth and rough
     full = two_step(low, inp, orig)
@@ -157,8 +158,44 @@ def test_exact_stats_and_masks_equal_full_resolution(orig, inp) -> None:
     assert np.array_equal(exact_stats(edge, geometry, 0.0, 1.0).boxes, mask_to_box(full_edge))
 
 
+@pytest.mark.parametrize(
+    ("orig", "inp"),
+    [((1080, 810), (1024, 768)), ((240, 320), (768, 1024))],
+    ids=["portrait", "small"],
+)
+def test_filter_candidates_decides_as_the_full_resolution_path(orig, inp) -> None:
+    """The deferred filter keeps exactly the masks the reference's stability filter keeps (at
+    thresholds below, at and between the scores), with exact boxes; the survivors' finish gives
+    the exact scores and RLEs. Large smooth masks (long contours), a rough one, an empty one
+    and a full one."""
+    from samkit.masks import masks_to_rle
+    from samkit.postprocess.exact import Geometry
+    from samkit.postprocess.exact_filter import filter_candidates, finish_candidates
+
+    big = smooth_low_res(6, seed=7) + 15  # mostly above 0: masks over much of the frame
+    edge = torch.stack([torch.full((256, 256), -50.0), torch.full((256, 256), 50.0)])
+    low = torch.cat([big, smooth_low_res(3, seed=5), low_res(1, seed=6), edge])
+    full = two_step(low, inp, orig)
+    exact = stability_score(full, 0.0, 1.0)
+    masks = (full > 0).numpy()
+    geometry = Geometry(256, 1024, inp, orig)
+    rows, cols = geometry.used_low_res()
+    cut = low.numpy()[:, :rows, :cols]
+    finite = np.sort(exact[np.isfinite(exact)])
+    for thresh in (0.0, 0.5, float(finite[len(finite) // 2]), 0.95, float(finite[-2])):
+        keep, stability, boxes = filter_candidates(cut, geometry, 0.0, 1.0, thresh)
+        expected = np.arange(len(low)) if thresh == 0 else np.flatnonzero(exact >= thresh)
+        assert np.array_equal(keep, expected), thresh
+        assert np.array_equal(boxes, mask_to_box(masks[keep]))
+        assert np.all(stability >= np.float32(thresh)) or thresh == 0
+        score, rles = finish_candidates(cut[keep], geometry, 0.0, 1.0)
+        assert np.array_equal(score, exact[keep], equal_nan=True)
+        assert rles == masks_to_rle(masks[keep])
+
+
 def test_exact_path_takes_empty_batches() -> None:
-    from samkit.postprocess.exact import Geometry, exact_masks, exact_stats
+    from samkit.postprocess.exact import Geometry, exact_masks
+    from samkit.postprocess.exact_filter import exact_stats
 
     geometry = Geometry(256, 1024, (768, 1024), (240, 320))
     empty = np.zeros((0, 256, 256), np.float32)

@@ -200,7 +200,8 @@ def _crop(
         gen.stats.candidates += len(data)
         if len(data):
             keep = batched_nms_numpy(data.boxes, data.iou_preds, None, gen.box_nms_thresh)
-            data = finish_exact(data.take(keep), geometry, engine.mask_threshold)
+            offset = gen.stability_score_offset
+            data = finish_exact(data.take(keep), geometry, engine.mask_threshold, offset)
     finally:
         engine.reset_image()
     return uncrop_candidates(data, crop_box, orig_size)

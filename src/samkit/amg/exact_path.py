@@ -10,7 +10,8 @@ import numpy as np
 from samkit.amg.records import Candidates
 from samkit.masks import mask_to_box, masks_to_rle
 from samkit.postprocess import filter_stable
-from samkit.postprocess.exact import Geometry, emulation_matches_torch, exact_masks, exact_stats
+from samkit.postprocess.exact import Geometry, emulation_matches_torch
+from samkit.postprocess.exact_filter import filter_candidates, finish_candidates
 
 __all__ = ["filter_exact", "finish_exact"]
 
@@ -28,23 +29,23 @@ def filter_exact(
     stability_thresh: float,
 ) -> Candidates:
     """Low-res logits ``(N, s, s)`` (the engine's native array), IoUs ``(N,)`` float32 and
-    points ``(N, 2)`` -> the candidates that pass the stability filter, with the reference's
-    stability scores and boxes (crop frame); their low-res logits are kept (cut to the part
-    any pixel reads) for :func:`finish_exact` after the crop's NMS."""
+    points ``(N, 2)`` -> the candidates that pass the stability filter (the reference's
+    decision), with the reference's boxes (crop frame) and provisional stability scores
+    (:func:`~samkit.postprocess.exact_filter.filter_candidates`); their low-res logits are kept
+    (cut to the part any pixel reads) for :func:`finish_exact` after the crop's NMS."""
     one_resize = getattr(engine.geometry, "resizes", 2) != 2  # SAM 2: not SAM-1's two resizes
     if engine.backend == "torch" and (one_resize or not emulation_matches_torch(geometry)):
         return _filter_upsampled(engine, low, iou, pts, geometry, offset, stability_thresh)
     rows, cols = geometry.used_low_res()
     low_np = np.ascontiguousarray(engine.to_numpy(low)[:, :rows, :cols])
-    stats = exact_stats(low_np, geometry, engine.mask_threshold, offset)
-    keep = np.arange(len(low_np))
-    if stability_thresh > 0.0:
-        keep = np.flatnonzero(stats.stability >= np.float32(stability_thresh))
+    keep, stability, boxes = filter_candidates(
+        low_np, geometry, engine.mask_threshold, offset, stability_thresh
+    )
     return Candidates(
         rles=[],
-        boxes=stats.boxes[keep],
+        boxes=boxes,
         iou_preds=iou[keep],
-        stability=stats.stability[keep],
+        stability=stability,
         points=pts[keep],
         low_res=low_np[keep],
     )
@@ -81,10 +82,13 @@ def _filter_upsampled(
     return Candidates.cat(parts)
 
 
-def finish_exact(data: Candidates, geometry: Geometry, threshold: float) -> Candidates:
-    """RLEs (crop frame) of the masks that survived the crop's NMS, from their kept low-res
-    logits; candidates from the fallback path already have theirs."""
+def finish_exact(
+    data: Candidates, geometry: Geometry, threshold: float, offset: float
+) -> Candidates:
+    """Exact stability scores and RLEs (crop frame) of the masks that survived the crop's NMS,
+    from their kept low-res logits (``offset``: the generator's ``stability_score_offset``);
+    candidates from the fallback path already have both."""
     if isinstance(data.low_res, np.ndarray):
-        data.rles = exact_masks(data.low_res, geometry, threshold)
+        data.stability, data.rles = finish_candidates(data.low_res, geometry, threshold, offset)
         data.low_res = None
     return data

@@ -8,10 +8,13 @@ reordered so that the output is the same while far less of it is done:
 - the predicted-IoU filter runs on the low-res outputs, before any upsampling;
 - stability scores and boxes of the reference's full-resolution logits are computed from the
   low-res logits wherever a pixel's side of a threshold is already decided there, and pixel by
-  pixel (bit for bit the reference's values) only along the thresholds' contours
-  (:mod:`samkit.postprocess.exact`); no full-resolution float mask is ever made;
-- run-length encodings are made only for the masks that survive the crop's NMS, straight from
-  their box.
+  pixel (with the reference's values wherever rounding could matter) only along the thresholds'
+  contours (:mod:`samkit.postprocess.exact`); no full-resolution float mask is ever made, and no
+  padded row or column of the model's square frame;
+- the stability filter is decided from count bounds where they settle it, boxes from the
+  contour outside each mask's decided box, and exact stability scores and run-length encodings
+  are made only for the masks that survive the crop's NMS
+  (:mod:`samkit.postprocess.exact_filter`).
 
 Decoding and upsampling go through an :class:`~samkit.engine.Engine` (torch or ONNX Runtime; a
 ``SAM`` front's own engine, so its device, dtype and decoder batch hold here too); filters, NMS
@@ -355,7 +358,7 @@ class SamAutomaticMaskGenerator:
             data = lowres.upsample_kept(e, data, offset, stable, _CHUNK_ELEMENTS)
             near = boxes_near_crop_edge(data.boxes, crop_box, [0, 0, orig_size[1], orig_size[0]])
             return data.take(np.flatnonzero(~near)) if near.any() else data
-        return finish_exact(data, geometry, self.engine.mask_threshold)
+        return finish_exact(data, geometry, self.engine.mask_threshold, self.stability_score_offset)
 
     def _process_batch(
         self,

@@ -7,9 +7,13 @@ grouped into tiles that share one low-res anchor ``(j, k)`` (support within rows
 columns ``k..k+2``); a tile whose support lies entirely above ``T + eps`` has every pixel
 ``> T``, one entirely at or below ``T - eps`` has none (``eps`` is far larger than the
 rounding, far smaller than anything a threshold could tell apart). Only the undecided tiles,
-a thin band along each threshold's contour, are evaluated pixel by pixel with the NumPy
-emulation of torch's kernel (:mod:`samkit.postprocess.kernel`), bit for bit the reference's
-values. Counts, boxes and masks are therefore the reference's, at a fraction of the work.
+a band along each threshold's contour, are read pixel by pixel: first from the two resizes'
+composed weights (:func:`_approx`, 9 low-res logits per tile, within ~1e-6 of the logits'
+range of the exact values), and in the few tiles where such a value lies within ``eps`` of a
+threshold with the NumPy emulation of torch's kernel (:mod:`samkit.postprocess.kernel`), bit
+for bit the reference's values (:func:`_values`). Counts, boxes and masks are therefore the
+reference's, at a fraction of the work. :mod:`samkit.postprocess.exact_filter` defers even
+that work to the masks segment everything keeps.
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from samkit.postprocess.kernel import lerp, taps
-from samkit.postprocess.reduce import stability_from_counts
 
-__all__ = ["Geometry", "MaskStats", "exact_masks", "exact_stats"]
+__all__ = ["Geometry", "exact_masks", "mask_rle"]
 
 # Relative margin of the tile decisions: the kernel's rounding is ~1e-7 of the logits' range.
 _EPS = 2.0**-16
@@ -52,6 +55,21 @@ class _Axis:
     r1: np.ndarray
     w0: np.ndarray
     w1: np.ndarray
+    cw: np.ndarray
+
+
+def _composed(first: Any, second: Any, pix: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """``(n, g, 3)`` float32: the weight of low-res index ``lo + d`` in each tile pixel's value,
+    both resizes composed (exact in real arithmetic; the kernel rounds each step)."""
+    out = np.zeros((*pix.shape, 3), dtype=np.float64)
+    anchor = lo[:, None]
+    for a, v in ((second.i0[pix], second.w0[pix]), (second.i1[pix], second.w1[pix])):
+        for i, w in ((first.i0[a], first.w0[a]), (first.i1[a], first.w1[a])):
+            d = i - anchor
+            if (d < 0).any() or (d > 2).any():
+                raise RuntimeError("a tile's support exceeds its 3 x 3 low-res window")
+            np.add.at(out, (*np.indices(pix.shape), d), v.astype(np.float64) * w)
+    return out.astype(np.float32)
 
 
 @lru_cache(maxsize=16)
@@ -83,6 +101,7 @@ def _axis(low: int, image_size: int, keep: int, out: int) -> _Axis:
         r1=first.i1[inp],
         w0=first.w0[inp],
         w1=first.w1[inp],
+        cw=_composed(first, second, pix, anchors),
     )
 
 
@@ -125,24 +144,36 @@ def emulation_matches_torch(geometry: Geometry) -> bool:
     return bool(np.array_equal(upsample_exact_numpy(low.numpy(), *args), expected))
 
 
-def _window3(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max of ``(N, R, C)`` ``x`` over positions ``i, i + 1, i + 2`` (clipped to the
-    last) along ``axis`` (1 or 2)."""
+def _window3(x: np.ndarray, axis: int, op: Any) -> np.ndarray:
+    """``op`` (``np.minimum`` or ``np.maximum``) of ``(N, R, C)`` ``x`` over positions ``i, i + 1,
+    i + 2`` (clipped to the last) along ``axis`` (1 or 2)."""
     n = x.shape[axis]
-    last = np.take(x, [n - 1], axis=axis)
-    padded = np.concatenate([x, last, last], axis=axis)
-    a, b, c = (padded[:, d : d + n] if axis == 1 else padded[:, :, d : d + n] for d in range(3))
-    return np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
+
+    def part(a: int, b: int) -> tuple[slice, ...]:
+        return (slice(None), slice(a, b)) if axis == 1 else (slice(None), slice(None), slice(a, b))
+
+    out = np.empty_like(x)
+    op(x[part(0, n - 1)], x[part(1, n)], out=out[part(0, n - 1)])
+    out[part(n - 1, n)] = x[part(n - 1, n)]
+    if n > 2:
+        op(out[part(0, n - 2)], x[part(2, n)], out=out[part(0, n - 2)])
+    return out
+
+
+def _pick(x: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` at indices ``idx`` along ``axis``, a view where they are consecutive."""
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+        sl = slice(int(idx[0]), int(idx[-1]) + 1)
+        return x[:, sl] if axis == 1 else x[:, :, sl]
+    return np.take(x, idx, axis=axis)
 
 
 def _support_range(low: np.ndarray, rows: _Axis, cols: _Axis) -> tuple[np.ndarray, np.ndarray]:
     """Per mask and tile ``(N, tr, tc)`` the min and max low-res logit over a superset of the
     tile's support (rows ``lo..lo+2``, columns likewise)."""
-    mn, mx = _window3(low, 1)
-    mn, mx = mn[:, rows.lo], mx[:, rows.lo]
-    mn, _ = _window3(mn, 2)
-    _, mx = _window3(mx, 2)
-    return mn[:, :, cols.lo], mx[:, :, cols.lo]
+    mn = _pick(_window3(_pick(_window3(low, 1, np.minimum), rows.lo, 1), 2, np.minimum), cols.lo, 2)
+    mx = _pick(_window3(_pick(_window3(low, 1, np.maximum), rows.lo, 1), 2, np.maximum), cols.lo, 2)
+    return mn, mx
 
 
 def _evaluate(
@@ -167,53 +198,72 @@ def _evaluate(
     return lerp(up, down, rows.v0[tr][:, :, None], rows.v1[tr][:, :, None])
 
 
-@dataclass
-class MaskStats:
-    """Per mask ``(N,)``: stability score (float32), pixel count above the mask threshold
-    (int64) and box XYXY inclusive (int64 ``(N, 4)``, zeros for an empty mask)."""
+def _approx(
+    low: np.ndarray, rows: _Axis, cols: _Axis, m: np.ndarray, tr: np.ndarray, tc: np.ndarray
+) -> np.ndarray:
+    """Logits ``(U, gr, gc)`` float32 of the same pixels as :func:`_evaluate`, from the composed
+    weights: within ~1e-6 of the logits' range of the exact values, at a fraction of the cost."""
+    # (U, 3, 3) low-res support of each tile, gathered from the flat array (its last row or
+    # column repeated past the edge, where the weights are 0)
+    n_r, n_c = low.shape[1], low.shape[2]
+    d = np.arange(3)
+    r = np.minimum(rows.lo[tr][:, None] + d, n_r - 1)
+    c = np.minimum(cols.lo[tc][:, None] + d, n_c - 1)
+    flat = (m[:, None, None] * n_r + r[:, :, None]) * n_c + c[:, None, :]
+    patch = low.reshape(-1).take(flat)
+    return np.matmul(np.matmul(rows.cw[tr], patch), cols.cw[tc].transpose(0, 2, 1))
 
-    stability: np.ndarray
-    area: np.ndarray
-    boxes: np.ndarray
+
+def _margin(low: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
+    """``(N,)`` float32 per mask: far larger than any rounding of the resizes, far smaller than
+    anything a threshold could tell apart."""
+    scale = np.maximum(np.abs(low).reshape(len(low), -1).max(1), max(abs(t) for t in thresholds))
+    return (np.maximum(scale, 1.0) * _EPS).astype(np.float32)
+
+
+def _values(
+    low: np.ndarray,
+    rows: _Axis,
+    cols: _Axis,
+    tiles: tuple[np.ndarray, np.ndarray, np.ndarray],
+    levels: tuple[float, ...],
+    margin: np.ndarray,
+) -> np.ndarray:
+    """Logits ``(U, gr, gc)`` float32 of tiles ``(m, tr, tc)`` that compare with every one of
+    ``levels`` exactly as the reference's do: :func:`_approx` values, and :func:`_evaluate`'s
+    (bit for bit) in the tiles where one lies within ``margin[m]`` of a level."""
+    m, tr, tc = tiles
+    values = _approx(low, rows, cols, m, tr, tc)
+    eps = margin[m][:, None, None]
+    near = np.zeros(len(m), dtype=bool)
+    for t in levels:
+        near |= (np.abs(values - np.float32(t)) <= eps).any((1, 2))
+    if near.any():
+        idx = np.flatnonzero(near)
+        values[idx] = _evaluate(low, rows, cols, m[idx], tr[idx], tc[idx])
+    return values
 
 
 def _classify(
     low: np.ndarray, rows: _Axis, cols: _Axis, thresholds: tuple[float, ...]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """For each threshold, ``above`` tiles ``(N, tr, tc)`` bool; and the tiles ``(N, tr, tc)``
-    undecided for at least one threshold."""
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """For each threshold, the tiles ``(N, tr, tc)`` bool whose pixels are all above it
+    (``above``) and those undecided for it (``open``); the rest have no pixel above."""
     mn, mx = _support_range(low, rows, cols)
-    scale = np.maximum(np.abs(low).reshape(len(low), -1).max(1), max(abs(t) for t in thresholds))
-    eps = (np.maximum(scale, 1.0) * _EPS).astype(np.float32)[:, None, None]
-    above, undecided = [], np.zeros(mn.shape, dtype=bool)
+    eps = _margin(low, thresholds)[:, None, None]
+    above, open_ = [], []
     for t in thresholds:
         sure = mn > np.float32(t) + eps
-        undecided |= ~sure & (mx > np.float32(t) - eps)
+        open_.append(~sure & (mx > np.float32(t) - eps))
         above.append(sure)
-    return above, undecided
+    return above, open_
 
 
-def exact_stats(low: np.ndarray, geometry: Geometry, threshold: float, offset: float) -> MaskStats:
-    """Low-res logits ``(N, s, s)`` -> **exact** stability scores (``logits > threshold +
-    offset`` over ``> threshold - offset``), areas and boxes of ``logits > threshold`` in the
-    ``original_size`` frame."""
-    low = np.ascontiguousarray(low, dtype=np.float32)
-    if len(low) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return MaskStats(np.zeros(0, np.float32), empty, np.zeros((0, 4), np.int64))
-    rows, cols = geometry.axes()
-    levels = (threshold + offset, threshold - offset, threshold)
-    above, undecided = _classify(low, rows, cols, levels)
-    rs, cs = rows.size.astype(np.float64), cols.size.astype(np.float64)
-    counts = [np.einsum("r,nrc,c->n", rs, a, cs).astype(np.int64) for a in above]
-    boxes = _tile_boxes(above[2], rows, cols)
-    m, tr, tc = np.nonzero(undecided)
-    for start in range(0, len(m), 4096):
-        sl = slice(start, start + 4096)
-        _add_exact(low, rows, cols, (m[sl], tr[sl], tc[sl]), above, levels, counts, boxes)
-    boxes[counts[2] == 0] = 0
-    stability = stability_from_counts(counts[0], counts[1])
-    return MaskStats(stability=stability, area=counts[2], boxes=boxes)
+def _any(masks: list[np.ndarray]) -> np.ndarray:
+    out = masks[0].copy()
+    for m in masks[1:]:
+        out |= m
+    return out
 
 
 def _tile_boxes(above: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
@@ -233,45 +283,6 @@ def _tile_boxes(above: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
     return boxes
 
 
-def _add_exact(
-    low: np.ndarray,
-    rows: _Axis,
-    cols: _Axis,
-    tiles: tuple[np.ndarray, np.ndarray, np.ndarray],
-    above: list[np.ndarray],
-    levels: tuple[float, ...],
-    counts: list[np.ndarray],
-    boxes: np.ndarray,
-) -> None:
-    """Evaluate undecided tiles exactly; add their pixels to the counts and the mask boxes
-    (tiles already decided for a level are skipped for that level)."""
-    m, tr, tc = tiles
-    values = _evaluate(low, rows, cols, m, tr, tc)
-    valid = rows.valid[tr][:, :, None] & cols.valid[tc][:, None, :]
-    n = len(low)
-    for level, (t, sure) in enumerate(zip(levels, above, strict=True)):
-        open_ = ~sure[m, tr, tc]
-        hit = (values > np.float32(t)) & valid & open_[:, None, None]
-        counts[level] += np.bincount(m, weights=hit.sum((1, 2)), minlength=n).astype(np.int64)
-        if level != 2:
-            continue
-        any_row, any_col = hit.any(2), hit.any(1)
-        has = any_row.any(1)
-        if not has.any():
-            return
-        y = rows.pix[tr]
-        x = cols.pix[tc]
-        big = np.iinfo(np.int64).max
-        ymin = np.where(any_row, y, big).min(1)
-        ymax = np.where(any_row, y, -1).max(1)
-        xmin = np.where(any_col, x, big).min(1)
-        xmax = np.where(any_col, x, -1).max(1)
-        np.minimum.at(boxes[:, 0], m[has], xmin[has])
-        np.minimum.at(boxes[:, 1], m[has], ymin[has])
-        np.maximum.at(boxes[:, 2], m[has], xmax[has])
-        np.maximum.at(boxes[:, 3], m[has], ymax[has])
-
-
 def exact_masks(low: np.ndarray, geometry: Geometry, threshold: float) -> list[dict[str, Any]]:
     """Low-res logits ``(N, s, s)`` -> uncompressed COCO RLEs of ``logits > threshold`` in the
     ``original_size`` frame, **exact**. Each mask is built on the tiles of its box only and
@@ -280,26 +291,28 @@ def exact_masks(low: np.ndarray, geometry: Geometry, threshold: float) -> list[d
     if len(low) == 0:
         return []
     rows, cols = geometry.axes()
-    (above,), undecided = _classify(low, rows, cols, (threshold,))
-    return [
-        _mask_rle(low, i, above[i], undecided[i], rows, cols, threshold, geometry.original_size)
-        for i in range(len(low))
-    ]
+    (above,), (undecided,) = _classify(low, rows, cols, (threshold,))
+    out = []
+    for i in range(len(low)):
+        tr, tc = np.nonzero(undecided[i])
+        hits = _evaluate(low, rows, cols, np.full(len(tr), i), tr, tc) > np.float32(threshold)
+        out.append(mask_rle(above[i], undecided[i], (tr, tc, hits), rows, cols, geometry))
+    return out
 
 
-def _mask_rle(
-    low: np.ndarray,
-    i: int,
+def mask_rle(
     above: np.ndarray,
     undecided: np.ndarray,
+    evaluated: tuple[np.ndarray, np.ndarray, np.ndarray],
     rows: _Axis,
     cols: _Axis,
-    threshold: float,
-    size: tuple[int, int],
+    geometry: Geometry,
 ) -> dict[str, Any]:
-    """RLE of mask ``i`` from its decided tiles ``above`` ``(tr, tc)`` and the exact values of
-    its ``undecided`` tiles, built on the tile rows / columns that can hold a pixel."""
-    h, w = size
+    """RLE of one mask from its tiles ``(tr, tc)`` decided above the threshold (``above``), its
+    ``undecided`` tiles and ``evaluated`` = (tile rows ``(U,)``, tile columns ``(U,)``, pixels
+    above the threshold ``(U, gr, gc)`` bool) for a set of tiles holding every undecided one;
+    built on the tile rows / columns that can hold a pixel."""
+    h, w = geometry.original_size
     live = above | undecided
     live_r, live_c = np.flatnonzero(live.any(1)), np.flatnonzero(live.any(0))
     if len(live_r) == 0:
@@ -307,12 +320,13 @@ def _mask_rle(
     r0, r1, c0, c1 = live_r[0], live_r[-1] + 1, live_c[0], live_c[-1] + 1
     block = np.repeat(np.repeat(above[r0:r1, c0:c1], rows.size[r0:r1], 0), cols.size[c0:c1], 1)
     y0, x0 = int(rows.start[r0]), int(cols.start[c0])
-    tr, tc = np.nonzero(undecided)
-    if len(tr):
-        values = _evaluate(low, rows, cols, np.full(len(tr), i), tr, tc) > np.float32(threshold)
-        y = np.broadcast_to(rows.pix[tr][:, :, None], values.shape) - y0
-        x = np.broadcast_to(cols.pix[tc][:, None, :], values.shape) - x0
-        block[y, x] = values
+    tr, tc, hits = evaluated
+    inside = undecided[tr, tc]
+    if inside.any():
+        tr, tc, hits = tr[inside], tc[inside], hits[inside]
+        y = np.broadcast_to(rows.pix[tr][:, :, None], hits.shape) - y0
+        x = np.broadcast_to(cols.pix[tc][:, None, :], hits.shape) - x0
+        block[y, x] = hits
     return _rle_from_block(block, y0, x0, h, w)
 
 
