@@ -76,6 +76,8 @@ __all__ = [
     "EverythingOps",
     "TorchEngine",
     "as_engine",
+    "engine_geometry",
+    "fork_engine",
     "has_everything",
     "require_embedding",
     "require_everything",
@@ -93,8 +95,6 @@ class Engine(Protocol):
     image_size: int
     mask_threshold: float
 
-    @property
-    def geometry(self) -> Geometry: ...
     @property
     def low_res(self) -> int: ...
     @property
@@ -115,7 +115,6 @@ class Engine(Protocol):
         state: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
     def upscale(self, low_res_logits: np.ndarray, state: Any = None) -> np.ndarray: ...
-    def fork(self) -> Any: ...
 
 
 @runtime_checkable
@@ -144,6 +143,24 @@ class EverythingOps(Protocol):
 @runtime_checkable
 class EverythingEngine(Engine, EverythingOps, Protocol):
     """An :class:`Engine` with the :class:`EverythingOps` capability."""
+
+
+def engine_geometry(engine: Any) -> Geometry:
+    """The engine's ``geometry`` (samkit's engines carry their family's); for an engine made
+    elsewhere without one, SAM-1's resize-longest-and-pad at its ``image_size``."""
+    geometry = getattr(engine, "geometry", None)
+    if geometry is not None:
+        return geometry
+    from samkit.families.geometry import ResizeLongestPad
+
+    return ResizeLongestPad(int(engine.image_size))
+
+
+def fork_engine(engine: Any) -> Any:
+    """``engine.fork()`` (a twin with its own current image), or the engine itself when it
+    cannot fork (an engine made elsewhere)."""
+    fork = getattr(engine, "fork", None)
+    return fork() if callable(fork) else engine
 
 
 def has_everything(engine: Any) -> bool:

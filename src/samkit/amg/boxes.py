@@ -26,12 +26,14 @@ import numpy as np
 from samkit.amg.exact_path import filter_exact
 from samkit.amg.grid import boxes_near_crop_edge
 from samkit.amg.records import Candidates
+from samkit.engine import engine_geometry
 from samkit.errors import ArgumentError, SamkitError
 from samkit.postprocess.exact import Geometry
 from samkit.prompts import ObjectPrompt
 
 if TYPE_CHECKING:  # samkit.annotate is imported only when a detector is given
     from samkit.annotate.detectors import BoxSource, Detections
+
 
 # the generator (samkit.amg.generator, which imports this module)
 SamAutomaticMaskGenerator = Any
@@ -181,7 +183,7 @@ def _crop(
     engine.set_image(image[y0:y1, x0:x1, :])
     try:
         input_size, _ = engine.sizes()
-        frames = engine.geometry
+        frames = engine_geometry(engine)
         crop_size = (y1 - y0, x1 - x0)
         geometry = Geometry(frames.low_res, frames.prompt_side, tuple(input_size), crop_size)
         settings: dict[str, Any] = {

@@ -46,7 +46,13 @@ from samkit.amg.grid import (
 from samkit.amg.nms import batched_nms_numpy
 from samkit.amg.progress import CountingEngine, points_bar
 from samkit.amg.records import Candidates, postprocess_small_regions, to_records
-from samkit.engine import Engine, EverythingEngine, as_engine, require_everything
+from samkit.engine import (
+    Engine,
+    EverythingEngine,
+    as_engine,
+    engine_geometry,
+    require_everything,
+)
 from samkit.errors import ArgumentError
 from samkit.postprocess.exact import Geometry
 from samkit.validation import check_generator_settings, check_image
@@ -275,7 +281,7 @@ class SamAutomaticMaskGenerator:
         crop_size = (y1 - y0, x1 - x0)
         self.engine.set_image(image[y0:y1, x0:x1, :])
         input_size, _ = self.engine.sizes()
-        frames = self.engine.geometry
+        frames = engine_geometry(self.engine)
         geometry = Geometry(frames.low_res, frames.prompt_side, tuple(input_size), crop_size)  # type: ignore[arg-type]
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         self.stats.points += len(points)
@@ -369,7 +375,7 @@ class SamAutomaticMaskGenerator:
     ) -> Candidates:
         engine = self.engine
         crop_size = geometry.original_size
-        coords = engine.geometry.apply_coords(points, crop_size)[:, None, :]
+        coords = engine_geometry(engine).apply_coords(points, crop_size)[:, None, :]
         labels = np.ones(coords.shape[:2], dtype=np.int64)
         low, iou = engine.decode_points(
             coords,

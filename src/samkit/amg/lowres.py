@@ -132,5 +132,13 @@ def upsample_kept(
 ) -> Candidates:
     """:func:`upsample_survivors` for the engine's current image (crop frame)."""
     inp, orig = engine.sizes()
-    args = (engine.geometry, engine.mask_threshold, offset, stability_thresh, chunk_elements)
+    from samkit.engine import engine_geometry
+
+    args = (
+        engine_geometry(engine),
+        engine.mask_threshold,
+        offset,
+        stability_thresh,
+        chunk_elements,
+    )
     return upsample_survivors(data, inp, orig, *args)

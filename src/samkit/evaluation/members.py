@@ -62,6 +62,8 @@ def resolve_model(item: Any, i: int, device: str | None, backend: str | None) ->
             item = SamFront(item, device=device, backend=backend)
         if isinstance(item, SamFront):
             return item, item.engine
+        if all(hasattr(item, a) for a in ("set_image", "decode", "upscale", "get_state")):
+            return None, item  # an engine made elsewhere (e.g. a GrabCut engine), as is
         return None, load(item, device=device).engine
     except SamkitError as e:
         raise SamkitError(f"model[{i}]: {e}") from None

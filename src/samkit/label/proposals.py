@@ -64,7 +64,7 @@ class Proposer:
             BadRequest: the engine cannot segment everything (GrabCut).
         """
         from samkit.automatic import SamAutomaticMaskGenerator
-        from samkit.engine import has_everything
+        from samkit.engine import fork_engine, has_everything
 
         engine = self.segmenter.engine
         if not has_everything(engine):
@@ -73,7 +73,7 @@ class Proposer:
                 "engine, which only segments objects given by clicks or boxes"
             )
         generator = SamAutomaticMaskGenerator(
-            engine.fork(),
+            fork_engine(engine),
             points_per_side=points_per_side,
             pred_iou_thresh=pred_iou,
             stability_score_thresh=stability,

@@ -60,10 +60,10 @@ class Segmenter:
     """
 
     def __init__(self, engine: Any, store: EmbeddingStore, keep_predictions: int = 256) -> None:
-        from samkit.engine import as_engine
+        from samkit.engine import as_engine, fork_engine
 
         self.engine: Engine = as_engine(engine)
-        self.encoder: Engine = self.engine.fork()
+        self.encoder: Engine = fork_engine(self.engine)
         self._encode_lock = threading.Lock()
         self.store = store
         self._store_lock = threading.Lock()  # EmbeddingStore is not thread-safe by itself
