@@ -90,7 +90,7 @@ def test_saved_bytes_counts_the_activations() -> None:
     x = torch.randn(256, 1000)
     estimate = memory_mod.saved_bytes(net, lambda: net(x).sum())
     activations = 2 * x.numel() * 4  # the first layer's output (ReLU) and the input it saves
-    assert activations <= estimate <= 5 * activations
+    assert activations <= estimate <= 6 * activations
 
 
 def test_requested_batch_that_cannot_fit_stops_before_the_first_step(
