@@ -118,7 +118,9 @@ class FineTuneTask(TrainTask):
         self.settings = settings
         self.seed = seed
         self.network = network
-        self.unused_parameters = "prompt_encoder" in settings.parts()
+        # a step upscales only the masks its groups read: the other hypernetwork heads (and
+        # the prompt encoder's unused embeddings) get no gradient in that step
+        self.unused_parameters = True
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: DistContext) -> None:
