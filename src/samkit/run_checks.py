@@ -51,7 +51,7 @@ RULES: dict[str, Rule] = {
     # counts
     "batch": _int(1),
     "epochs": _int(1),
-    "accumulate": _int(1),
+    "accumulate": _int(0, "0 picks the micro-batches from the memory budget"),
     "max_images": _int(1),
     "max_clicks": _int(1),
     "objects": _int(1),
@@ -69,6 +69,8 @@ RULES: dict[str, Rule] = {
     "seed": _int(0, "numpy and torch seeds are non-negative"),
     # amounts
     "lr": _float(0.0, low_open=True),
+    "memory": _float(),
+    "balance_below": _float(0.0, 1.0),
     "weight_decay": _float(),
     "clip": _float(),
     "lr_final": _float(),

@@ -263,27 +263,37 @@ class DistillTask(TrainTask):
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self, epoch: int) -> dict[str, float]:
+        """Held-out embedding error and teacher agreement; the student encodes each held-out
+        image once, and the agreement decodes from those embeddings."""
+        from samkit.embeddings import EmbeddingStore, StoredState
+
         student = self.net.student
         was_training = student.training
         student.eval()
         errors = []
+        store = EmbeddingStore(None, f"student-epoch{epoch}", memory_items=1 << 30)
         for i in range(len(self.held_pairs)):
             item = self.held_pairs[i]
             emb = student.image_encoder(item["image"][None].to(self.ctx.device))
             errors.append(float(embedding_loss(emb, item["target"][None].to(emb.device))))
+            sample = self.held[self.held_pairs.items[i].sample]
+            size = (int(item["input_size"][0]), int(item["input_size"][1]))
+            state = StoredState(emb.float().cpu().numpy(), (sample.height, sample.width), size)
+            store.put(EmbeddingStore.key(sample.path), state)
         student.train(was_training)
         out = {"val/embed_mse": float(np.mean(errors)) if errors else float("nan")}
         if self.settings.agreement and self.held:
-            point, box = self._agreement(student)
+            point, box = self._agreement(student, store)
             out.update({"val/point_mIoU": point, "val/box_mIoU": box})
             out["fitness"] = (point + box) / 2
         else:
             out["fitness"] = -out["val/embed_mse"]
         return out
 
-    def _agreement(self, student: Sam) -> tuple[float, float]:
+    def _agreement(self, student: Sam, store: Any) -> tuple[float, float]:
         """Teacher agreement on the held-out images through ``samkit val``'s ``teacher``
-        protocol (point and box mIoU; the student's training mode is restored)."""
+        protocol (point and box mIoU; the student's training mode is restored), the student's
+        embeddings read from ``store``."""
         from samkit.evaluation import val
         from samkit.front import SamFront
 
@@ -298,6 +308,7 @@ class DistillTask(TrainTask):
                 None if s.val else s.images,
                 "teacher",
                 teacher=self._teacher_front,
+                cache=store,
                 save=False,
                 plots=False,
                 verbose=False,

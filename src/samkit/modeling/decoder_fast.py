@@ -250,7 +250,9 @@ def _block(
         queries,
         q_heads,
         residual=keys,
-        overwrite=cache is None,  # the cached keys are shared by every call
+        # the cached keys are shared by every call; under autograd the block's input keys
+        # are saved by the token-to-image product above
+        overwrite=cache is None and not torch.is_grad_enabled(),
     )
     return queries, layer.norm4(keys)
 

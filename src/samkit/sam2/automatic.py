@@ -14,6 +14,7 @@ from samkit.amg.boxes import boxes_near_crop_edge
 from samkit.amg.exact_path import filter_exact
 from samkit.amg.generator import SamAutomaticMaskGenerator
 from samkit.amg.records import Candidates
+from samkit.engine import engine_geometry
 from samkit.errors import ArgumentError
 from samkit.modeling.sam2 import Sam2
 from samkit.postprocess.exact import Geometry
@@ -122,7 +123,7 @@ class SAM2AutomaticMaskGenerator(SamAutomaticMaskGenerator):
         """Meta's ``_process_batch``: decode the grid points, optionally refine (m2m), then the
         IoU and stability filters, boxes and the crop-edge filter."""
         engine = self.engine
-        coords = engine.geometry.apply_coords(points, geometry.original_size)[:, None, :]
+        coords = engine_geometry(engine).apply_coords(points, geometry.original_size)[:, None, :]
         labels = np.ones(coords.shape[:2], dtype=np.int64)
         low, iou = engine.decode_points(
             coords, labels, self.multimask_output, decoder_batch=self.decoder_batch

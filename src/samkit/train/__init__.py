@@ -12,6 +12,9 @@ The loop (:func:`samkit.train.trainer.fit`) owns everything that is not task-spe
   task's training state) so that ``resume=True`` continues a killed run to the same result;
 - AdamW (no decay on biases / norms), linear warm-up then cosine or step decay per optimiser
   step, gradient clipping, gradient accumulation, AMP on CUDA (bf16, or fp16 with a scaler);
+- a memory plan before the first step (:mod:`samkit.train.memory`): one item's need measured,
+  micro-batches chosen to fit ``memory`` (default: what the system has available) with the
+  global batch kept; an explicit ``accumulate`` that cannot fit is refused with the estimate;
 - data parallel under ``torchrun``: DistributedDataParallel, the DistributedSampler
   permutation cut to whole global batches (N processes see the items one process would),
   gloo on CPU / NCCL on CUDA, only rank 0 writes; :func:`samkit.train.distributed.spawn`
@@ -25,7 +28,8 @@ Extension points, i.e. how a task plugs in (subclass :class:`TrainTask`):
   (loss = SUM of per-item losses, size, per-item sums to log); frozen parts stay inside it;
 - ``parameters()``: what AdamW updates (default: every parameter with ``requires_grad``);
 - ``len(task)`` and ``batch(indices, epoch)``: items and how a batch is made (draw randomness
-  per item from ``(seed, epoch, index)`` so results do not depend on the process count);
+  per item from ``(seed, epoch, index)`` so results do not depend on the process count or the
+  micro-batches); ``heaviest_item()`` and ``one_by_one`` inform the memory plan;
 - ``validate(epoch)``: metrics for the epoch row (rank 0); ``fitness`` names the one that
   selects ``best.pt``; ``weights()``: the checkpoint contents (e.g. LoRA merged);
 - ``training_state()`` / ``load_training_state()``: what resume restores into the module;

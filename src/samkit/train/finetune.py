@@ -39,8 +39,10 @@ class FineTuneSettings:
     ``val`` splits); val: a held-out dataset (default: ``val_fraction`` of ``data``'s images,
     drawn with the seed). train: comma-separated parts among decoder, prompt_encoder, encoder;
     encoder_blocks: only the encoder's last N blocks; lora_rank: LoRA adapters on the encoder's
-    attention (merged into the saved weights). cache: frozen-encoder embeddings kept in "ram",
-    on "disk" (``embeddings/`` in the samkit cache) or in a given folder.
+    attention (merged into the saved weights). balance_below: candidate masks with a lower IoU
+    get class-balanced focal weights (:mod:`samkit.train.losses`; 0: SAM's alpha always).
+    cache: frozen-encoder embeddings kept in "ram", on "disk" (``embeddings/`` in the samkit
+    cache) or in a given folder.
     """
 
     model: str = "mobile_sam.pt"
@@ -60,6 +62,7 @@ class FineTuneSettings:
     dice: float = 1.0
     iou: float = 1.0
     focal_alpha: float = 0.25
+    balance_below: float = 0.5
     cache: str = "ram"
     min_area: int = 0
 
@@ -107,6 +110,7 @@ class FineTuneTask(TrainTask):
 
     name = "train"
     fitness = "val/mIoU"
+    one_by_one = True  # PromptedSam decodes a batch's images in turn
 
     def __init__(
         self, settings: FineTuneSettings, seed: int = 0, network: Sam | None = None
@@ -115,8 +119,9 @@ class FineTuneTask(TrainTask):
         self.settings = settings
         self.seed = seed
         self.network = network
-        self.val_store: EmbeddingStore | None = None
-        self.unused_parameters = "prompt_encoder" in settings.parts()
+        # a step upscales only the masks its groups read: the other hypernetwork heads (and
+        # the prompt encoder's unused embeddings) get no gradient in that step
+        self.unused_parameters = True
 
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: DistContext) -> None:
@@ -130,7 +135,7 @@ class FineTuneTask(TrainTask):
         self.net = PromptedSam(
             sam,
             s.prompt_settings(),
-            LossWeights(s.focal, s.dice, s.iou, s.focal_alpha),
+            LossWeights(s.focal, s.dice, s.iou, s.focal_alpha, s.balance_below),
             self.encoder_trains,
         )
         train, held = _split(s.data, s.val, s.val_fraction, self.seed, s.min_area)
@@ -139,13 +144,10 @@ class FineTuneTask(TrainTask):
         self.items = self._prepare(train)
         if not self.items:
             raise SamkitError(f"data={s.data!r}: no image with a usable instance to train on")
-        if not self.encoder_trains:
-            self._fill_cache(
-                [
-                    (it.key, train_sample)
-                    for it, train_sample in zip(self.items, self._kept, strict=True)
-                ]
-            )
+        if not self.encoder_trains:  # one store, filled once, for training and held-out images
+            keyed = [(it.key, sample) for it, sample in zip(self.items, self._kept, strict=True)]
+            held_keys = [] if held is None else [(EmbeddingStore.key(x.path), x) for x in held]
+            self._fill_cache(keyed + held_keys)
         logger.info(
             "train: %d images, %d objects; held-out: %d images; training %s",
             len(self.items),
@@ -211,11 +213,13 @@ class FineTuneTask(TrainTask):
         return torch.from_numpy(x).to(self.ctx.device)
 
     def _fill_cache(self, keyed: list[tuple[str, Sample]]) -> None:
-        """Encode every image not yet in the store (rank 0 only with a disk store); an image
-        that cannot be read now is reported and its item dropped."""
+        """Encode every image not yet in the store, once per content key (rank 0 only with a
+        disk store; held-out images only on rank 0, which validates); an image that cannot be
+        read now is reported and its item dropped."""
         disk = self.store.folder is not None
         if not disk or self.ctx.is_main:
-            missing = [(k, s) for k, s in keyed if self.store.get(k) is None]
+            unique = dict(keyed)
+            missing = [(k, s) for k, s in unique.items() if not self.store.has(k)]
             if missing:
                 self._encode(missing)
         self.ctx.barrier()
@@ -260,6 +264,11 @@ class FineTuneTask(TrainTask):
     def __len__(self) -> int:
         return len(self.items)
 
+    def heaviest_item(self) -> int:
+        """The image with the most objects a step decodes (the memory plan measures it)."""
+        counts = [min(int(it.targets.shape[0]), self.settings.objects) for it in self.items]
+        return int(np.argmax(counts))
+
     def batch(self, indices: list[int], epoch: int) -> list[StepItem]:
         out = []
         for i in indices:
@@ -283,18 +292,14 @@ class FineTuneTask(TrainTask):
 
     def validate(self, epoch: int) -> dict[str, float]:
         """Held-out mIoU through ``samkit val`` (protocols ``box`` and ``point``); with a frozen
-        encoder the held-out embeddings are computed once and kept for every epoch."""
+        encoder it decodes from the store filled in :meth:`setup` (no encoder pass)."""
         if self.val_data is None:
             return {}
         from samkit.evaluation.runner import val
         from samkit.front import SamFront
 
         front = SamFront(self.sam, device=str(self.ctx.device))
-        if not self.encoder_trains and self.val_store is None:
-            self.val_store = EmbeddingStore(
-                None, self.store.model_key + "-val", memory_items=1 << 30
-            )
-        res = val(front, self.val_data, protocols=("box", "point"), cache=None if self.encoder_trains else self.val_store,
+        res = val(front, self.val_data, protocols=("box", "point"), cache=None if self.encoder_trains else self.store,
                   save=False, plots=False, verbose=False, progress=False)  # fmt: skip
         self.net.train()
         box, point = float(res.metrics["box"]["miou"]), float(res.metrics["point"]["miou"])

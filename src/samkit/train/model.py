@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch import nn
 
 from samkit.errors import SamkitError
 from samkit.modeling import Sam
+from samkit.modeling.decoder_fast import DecoderCache
 from samkit.train.lora import add_lora
 from samkit.train.losses import LossWeights, sam_loss
 from samkit.train.prompting import PROMPT_MODES, Prompts, add_error_clicks, first_prompts
@@ -106,24 +106,15 @@ def _encoder_blocks(sam: Sam) -> list[nn.Module]:
     return [] if blocks is None else blocks(sam)
 
 
-@contextlib.contextmanager
-def _plain_decoder(sam: Sam) -> Iterator[None]:
-    """The reference decoder computation (the fast path is for inference)."""
-    decoder = sam.mask_decoder
-    had = "fast" in vars(decoder)
-    old = decoder.fast
-    decoder.fast = False
-    try:
-        yield
-    finally:
-        if had:
-            decoder.fast = old
-        else:
-            del decoder.fast
-
-
 class PromptedSam(nn.Module):
-    """SAM plus its training step: prompts from GT, iterative clicks, SAM's loss."""
+    """SAM plus its training step: prompts from GT, iterative clicks, SAM's loss.
+
+    Decoding goes through the decoder's own path (the fast one by default: the same function
+    and gradients with fewer operations, and only the output masks a group's loss reads
+    upscaled); per image, the decoder's prompt-independent work (the first block's image-side
+    projections, :meth:`Sam.prepare_decoder`) is computed once and shared, in the graph, by
+    every group and click round without a mask prompt.
+    """
 
     def __init__(
         self, sam: Sam, prompts: PromptSettings, weights: LossWeights, encoder_trains: bool
@@ -144,12 +135,11 @@ class PromptedSam(nn.Module):
         embeddings = self._embeddings(batch)
         total = embeddings.new_zeros(())
         sums: dict[str, float] = {}
-        with _plain_decoder(self.sam):
-            for emb, item in zip(embeddings, batch, strict=True):
-                loss, terms = self._image_loss(emb[None], item)
-                total = total + loss
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + v
+        for emb, item in zip(embeddings, batch, strict=True):
+            loss, terms = self._image_loss(emb[None], item)
+            total = total + loss
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
         return StepOutput(total, len(batch), sums)
 
     def _embeddings(self, batch: Sequence[StepItem]) -> torch.Tensor:
@@ -160,12 +150,17 @@ class PromptedSam(nn.Module):
             raise SamkitError("a batch item has neither an embedding nor an image")
         return self.sam.image_encoder(torch.cat(images))  # type: ignore[arg-type]
 
-    def _decode(self, emb: torch.Tensor, group: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(
+        self, emb: torch.Tensor, group: Prompts, cache: DecoderCache | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res logits (B, M, L, L) and IoU (B, M) of the group's output masks."""
         sam = self.sam
         sparse, dense = sam.prompt_encoder(group.points, group.boxes, group.mask_input)
         select = slice(1, None) if group.multimask else slice(0, 1)
+        shared = cache if group.mask_input is None else None
+        image_pe = sam.prompt_encoder.get_dense_pe() if shared is None else shared.image_pe
         return sam.mask_decoder.predict_masks(
-            emb, sam.prompt_encoder.get_dense_pe(), sparse, dense, select=select
+            emb, image_pe, sparse, dense, cache=shared, select=select
         )
 
     def _image_loss(
@@ -181,10 +176,12 @@ class PromptedSam(nn.Module):
         )
         per_object = emb.new_zeros(len(rows))
         sums: dict[str, torch.Tensor] = {}
+        fast = getattr(self.sam.mask_decoder, "fast", False)
+        cache = self.sam.prepare_decoder(emb) if fast else None
         for round_ in range(p.clicks + 1):
             following = []
             for group in groups:
-                logits, iou = self._decode(emb, group)
+                logits, iou = self._decode(emb, group, cache)
                 tgt = targets[group.index]
                 loss, terms = sam_loss(logits, iou, tgt, self.weights)
                 per_object = per_object.index_add(0, group.index, loss)

@@ -18,7 +18,7 @@ from torch import nn
 
 from samkit.errors import SamkitError
 from samkit.run_checks import check_run_settings
-from samkit.train import distributed, rng, runs
+from samkit.train import distributed, memory, rng, runs
 from samkit.train.distributed import DistContext
 from samkit.train.guards import check_loss, check_weights
 from samkit.train.schedule import SCHEDULES, make_optimizer, make_scheduler
@@ -34,6 +34,10 @@ class TrainConfig:
 
     ``batch`` is the global batch: items per optimiser step over all processes, split into
     ``accumulate`` micro-batches per process; it must divide by ``world * accumulate``.
+    ``accumulate=0`` (default) lets the memory plan choose (:mod:`samkit.train.memory`: the
+    largest micro-batch that fits); ``memory``: GB the process may use (0: 80 % of what the
+    system has available). An explicit ``accumulate`` that cannot fit is refused before the
+    first step.
     ``warmup``: optimiser steps of linear warm-up (None: 5 % of all steps, at most 200).
     ``amp``: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler);
     ignored on CPU. ``resume``: True (latest ``project/name*`` run) or a run folder / file in it.
@@ -41,7 +45,8 @@ class TrainConfig:
 
     epochs: int = 10
     batch: int = 8
-    accumulate: int = 1
+    accumulate: int = 0
+    memory: float = 0.0
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup: int | None = None
@@ -101,6 +106,7 @@ class TrainTask:
     name: str = "train"
     fitness: str = "fitness"
     unused_parameters: bool = False  # some trainable parameters may get no gradient in a step
+    one_by_one: bool = False  # forward takes items in turn: 1 per micro-batch is as fast
 
     def setup(self, ctx: DistContext) -> None:
         self.ctx = ctx
@@ -116,6 +122,10 @@ class TrainTask:
 
     def batch(self, indices: list[int], epoch: int) -> Any:
         raise NotImplementedError
+
+    def heaviest_item(self) -> int:
+        """Index of the item whose step needs the most memory (the memory plan measures it)."""
+        return 0
 
     def validate(self, epoch: int) -> dict[str, float]:
         return {}
@@ -174,14 +184,16 @@ class _Loop:
 
     def __init__(self, task: TrainTask, config: TrainConfig, ctx: DistContext) -> None:
         self.task, self.cfg, self.ctx = task, config, ctx
-        per_rank, rest = divmod(config.batch, ctx.world * config.accumulate)
-        if rest or per_rank < 1:
+        parts = ctx.world * max(config.accumulate, 1)
+        per_part, rest = divmod(config.batch, parts)
+        if rest or per_part < 1:
             raise SamkitError(
                 f"batch={config.batch} must be a multiple of processes x accumulate "
                 f"({ctx.world} x {config.accumulate})"
             )
-        self.micro = per_rank
-        self.per_rank = per_rank * config.accumulate
+        self.per_rank = config.batch // ctx.world
+        self.accumulate = max(config.accumulate, 1)
+        self.micro = self.per_rank // self.accumulate
         self.amp_dtype = self._amp_dtype()
         self.run_dir: Path | None = None
         self.rows: list[dict[str, float]] = []
@@ -215,12 +227,34 @@ class _Loop:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if resume_dir is not None:
             self._load_state(resume_dir)
+        self._plan_memory()
         self.wrapped = self._wrap(task.module())
         if self.ctx.is_main:
             self.run_dir = resume_dir or self._new_run_dir()
             runs.remove_partial(self.run_dir)
             runs.write_args(self.run_dir, {**asdict(cfg), **task.args()})
         return self._train()
+
+    def _plan_memory(self) -> None:
+        """Micro-batch size from one item's measured need and the memory budget (see
+        :mod:`samkit.train.memory`); raises before the first step when it cannot fit."""
+        cfg, task = self.cfg, self.task
+        budget = memory.step_budget(self.ctx.device, cfg.memory)
+        if budget == math.inf and cfg.accumulate > 0:
+            return
+        per_item = memory.item_bytes(task, self._autocast)
+        plan = memory.plan_micro_batches(
+            self.per_rank, cfg.accumulate, per_item, memory.optimizer_bytes(self.params), budget,
+            batch=cfg.batch, one_by_one=task.one_by_one,
+        )  # fmt: skip
+        self.micro, self.accumulate = plan.micro, plan.accumulate
+        if self.ctx.is_main:
+            logger.info("memory: %s", plan.describe(cfg.batch))
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
 
     def _new_run_dir(self) -> Path:
         from samkit.io_utils import increment_path
@@ -284,8 +318,8 @@ class _Loop:
         return list(sampler)[: self.steps_per_epoch * self.per_rank]
 
     def _micro_batches(self, chunk: list[int]) -> Iterator[tuple[bool, list[int]]]:
-        for m in range(self.cfg.accumulate):
-            yield m == self.cfg.accumulate - 1, chunk[m * self.micro : (m + 1) * self.micro]
+        for m in range(self.accumulate):
+            yield m == self.accumulate - 1, chunk[m * self.micro : (m + 1) * self.micro]
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         from tqdm import tqdm
@@ -327,11 +361,8 @@ class _Loop:
             else contextlib.nullcontext()
         )
         with no_sync:
-            if self.amp_dtype is not None:
-                with torch.autocast("cuda", dtype=self.amp_dtype):
-                    out: StepOutput = self.wrapped(batch)
-            else:
-                out = self.wrapped(batch)
+            with self._autocast():
+                out: StepOutput = self.wrapped(batch)
             self.scaler.scale(out.loss / self.per_rank).backward()
         return out
 
